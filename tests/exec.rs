@@ -536,7 +536,9 @@ fn privileges_are_dropped_setgroups_then_setgid_then_setuid() {
         return;
     }
     let setup = Setup::new();
-    let trace = setup.path().join("strace.out");
+    // Outside the daemon's directory, which `stop` removes.
+    let trace_dir = tempfile::tempdir().expect("temp dir");
+    let trace = trace_dir.path().join("strace.out");
     let trace_arg = trace.to_str().unwrap().to_owned();
     let launch = Launch {
         wrapper: vec![
