@@ -27,10 +27,6 @@ impl Setup {
         }
     }
 
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
     fn script(&self, name: &str, body: &str) -> String {
         let path = write_script(self.dir.path(), name, body);
         path.to_str().expect("utf-8 temp path").to_owned()
@@ -536,7 +532,9 @@ fn privileges_are_dropped_setgroups_then_setgid_then_setuid() {
         return;
     }
     let setup = Setup::new();
-    let trace = setup.path().join("strace.out");
+    // Outside the daemon's dir, which `stop` removes.
+    let trace_dir = tempdir();
+    let trace = trace_dir.path().join("strace.out");
     let trace_arg = trace.to_str().unwrap().to_owned();
     let launch = Launch {
         wrapper: vec![
