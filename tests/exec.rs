@@ -405,6 +405,39 @@ fn server_starts_with_default_signal_dispositions_and_an_empty_mask() {
 }
 
 #[test]
+fn server_gets_default_dispositions_for_signals_the_daemon_inherited_ignored() {
+    // As when started from a shell script in the background or under nohup.
+    let launch = Launch {
+        wrapper: vec![
+            "/bin/sh",
+            "-c",
+            "trap '' QUIT USR1 USR2; exec \"$0\" \"$@\"",
+        ],
+        ..Launch::default()
+    };
+    let (daemon, port) = Setup::new().start_with(
+        &format!(
+            "user = \"root\"\nserver = \"/bin/grep\"\nserver_args = {}\n",
+            toml_list(&["-E", "^SigIgn:", "/proc/self/status"])
+        ),
+        launch,
+    );
+    let status = fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();
+    let ignored = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .map(|mask| u64::from_str_radix(mask.trim(), 16).unwrap())
+        .unwrap();
+    let usr1 = 1u64 << (libc::SIGUSR1 - 1);
+    assert_eq!(
+        ignored & usr1,
+        usr1,
+        "precondition: the daemon was started with SIGUSR1 ignored"
+    );
+    assert_eq!(output(port), "SigIgn:\t0000000000000000\n");
+}
+
+#[test]
 fn server_runs_in_a_new_session() {
     let setup = Setup::new();
     let server = setup.script(
