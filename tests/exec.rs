@@ -625,3 +625,66 @@ fn privileges_are_dropped_setgroups_then_setgid_then_setuid() {
         "child {child} order is {names:?}, want setgroups, setgid, setuid"
     );
 }
+
+#[test]
+fn dgram_wait_server_gets_the_socket_and_udp_variables() {
+    let setup = Setup::new();
+    let out_dir = setup.dir.path().to_str().unwrap().to_owned();
+    // Takes one datagram off fd 0 (dd reads a whole datagram), then records it and the
+    // environment under the datagram's name; `mv` makes each record appear complete.
+    let server = setup.script(
+        "udp.sh",
+        &format!(
+            "#!/bin/sh\n\
+             dd bs=65536 count=1 of={out_dir}/payload.$$ 2>/dev/null\n\
+             name=$(cat {out_dir}/payload.$$)\n\
+             env > {out_dir}/env.$$\n\
+             mv {out_dir}/env.$$ {out_dir}/env.$name\n"
+        ),
+    );
+    let port = setup.port;
+    let config = format!(
+        "[service.udp]\nsocket_type = \"dgram\"\nwait = true\nport = {port}\n\
+         user = \"root\"\nserver = {}\n",
+        toml_str(&server)
+    );
+    let daemon = Oxinetd::start_with(
+        &config,
+        Launch {
+            dir: Some(setup.dir),
+            ..Launch::default()
+        },
+    );
+    let client = common::udp_client_for(&v4(port));
+    client.connect(v4(port)).unwrap();
+    let client_port = client.local_addr().unwrap().port();
+
+    for name in ["first", "second"] {
+        client.send(name.as_bytes()).unwrap();
+        let record = daemon.dir().join(format!("env.{name}"));
+        common::wait_until(
+            &format!("the server records datagram {name:?}"),
+            common::IO_TIMEOUT,
+            || record.exists(),
+        );
+        let env = parse_env(&fs::read_to_string(&record).unwrap());
+        let get = |k: &str| env.get(k).map(String::as_str);
+        assert_eq!(get("PROTO"), Some("UDP"), "{env:#?}");
+        assert_eq!(get("REMOTE_ADDR"), Some("127.0.0.1"), "{env:#?}");
+        assert_eq!(
+            get("REMOTE_PORT"),
+            Some(&*client_port.to_string()),
+            "{env:#?}"
+        );
+        assert_eq!(get("UDPREMOTEIP"), Some("127.0.0.1"), "{env:#?}");
+        assert_eq!(
+            get("UDPREMOTEPORT"),
+            Some(&*client_port.to_string()),
+            "{env:#?}"
+        );
+        assert_eq!(get("UDPLOCALPORT"), Some(&*port.to_string()), "{env:#?}");
+        // The server exits after one datagram; the next one starts a new server.
+        daemon.wait_for_log_count("EXIT: udp", if name == "first" { 1 } else { 2 });
+    }
+    daemon.wait_for_log_count("START: udp", 2);
+}
