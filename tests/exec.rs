@@ -205,28 +205,20 @@ fn nameinargs_with_a_string_of_server_args() {
 #[test]
 fn server_has_only_fds_0_1_2_and_they_are_the_connection() {
     // The daemon is started holding two stray fds without close-on-exec (7 and 8): they
-    // must not reach the server either. `sh -c` itself opens no fd (checked by hand).
+    // must not reach the server either, nor any fd of the daemon's own (listeners, epoll,
+    // signalfd, log). `sh -c` itself opens no fd (checked by hand).
     let setup = Setup::new();
     let launch = Launch {
         wrapper: vec!["/bin/sh", "-c", "exec 7</dev/null 8>&2; exec \"$0\" \"$@\""],
         ..Launch::default()
     };
-    let (daemon, port) = setup.start_with(
+    let (_daemon, port) = setup.start_with(
         &format!(
             "user = \"root\"\n{}",
             sh("ls /proc/$$/fd; readlink /proc/$$/fd/0 /proc/$$/fd/1 /proc/$$/fd/2")
         ),
         launch,
     );
-    let daemon_fds: Vec<String> = fs::read_dir(format!("/proc/{}/fd", daemon.pid()))
-        .expect("list the daemon's fds")
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    assert!(
-        daemon_fds.iter().any(|f| f == "7"),
-        "precondition: the daemon holds the stray fd 7, has {daemon_fds:?}"
-    );
-
     let out = output(port);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 6, "server output: {out:?}");
@@ -406,7 +398,8 @@ fn server_starts_with_default_signal_dispositions_and_an_empty_mask() {
 
 #[test]
 fn server_gets_default_dispositions_for_signals_the_daemon_inherited_ignored() {
-    // As when started from a shell script in the background or under nohup.
+    // As when started from a shell script in the background or under nohup. (Whether the
+    // daemon resets them for itself at start or only in the child is its own business.)
     let launch = Launch {
         wrapper: vec![
             "/bin/sh",
@@ -415,24 +408,12 @@ fn server_gets_default_dispositions_for_signals_the_daemon_inherited_ignored() {
         ],
         ..Launch::default()
     };
-    let (daemon, port) = Setup::new().start_with(
+    let (_daemon, port) = Setup::new().start_with(
         &format!(
             "user = \"root\"\nserver = \"/bin/grep\"\nserver_args = {}\n",
             toml_list(&["-E", "^SigIgn:", "/proc/self/status"])
         ),
         launch,
-    );
-    let status = fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();
-    let ignored = status
-        .lines()
-        .find_map(|l| l.strip_prefix("SigIgn:"))
-        .map(|mask| u64::from_str_radix(mask.trim(), 16).unwrap())
-        .unwrap();
-    let usr1 = 1u64 << (libc::SIGUSR1 - 1);
-    assert_eq!(
-        ignored & usr1,
-        usr1,
-        "precondition: the daemon was started with SIGUSR1 ignored"
     );
     assert_eq!(output(port), "SigIgn:\t0000000000000000\n");
 }
