@@ -59,7 +59,7 @@ fn last_line(log: &str, needle: &str) -> String {
 
 fn internal_echo(name: &str, port: u16) -> String {
     format!(
-        "[service.{name}]\ntype = \"INTERNAL\"\nid = \"{name}\"\nsocket_type = \"stream\"\n\
+        "[[service.echo]]\ntype = \"INTERNAL\"\nid = \"{name}\"\nsocket_type = \"stream\"\n\
          bind = \"127.0.0.1\"\nport = {port}\n\n"
     )
 }
