@@ -13,7 +13,6 @@ use std::net::{
     Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket,
 };
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -151,10 +150,6 @@ impl Oxinetd {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log fd"))
             .stderr(log);
-        // SAFETY: the hook runs between fork and exec and makes only raw syscalls.
-        unsafe {
-            command.pre_exec(reset_signal_dispositions);
-        }
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {BIN} (wrapper {:?}): {e}", launch.wrapper));
@@ -302,34 +297,6 @@ impl Drop for Oxinetd {
             self.kill_all();
         }
     }
-}
-
-/// Starts the daemon the way init would: every signal at its default disposition.
-///
-/// `Command` otherwise spawns through glibc's posix_spawn, which leaves glibc's internal
-/// signals 32 and 33 ignored in the new program; the test process itself (spawned so by
-/// cargo) has 32 ignored too. glibc's `sigaction` refuses to touch those two, hence the
-/// raw syscall.
-fn reset_signal_dispositions() -> std::io::Result<()> {
-    // A kernel `struct sigaction` of zeros: SIG_DFL, no flags, empty mask.
-    let default_action = [0u64; 4];
-    for sig in 1..=64 {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
-        }
-        // SAFETY: rt_sigaction reads one kernel sigaction (8-byte mask) from a valid
-        // buffer of zeros and writes nothing (old action pointer is null).
-        unsafe {
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                sig,
-                default_action.as_ptr(),
-                std::ptr::null_mut::<u64>(),
-                8usize,
-            );
-        }
-    }
-    Ok(())
 }
 
 fn send_signal(pid: i32, sig: i32) {
