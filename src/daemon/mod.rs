@@ -78,6 +78,20 @@ struct Slot<T> {
     value: Option<T>,
 }
 
+/// The index of a free slot, appended if none is free.
+fn vacant<T>(slots: &mut Vec<Slot<T>>) -> usize {
+    slots
+        .iter()
+        .position(|slot| slot.value.is_none())
+        .unwrap_or_else(|| {
+            slots.push(Slot {
+                generation: 0,
+                value: None,
+            });
+            slots.len() - 1
+        })
+}
+
 struct Child {
     service: (usize, u32),
     id: String,
@@ -242,16 +256,7 @@ impl Daemon {
     fn add_service(&mut self, spec: ServiceSpec) -> Result<(), String> {
         let prepared = prepare(&spec)?;
         let socket = open_socket(&spec)?;
-        let index = match self.services.iter().position(|slot| slot.value.is_none()) {
-            Some(index) => index,
-            None => {
-                self.services.push(Slot {
-                    generation: 0,
-                    value: None,
-                });
-                self.services.len() - 1
-            }
-        };
+        let index = vacant(&mut self.services);
         let generation = self.services[index].generation;
         self.epoll
             .add(
@@ -534,16 +539,7 @@ impl Daemon {
             Ok(true) => {}
             Ok(false) | Err(_) => return,
         }
-        let index = match self.sessions.iter().position(|slot| slot.value.is_none()) {
-            Some(index) => index,
-            None => {
-                self.sessions.push(Slot {
-                    generation: 0,
-                    value: None,
-                });
-                self.sessions.len() - 1
-            }
-        };
+        let index = vacant(&mut self.sessions);
         let generation = self.sessions[index].generation;
         let event = EpollEvent::new(session_flags(&session), token(index, generation, true));
         if let Err(errno) = self.epoll.add(&session.stream, event) {
