@@ -1,0 +1,189 @@
+//! The command line, start-up order and exit codes.
+//!
+//! Exit codes: 0 success; 1 the configuration is invalid (`--check` found an error, or
+//! the main file is unreadable or invalid at start); 2 the command line is wrong;
+//! 111 the system failed us (epoll, signalfd, pidfile, the loop itself).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use log::{LevelFilter, error, info};
+
+use crate::config;
+use crate::daemon::{self, Daemon};
+use crate::system::System;
+
+pub const EXIT_CONFIG: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_SYSTEM: u8 = 111;
+
+const USAGE: &str =
+    "usage: oxinetd [-f FILE] [--check] [--pidfile FILE] [-d|--debug] [--version] [-h|--help]
+
+  -f FILE          main configuration file (default /etc/oxinetd.toml)
+  --check          report every configuration error and exit: 0 if none, 1 if any
+  --pidfile FILE   write the daemon's pid to FILE once every service listens
+  -d, --debug      log debug lines (the loaded configuration, every datagram error)
+  --version        print the version
+  -h, --help       print this help
+
+Runs in the foreground and logs to stderr. SIGHUP reloads; SIGTERM or SIGINT stop.
+Exit codes: 0 ok, 1 invalid configuration, 2 usage, 111 system failure.";
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Options {
+    pub config: PathBuf,
+    pub check: bool,
+    pub pidfile: Option<PathBuf>,
+    pub debug: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    Run(Options),
+    Help,
+    Version,
+}
+
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
+    let mut options = Options {
+        config: PathBuf::from("/etc/oxinetd.toml"),
+        check: false,
+        pidfile: None,
+        debug: false,
+    };
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-f" | "--config" => options.config = args.next().ok_or("-f needs a file")?.into(),
+            "--pidfile" => {
+                options.pidfile = Some(args.next().ok_or("--pidfile needs a file")?.into())
+            }
+            "--check" => options.check = true,
+            "-d" | "--debug" => options.debug = true,
+            "-h" | "--help" => return Ok(Command::Help),
+            "--version" => return Ok(Command::Version),
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    Ok(Command::Run(options))
+}
+
+pub fn main() -> ExitCode {
+    let options = match parse(std::env::args().skip(1)) {
+        Ok(Command::Run(options)) => options,
+        Ok(Command::Help) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("oxinetd {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("oxinetd: {message}\n{USAGE}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if options.check {
+        return check(&options);
+    }
+    crate::logging::init(if options.debug {
+        LevelFilter::Debug
+    } else {
+        LevelFilter::Info
+    });
+    ExitCode::from(run(&options))
+}
+
+fn check(options: &Options) -> ExitCode {
+    let config = config::load(&options.config, &System::new());
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
+    for error in &config.errors {
+        eprintln!("{error}");
+    }
+    if config.errors.is_empty() {
+        println!("configuration OK: {} services", config.services.len());
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("{} errors", config.errors.len());
+        ExitCode::from(EXIT_CONFIG)
+    }
+}
+
+fn run(options: &Options) -> u8 {
+    crate::process::sanitize_fds();
+    // Before anything can spawn: signals go to the signalfd, children get this mask back.
+    let original_mask = match daemon::block_signals() {
+        Ok(mask) => mask,
+        Err(error) => {
+            error!("cannot block signals: {error}");
+            return EXIT_SYSTEM;
+        }
+    };
+    // Absolute, so a reload resolves includedir the same way whatever the cwd.
+    let config_path =
+        std::path::absolute(&options.config).unwrap_or_else(|_| options.config.clone());
+    let config = config::load(&config_path, &System::new());
+    daemon::log_diagnostics(&config);
+    if config.fatal {
+        error!(
+            "{}: invalid main configuration file, not starting",
+            options.config.display()
+        );
+        return EXIT_CONFIG;
+    }
+    for spec in &config.services {
+        log::debug!("loaded: {spec:?}");
+    }
+    let mut daemon = match Daemon::new(&config_path, original_mask) {
+        Ok(daemon) => daemon,
+        Err(error) => {
+            error!("cannot set up the event loop: {error}");
+            return EXIT_SYSTEM;
+        }
+    };
+    let listening = daemon.start(config);
+    if let Some(pidfile) = &options.pidfile
+        && let Err(error) = std::fs::write(pidfile, format!("{}\n", std::process::id()))
+    {
+        error!("cannot write {}: {error}", pidfile.display());
+        return EXIT_SYSTEM;
+    }
+    info!("ready: {listening} services");
+    let result = daemon.run();
+    if let Some(pidfile) = &options.pidfile {
+        let _ = std::fs::remove_file(pidfile);
+    }
+    match result {
+        Ok(()) => 0,
+        Err(error) => {
+            error!("event loop failed: {error}");
+            EXIT_SYSTEM
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Result<Command, String> {
+        parse(line.split_whitespace().map(str::to_string))
+    }
+
+    #[test]
+    fn command_lines() {
+        let Command::Run(options) = args("-f x.toml --check --pidfile p -d").unwrap() else {
+            panic!("a run")
+        };
+        assert_eq!(options.config, PathBuf::from("x.toml"));
+        assert!(options.check && options.debug);
+        assert_eq!(options.pidfile, Some(PathBuf::from("p")));
+        assert_eq!(args("--version"), Ok(Command::Version));
+        assert!(args("--bogus").is_err());
+        assert!(args("-f").is_err());
+    }
+}

@@ -1,0 +1,381 @@
+//! Reads the main file and `includedir`, and validates every service. Reads files and
+//! asks the `Host` about users and ports; never touches the network.
+
+pub mod attrs;
+pub mod raw;
+pub mod spec;
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use attrs::{Attrs, Origin};
+use raw::{Table, Value};
+pub use spec::ServiceSpec;
+
+/// One problem, located as precisely as it can be.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub service: Option<String>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(service) = &self.service {
+            write!(f, ": service {service}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": key {key}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// A user as the config layer needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserEntry {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: String,
+    pub shell: String,
+}
+
+/// What validation asks of the system; a table in tests.
+pub trait Host {
+    fn user(&self, name: &str) -> Option<UserEntry>;
+    fn group(&self, name: &str) -> Option<u32>;
+    /// The supplementary groups of `user`, `gid` included (initgroups).
+    fn group_list(&self, user: &str, gid: u32) -> Vec<u32>;
+    fn service_port(&self, name: &str, protocol: spec::Protocol) -> Option<u16>;
+    fn is_executable(&self, path: &Path) -> bool;
+    fn euid(&self) -> u32;
+    fn somaxconn(&self) -> u32;
+    fn environment(&self) -> Vec<(Vec<u8>, Vec<u8>)>;
+    fn read(&self, path: &Path) -> std::io::Result<String>;
+    /// The `*.toml` files of a folder, in name order, dotfiles left out.
+    fn toml_files(&self, dir: &Path) -> std::io::Result<Vec<PathBuf>>;
+}
+
+/// A whole configuration. `fatal` is set when the main file itself is unreadable or
+/// invalid: a start fails and a reload keeps the old configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub services: Vec<ServiceSpec>,
+    /// Ids of services defined with errors; a reload keeps their old definitions.
+    pub broken: Vec<String>,
+    pub errors: Vec<ConfigError>,
+    pub warnings: Vec<ConfigError>,
+    pub fatal: bool,
+    pub shutdown_grace: Duration,
+}
+
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+const TOP_LEVEL_KEYS: &[&str] = &["includedir", "shutdown_grace", "defaults", "service"];
+
+pub fn load(main: &Path, host: &dyn Host) -> Config {
+    let mut config = Config {
+        services: Vec::new(),
+        broken: Vec::new(),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        fatal: false,
+        shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+    };
+    let Some(table) = read_table(main, host, &mut config.errors) else {
+        config.fatal = true;
+        return config;
+    };
+    let errors_before = config.errors.len();
+    let file: Rc<Path> = Rc::from(main);
+    for entry in &table.entries {
+        if !TOP_LEVEL_KEYS.contains(&entry.key.as_str()) {
+            let hint = attrs::closest(&entry.key, TOP_LEVEL_KEYS)
+                .map(|hint| format!(" (did you mean `{hint}`?)"))
+                .unwrap_or_default();
+            let message = if attrs::KEYS.contains(&entry.key.as_str()) {
+                "a service key outside any table: put it under [defaults] or [service.NAME]"
+                    .to_string()
+            } else {
+                format!("unknown top-level key{hint}")
+            };
+            config
+                .errors
+                .push(file_error(main, entry.line, &entry.key, message));
+        }
+    }
+    if let Some(entry) = table.get("shutdown_grace") {
+        match entry.value.as_i64() {
+            Some(seconds @ 0..=3600) => config.shutdown_grace = Duration::from_secs(seconds as u64),
+            _ => config.errors.push(file_error(
+                main,
+                entry.line,
+                "shutdown_grace",
+                "expected a number of seconds from 0 to 3600".to_string(),
+            )),
+        }
+    }
+    let defaults = match table.get("defaults") {
+        Some(entry) => read_attrs(&entry.value, &file, None, &mut config.errors),
+        None => Attrs::default(),
+    };
+    let mut definitions = Vec::new();
+    collect_services(&table, &file, &mut definitions, &mut config.errors);
+    if let Some(entry) = table.get("includedir") {
+        match &entry.value {
+            Value::String(dir) => {
+                let dir = main.parent().unwrap_or(Path::new(".")).join(dir);
+                include(&dir, host, &mut definitions, &mut config.errors);
+            }
+            other => config.errors.push(file_error(
+                main,
+                entry.line,
+                "includedir",
+                format!("expected a string, found {}", other.kind()),
+            )),
+        }
+    }
+    config.fatal = config.errors.len() > errors_before;
+
+    let mut seen: BTreeMap<String, Rc<Path>> = BTreeMap::new();
+    for definition in definitions {
+        if let Some(first) = seen.get(&definition.id) {
+            config.errors.push(ConfigError {
+                file: definition.file.to_path_buf(),
+                line: Some(definition.line),
+                service: Some(definition.id.clone()),
+                key: None,
+                message: format!(
+                    "defined again (first in {}); give each definition its own `id`",
+                    first.display()
+                ),
+            });
+            continue;
+        }
+        seen.insert(definition.id.clone(), definition.file.clone());
+        let attrs = match definition.attrs {
+            Ok(attrs) => attrs.or(&defaults),
+            Err(errors) => {
+                config.errors.extend(errors);
+                config.broken.push(definition.id);
+                continue;
+            }
+        };
+        let outcome = validate::service(
+            &definition.name,
+            &definition.id,
+            &definition.file,
+            definition.line,
+            &attrs,
+            host,
+        );
+        config.warnings.extend(outcome.warnings);
+        match outcome.spec {
+            Ok(Some(spec)) => config.services.push(spec),
+            Ok(None) => {}
+            Err(errors) => {
+                config.errors.extend(errors);
+                config.broken.push(definition.id);
+            }
+        }
+    }
+    config
+}
+
+/// A `[service.NAME]` table, read key by key.
+struct Definition {
+    name: String,
+    /// Unique across the configuration; the name unless `id` is set.
+    id: String,
+    file: Rc<Path>,
+    line: usize,
+    attrs: Result<Attrs, Vec<ConfigError>>,
+}
+
+fn read_table(path: &Path, host: &dyn Host, errors: &mut Vec<ConfigError>) -> Option<Table> {
+    let text = match host.read(path) {
+        Ok(text) => text,
+        Err(error) => {
+            errors.push(ConfigError {
+                file: path.to_path_buf(),
+                line: None,
+                service: None,
+                key: None,
+                message: format!("cannot read: {error}"),
+            });
+            return None;
+        }
+    };
+    match raw::parse(&text) {
+        Ok(table) => Some(table),
+        Err(error) => {
+            errors.push(ConfigError {
+                file: path.to_path_buf(),
+                line: error.line,
+                service: None,
+                key: None,
+                message: format!("TOML syntax error: {}", error.message),
+            });
+            None
+        }
+    }
+}
+
+fn include(
+    dir: &Path,
+    host: &dyn Host,
+    definitions: &mut Vec<Definition>,
+    errors: &mut Vec<ConfigError>,
+) {
+    let files = match host.toml_files(dir) {
+        Ok(files) => files,
+        Err(error) => {
+            errors.push(ConfigError {
+                file: dir.to_path_buf(),
+                line: None,
+                service: None,
+                key: Some("includedir".to_string()),
+                message: format!("cannot read the folder: {error}"),
+            });
+            return;
+        }
+    };
+    for path in files {
+        // An included file's own errors spoil its services, not the main file.
+        let mut file_errors = Vec::new();
+        let Some(table) = read_table(&path, host, &mut file_errors) else {
+            errors.push(file_errors.remove(0));
+            continue;
+        };
+        let file: Rc<Path> = Rc::from(path.as_path());
+        for entry in table.entries.iter().filter(|entry| entry.key != "service") {
+            errors.push(file_error(
+                &path,
+                entry.line,
+                &entry.key,
+                "an included file holds only [service.NAME] tables".to_string(),
+            ));
+        }
+        collect_services(&table, &file, definitions, errors);
+    }
+}
+
+fn collect_services(
+    table: &Table,
+    file: &Rc<Path>,
+    definitions: &mut Vec<Definition>,
+    errors: &mut Vec<ConfigError>,
+) {
+    let Some(entry) = table.get("service") else {
+        return;
+    };
+    let Value::Table(services) = &entry.value else {
+        errors.push(file_error(
+            file,
+            entry.line,
+            "service",
+            "expected [service.NAME] tables".to_string(),
+        ));
+        return;
+    };
+    for service in &services.entries {
+        // `[[service.NAME]]` gives one name several definitions told apart by `id`, as
+        // xinetd's repeated `service NAME` blocks are (echo over stream and dgram).
+        let tables: Vec<&Value> = match &service.value {
+            Value::Array(items) => items.iter().collect(),
+            single => vec![single],
+        };
+        for value in tables {
+            let mut service_errors = Vec::new();
+            let attrs = read_attrs(value, file, Some(&service.key), &mut service_errors);
+            let id = attrs
+                .id
+                .as_ref()
+                .map_or_else(|| service.key.clone(), |at| at.value.clone());
+            definitions.push(Definition {
+                name: service.key.clone(),
+                id,
+                file: file.clone(),
+                line: service.line,
+                attrs: if service_errors.is_empty() {
+                    Ok(attrs)
+                } else {
+                    Err(service_errors)
+                },
+            });
+        }
+    }
+}
+
+/// Reads every key of a service or `[defaults]` table, reporting each bad one.
+fn read_attrs(
+    value: &Value,
+    file: &Rc<Path>,
+    service: Option<&str>,
+    errors: &mut Vec<ConfigError>,
+) -> Attrs {
+    let mut attrs = Attrs::default();
+    let Value::Table(table) = value else {
+        errors.push(ConfigError {
+            file: file.to_path_buf(),
+            line: None,
+            service: service.map(str::to_string),
+            key: None,
+            message: format!("expected a table, found {}", value.kind()),
+        });
+        return attrs;
+    };
+    for entry in &table.entries {
+        let origin = Origin {
+            file: file.clone(),
+            line: entry.line,
+        };
+        if let Err(message) = attrs.set(&entry.key, &entry.value, origin) {
+            errors.push(ConfigError {
+                file: file.to_path_buf(),
+                line: Some(entry.line),
+                service: Some(service.unwrap_or("[defaults]").to_string()),
+                key: Some(entry.key.clone()),
+                message,
+            });
+        }
+    }
+    attrs
+}
+
+fn file_error(file: &Path, line: usize, key: &str, message: String) -> ConfigError {
+    ConfigError {
+        file: file.to_path_buf(),
+        line: Some(line),
+        service: None,
+        key: Some(key.to_string()),
+        message,
+    }
+}
+
+/// Finds `name/protocol` in the text of /etc/services.
+pub fn parse_services_port(text: &str, name: &str, protocol: spec::Protocol) -> Option<u16> {
+    text.lines()
+        .map(|line| line.split('#').next().unwrap_or(""))
+        .find_map(|line| {
+            let mut words = line.split_whitespace();
+            let service = words.next()?;
+            let (port, proto) = words.next()?.split_once('/')?;
+            let named = service == name || words.any(|alias| alias == name);
+            (named && proto == protocol.name()).then(|| port.parse().ok())?
+        })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,512 @@
+//! Turns one service's keys, merged with `[defaults]`, into a `ServiceSpec`, or into
+//! every error found in it.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+
+use super::attrs::{At, Attrs, Flag, Origin, ServiceType};
+use super::spec::{
+    ExecSpec, Identity, Instances, Internal, Limit, Program, Protocol, Resource, ServiceSpec,
+    SocketSpec, SocketType,
+};
+use super::{ConfigError, Host};
+use crate::peer::CONNECTION_VARIABLES;
+
+/// What validating one service gives: a spec (or nothing for a disabled service),
+/// or errors; warnings either way.
+pub struct Outcome {
+    pub spec: Result<Option<ServiceSpec>, Vec<ConfigError>>,
+    pub warnings: Vec<ConfigError>,
+}
+
+struct Report<'a> {
+    service: &'a str,
+    file: &'a Path,
+    errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
+}
+
+impl Report<'_> {
+    fn error_at(&mut self, key: &str, origin: Option<&Origin>, message: impl Into<String>) {
+        let error = self.diagnostic(key, origin, message.into());
+        self.errors.push(error);
+    }
+
+    fn error<T>(&mut self, key: &str, at: &At<T>, message: impl Into<String>) {
+        self.error_at(key, Some(&at.origin), message);
+    }
+
+    fn warn(&mut self, key: &str, origin: Option<&Origin>, message: impl Into<String>) {
+        let warning = self.diagnostic(key, origin, message.into());
+        self.warnings.push(warning);
+    }
+
+    fn diagnostic(&self, key: &str, origin: Option<&Origin>, message: String) -> ConfigError {
+        ConfigError {
+            file: origin.map_or(self.file, |o| &o.file).to_path_buf(),
+            line: origin.map(|o| o.line),
+            service: Some(self.service.to_string()),
+            key: (!key.is_empty()).then(|| key.to_string()),
+            message,
+        }
+    }
+}
+
+/// `line` is where the service's table starts; `attrs` already holds the defaults.
+pub fn service(
+    name: &str,
+    id: &str,
+    file: &Path,
+    line: usize,
+    attrs: &Attrs,
+    host: &dyn Host,
+) -> Outcome {
+    let mut report = Report {
+        service: id,
+        file,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let table = Origin {
+        file: file.into(),
+        line,
+    };
+    let spec = build(name, id, &table, attrs, host, &mut report);
+    Outcome {
+        spec: if report.errors.is_empty() {
+            Ok(spec)
+        } else {
+            Err(report.errors)
+        },
+        warnings: report.warnings,
+    }
+}
+
+fn build(
+    name: &str,
+    id: &str,
+    table: &Origin,
+    attrs: &Attrs,
+    host: &dyn Host,
+    report: &mut Report,
+) -> Option<ServiceSpec> {
+    if attrs.disable.as_ref().is_some_and(|at| at.value) {
+        return None;
+    }
+    let types = value_or(&attrs.types, Vec::new());
+    let flags = value_or(&attrs.flags, Vec::new());
+    let internal = types.contains(&ServiceType::Internal);
+    let unlisted = types.contains(&ServiceType::Unlisted);
+
+    let (socket_type, protocol) = socket_kind(attrs, table, report)?;
+    let port = port(name, attrs, protocol, unlisted, table, host, report);
+    let address = address(attrs, &flags, report);
+    let socket = port.zip(address).map(|(port, (ip, v6only))| SocketSpec {
+        socket_type,
+        protocol,
+        address: SocketAddr::new(ip, port),
+        v6only,
+        backlog: backlog(attrs, host, report),
+        nodelay: flags.contains(&Flag::NoDelay),
+        keepalive: flags.contains(&Flag::KeepAlive),
+    });
+
+    let wait = attrs.wait.as_ref().map(|at| at.value);
+    let program = if internal {
+        internal_program(name, attrs, table, report)
+    } else {
+        exec_program(attrs, &flags, table, host, report)
+    };
+    let wait = match (&program, wait) {
+        // The daemon serves internal services itself; `wait` only says what xinetd did.
+        (Some(Program::Internal(_)), wait) => wait.unwrap_or(socket_type == SocketType::Dgram),
+        (_, Some(false)) if socket_type == SocketType::Dgram => {
+            let at = attrs.wait.as_ref()?;
+            report.error(
+                "wait",
+                at,
+                "a dgram server needs `wait = true`: it is handed the socket itself",
+            );
+            return None;
+        }
+        (_, Some(wait)) => wait,
+        (_, None) => {
+            report.error_at("wait", Some(table), "`wait` is required: true (the server gets the listening socket) or false (one server per connection)");
+            return None;
+        }
+    };
+
+    Some(ServiceSpec {
+        name: name.to_string(),
+        id: id.to_string(),
+        file: table.file.to_path_buf(),
+        socket: socket?,
+        wait,
+        program: program?,
+        instances: value_or(&attrs.instances, Instances::Unlimited),
+    })
+}
+
+fn value_or<T: Clone>(at: &Option<At<T>>, default: T) -> T {
+    at.as_ref().map_or(default, |at| at.value.clone())
+}
+
+/// `socket_type` and `protocol` each imply the other, as in xinetd.
+fn socket_kind(
+    attrs: &Attrs,
+    table: &Origin,
+    report: &mut Report,
+) -> Option<(SocketType, Protocol)> {
+    let socket_type = attrs.socket_type.as_ref().map(|at| at.value);
+    let protocol = attrs.protocol.as_ref().map(|at| at.value);
+    match (socket_type, protocol) {
+        (Some(SocketType::Stream), None | Some(Protocol::Tcp)) | (None, Some(Protocol::Tcp)) => {
+            Some((SocketType::Stream, Protocol::Tcp))
+        }
+        (Some(SocketType::Dgram), None | Some(Protocol::Udp)) | (None, Some(Protocol::Udp)) => {
+            Some((SocketType::Dgram, Protocol::Udp))
+        }
+        (Some(kind), Some(protocol)) => {
+            let at = attrs.protocol.as_ref()?;
+            let kind = if kind == SocketType::Stream {
+                "stream"
+            } else {
+                "dgram"
+            };
+            report.error(
+                "protocol",
+                at,
+                format!("a {kind} socket cannot use {}", protocol.name()),
+            );
+            None
+        }
+        (None, None) => {
+            report.error_at(
+                "socket_type",
+                Some(table),
+                "`socket_type` is required (\"stream\" or \"dgram\")",
+            );
+            None
+        }
+    }
+}
+
+fn port(
+    name: &str,
+    attrs: &Attrs,
+    protocol: Protocol,
+    unlisted: bool,
+    table: &Origin,
+    host: &dyn Host,
+    report: &mut Report,
+) -> Option<u16> {
+    let listed = if unlisted {
+        None
+    } else {
+        host.service_port(name, protocol)
+    };
+    match (&attrs.port, listed) {
+        (Some(at), Some(listed)) if at.value != listed => {
+            report.warn(
+                "port",
+                Some(&at.origin),
+                format!(
+                    "{name} is port {listed} in /etc/services; using {}",
+                    at.value
+                ),
+            );
+            Some(at.value)
+        }
+        (Some(at), _) => Some(at.value),
+        (None, Some(listed)) => Some(listed),
+        (None, None) if unlisted => {
+            report.error_at("port", Some(table), "an UNLISTED service needs `port`");
+            None
+        }
+        (None, None) => {
+            report.error_at(
+                "port",
+                Some(table),
+                format!(
+                    "{name}/{} is not in /etc/services: set `port` (and `type = \"UNLISTED\"`)",
+                    protocol.name()
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// The listening address, and for IPv6 whether it is v6-only. The default is one
+/// dual-stack `::` socket, which serves IPv4 and IPv6 peers alike.
+fn address(attrs: &Attrs, flags: &[Flag], report: &mut Report) -> Option<(IpAddr, Option<bool>)> {
+    let ipv4 = flags.contains(&Flag::Ipv4);
+    let ipv6 = flags.contains(&Flag::Ipv6);
+    let flags_at = attrs.flags.as_ref();
+    if ipv4 && ipv6 {
+        report.error_at(
+            "flags",
+            flags_at.map(|at| &at.origin),
+            "IPv4 and IPv6 exclude each other; leave both out for a dual-stack socket",
+        );
+        return None;
+    }
+    let ip = match &attrs.bind {
+        Some(at) if (ipv4 && at.value.is_ipv6()) || (ipv6 && at.value.is_ipv4()) => {
+            report.error(
+                "bind",
+                at,
+                format!("{} does not match the IPv4/IPv6 flag", at.value),
+            );
+            return None;
+        }
+        Some(at) => at.value,
+        None if ipv4 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        None => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    let v6only = attrs.v6only.as_ref();
+    match (ip, v6only) {
+        (IpAddr::V4(_), Some(at)) if at.value => {
+            report.error("v6only", at, format!("{ip} is an IPv4 address"));
+            None
+        }
+        (IpAddr::V4(_), _) => Some((ip, None)),
+        (IpAddr::V6(_), v6only) => Some((ip, Some(v6only.is_some_and(|at| at.value)))),
+    }
+}
+
+fn backlog(attrs: &Attrs, host: &dyn Host, report: &mut Report) -> u32 {
+    let somaxconn = host.somaxconn();
+    match &attrs.backlog {
+        Some(at) if at.value > somaxconn => {
+            report.warn(
+                "backlog",
+                Some(&at.origin),
+                format!(
+                    "{} will be clamped to net.core.somaxconn = {somaxconn}",
+                    at.value
+                ),
+            );
+            at.value
+        }
+        Some(at) => at.value,
+        None => somaxconn,
+    }
+}
+
+fn internal_program(
+    name: &str,
+    attrs: &Attrs,
+    table: &Origin,
+    report: &mut Report,
+) -> Option<Program> {
+    if let Some(at) = &attrs.server {
+        report.error("server", at, "an INTERNAL service takes no server");
+    }
+    match Internal::from_name(name) {
+        Some(internal) => Some(Program::Internal(internal)),
+        None => {
+            report.error_at(
+                "type",
+                attrs
+                    .types
+                    .as_ref()
+                    .map_or(Some(table), |at| Some(&at.origin)),
+                format!(
+                    "there is no internal service `{name}` (echo, discard, daytime, time, chargen)"
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn exec_program(
+    attrs: &Attrs,
+    flags: &[Flag],
+    table: &Origin,
+    host: &dyn Host,
+    report: &mut Report,
+) -> Option<Program> {
+    let Some(server) = &attrs.server else {
+        report.error_at(
+            "server",
+            Some(table),
+            "`server` is required unless `type = \"INTERNAL\"`",
+        );
+        return None;
+    };
+    if !server.value.is_absolute() {
+        report.error(
+            "server",
+            server,
+            format!("{} is not an absolute path", server.value.display()),
+        );
+        return None;
+    }
+    if !host.is_executable(&server.value) {
+        report.error(
+            "server",
+            server,
+            format!("{} is not an executable file", server.value.display()),
+        );
+        return None;
+    }
+    let argv = argv(attrs, flags, server, report)?;
+    let identity = identity(attrs, table, host, report);
+    let identity = identity?;
+    Some(Program::Exec(Box::new(ExecSpec {
+        server: server.value.clone(),
+        argv,
+        environment: environment(attrs, identity.as_ref(), host),
+        identity,
+        umask: attrs.umask.as_ref().map(|at| at.value),
+        nice: attrs.nice.as_ref().map(|at| at.value),
+        rlimits: rlimits(attrs),
+    })))
+}
+
+fn argv(
+    attrs: &Attrs,
+    flags: &[Flag],
+    server: &At<std::path::PathBuf>,
+    report: &mut Report,
+) -> Option<Vec<String>> {
+    let args = value_or(&attrs.server_args, Vec::new());
+    if flags.contains(&Flag::NameInArgs) {
+        if args.is_empty() {
+            report.error_at(
+                "server_args",
+                attrs.flags.as_ref().map(|at| &at.origin),
+                "NAMEINARGS takes argv[0] from server_args, which is empty",
+            );
+            return None;
+        }
+        return Some(args);
+    }
+    let program = server.value.file_name().map_or_else(
+        || server.value.display().to_string(),
+        |name| name.to_string_lossy().into_owned(),
+    );
+    Some(std::iter::once(program).chain(args).collect())
+}
+
+/// `Ok(None)` means the server runs as oxinetd's own user.
+fn identity(
+    attrs: &Attrs,
+    table: &Origin,
+    host: &dyn Host,
+    report: &mut Report,
+) -> Option<Option<Identity>> {
+    let Some(user_at) = &attrs.user else {
+        if host.euid() == 0 {
+            report.error_at(
+                "user",
+                Some(table),
+                "`user` is required when oxinetd runs as root",
+            );
+            return None;
+        }
+        if let Some(at) = &attrs.group {
+            report.warn("group", Some(&at.origin), "oxinetd is not root: group cannot be switched, the server runs with oxinetd's own groups");
+        }
+        return Some(None);
+    };
+    let Some(user) = host.user(&user_at.value) else {
+        report.error("user", user_at, format!("no such user: {}", user_at.value));
+        return None;
+    };
+    let gid = match &attrs.group {
+        Some(at) => match host.group(&at.value) {
+            Some(gid) => gid,
+            None => {
+                report.error("group", at, format!("no such group: {}", at.value));
+                return None;
+            }
+        },
+        None => user.gid,
+    };
+    if host.euid() != 0 {
+        if user.uid != host.euid() {
+            report.warn(
+                "user",
+                Some(&user_at.origin),
+                format!(
+                    "oxinetd is not root: the server runs as uid {} instead of {}",
+                    host.euid(),
+                    user_at.value
+                ),
+            );
+        }
+        return Some(None);
+    }
+    let groups = if attrs.groups.as_ref().is_some_and(|at| at.value) {
+        host.group_list(&user.name, gid)
+    } else {
+        Vec::new()
+    };
+    Some(Some(Identity {
+        user: user.name,
+        uid: user.uid,
+        gid,
+        groups,
+        home: user.home,
+        shell: user.shell,
+    }))
+}
+
+/// oxinetd's environment (or only `passenv`), the target user's login variables, then
+/// `env`; the per-connection variables are left to the spawner.
+fn environment(attrs: &Attrs, identity: Option<&Identity>, host: &dyn Host) -> Vec<Vec<u8>> {
+    let mut variables: Vec<(Vec<u8>, Vec<u8>)> = host
+        .environment()
+        .into_iter()
+        .filter(|(name, _)| match &attrs.passenv {
+            Some(at) => at
+                .value
+                .iter()
+                .any(|pass| pass.as_bytes() == name.as_slice()),
+            None => true,
+        })
+        .collect();
+    let mut set = |name: &str, value: &str| {
+        variables.retain(|(existing, _)| existing != name.as_bytes());
+        variables.push((name.as_bytes().to_vec(), value.as_bytes().to_vec()));
+    };
+    if let Some(identity) = identity {
+        set("HOME", &identity.home);
+        set("USER", &identity.user);
+        set("LOGNAME", &identity.user);
+        set("SHELL", &identity.shell);
+    }
+    for (name, value) in attrs.env.iter().flat_map(|at| &at.value) {
+        set(name, value);
+    }
+    variables
+        .into_iter()
+        .filter(|(name, _)| {
+            !CONNECTION_VARIABLES
+                .iter()
+                .any(|v| v.as_bytes() == name.as_slice())
+        })
+        .map(|(mut name, value)| {
+            name.push(b'=');
+            name.extend_from_slice(&value);
+            name
+        })
+        .collect()
+}
+
+fn rlimits(attrs: &Attrs) -> Vec<(Resource, Limit)> {
+    [
+        (Resource::As, &attrs.rlimit_as),
+        (Resource::Cpu, &attrs.rlimit_cpu),
+        (Resource::Data, &attrs.rlimit_data),
+        (Resource::Rss, &attrs.rlimit_rss),
+        (Resource::Stack, &attrs.rlimit_stack),
+        (Resource::Files, &attrs.rlimit_files),
+    ]
+    .into_iter()
+    .filter_map(|(resource, at)| at.as_ref().map(|at| (resource, at.value)))
+    .collect()
+}

@@ -1,0 +1,53 @@
+//! oxinetd: an xinetd-style superserver configured in TOML.
+//!
+//! # The model
+//!
+//! oxinetd binds one socket per enabled service and waits on all of them in one epoll
+//! loop. What happens when a socket becomes ready depends on two attributes:
+//!
+//! - `socket_type = "stream"`, `wait = false`: the loop accepts the connection and
+//!   starts one server per connection, with the connection on fds 0, 1 and 2.
+//! - `wait = true` (stream or dgram): the server is handed the listening (or bound UDP)
+//!   socket itself, and the loop stops watching that socket until the server exits.
+//!   Then it watches again; datagrams or connections still queued start a new server.
+//!   A server that exits at once leaving its queue untouched is restarted only after a
+//!   growing pause, never in a hot loop.
+//! - `type = "INTERNAL"`: echo, discard, daytime, time and chargen are served by the
+//!   loop itself, non-blocking, without a fork.
+//!
+//! A server gets exactly fds 0-2, a new session, default signal dispositions, the
+//! signal mask oxinetd started with, the configured limits, umask and nice value, the
+//! configured identity (setgroups, setgid, setuid, in that order), and an environment
+//! made at load time plus the connection's variables (`REMOTE_ADDR`, `TCPREMOTEIP`...).
+//!
+//! `instances` bounds the servers of a service: a connection beyond it is accepted and
+//! closed at once in the parent, so the cost of refusing is one accept and one close.
+//!
+//! # The layers
+//!
+//! - `config` is pure: TOML text to validated `ServiceSpec`s, with every error located
+//!   by file, line, service and key. It asks a `Host` about users and ports and never
+//!   touches the network. `daemon::reload::plan` is pure too.
+//! - `daemon` is the imperative shell: the epoll loop, signals through a signalfd,
+//!   listeners, children, reload and shutdown.
+//! - `spawn` turns a connection into a running server with `clone(CLONE_VM |
+//!   CLONE_VFORK)`. Only `spawn::child` runs after the clone, and it only makes
+//!   syscalls on data prepared at load time.
+//!
+//! # Invariants
+//!
+//! - Every fd oxinetd opens is close-on-exec; fds 0-2 are always open, so a connection
+//!   is never one of them.
+//! - The loop never blocks: sockets are non-blocking and every wait is an epoll wait.
+//! - A reload never drops a live connection: unchanged services keep their sockets, and
+//!   running servers are never touched.
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod internal;
+pub mod logging;
+pub mod peer;
+pub mod process;
+pub mod spawn;
+pub mod system;

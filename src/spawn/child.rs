@@ -1,0 +1,110 @@
+//! The only code that runs between clone and exec: a straight list of syscalls.
+//!
+//! The child shares the parent's memory (`CLONE_VM`) while the parent sleeps
+//! (`CLONE_VFORK`), so it must not allocate, lock, log, format or panic: it reads the
+//! arrays the parent prepared and calls the kernel. A failure records the stage and
+//! errno in the shared `failure` word, which the parent reads when it wakes, and exits.
+
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use libc::{c_char, c_int};
+
+use super::{Credentials, Prepared, Stage};
+
+/// Everything the child reads. Lives on the parent's stack, which stays put while the
+/// parent is suspended.
+pub(super) struct ChildArgs<'a> {
+    pub fd: c_int,
+    pub program: &'a Prepared,
+    pub envp: *const *const c_char,
+    pub signals_to_default: &'a [c_int],
+    pub original_mask: &'a libc::sigset_t,
+    pub failure: AtomicU64,
+}
+
+/// The clone entry point.
+pub(super) extern "C" fn run(arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is the `ChildArgs` the parent passed to clone; the parent is
+    // suspended until this child execs or exits, so the borrow is live and unshared.
+    let args = unsafe { &*(arg as *const ChildArgs) };
+    // SAFETY: every call below is a plain syscall wrapper on prepared, valid data.
+    unsafe {
+        for target in 0..3 {
+            // The connection is never one of fds 0-2 (the daemon keeps them open), so
+            // dup2 always makes a copy without close-on-exec.
+            if libc::dup2(args.fd, target) < 0 {
+                fail(args, Stage::Fds);
+            }
+        }
+        if libc::setsid() < 0 {
+            fail(args, Stage::Session);
+        }
+        let program = args.program;
+        for (resource, limit) in &program.rlimits {
+            if libc::setrlimit(*resource, limit) < 0 {
+                fail(args, Stage::Limits);
+            }
+        }
+        if let Some(priority) = program.priority
+            && libc::setpriority(libc::PRIO_PROCESS, 0, priority) < 0
+        {
+            fail(args, Stage::Limits);
+        }
+        if let Some(mask) = program.umask {
+            libc::umask(mask);
+        }
+        if let Some(credentials) = &program.credentials {
+            drop_privileges(args, credentials);
+        }
+        for &signal in args.signals_to_default {
+            libc::signal(signal, libc::SIG_DFL);
+        }
+        if libc::sigprocmask(libc::SIG_SETMASK, args.original_mask, std::ptr::null_mut()) < 0 {
+            fail(args, Stage::Signals);
+        }
+        // Every fd oxinetd opens is close-on-exec already; this also covers any fd it
+        // inherited and anything a library opened. Old kernels lack close_range: then
+        // the first guarantee stands alone.
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+        libc::execve(program.path.as_ptr(), program.argv.as_ptr(), args.envp);
+        fail(args, Stage::Exec)
+    }
+}
+
+/// setgroups, setgid, setuid: in this order, since each step needs the privilege the
+/// next one gives up. Raw syscalls change only this process; glibc's wrappers would
+/// try to broadcast the change to the threads of the (shared) parent.
+unsafe fn drop_privileges(args: &ChildArgs, credentials: &Credentials) {
+    // SAFETY: the group list is a live slice of gid_t; the ids are plain integers.
+    unsafe {
+        let groups = &credentials.groups;
+        if libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) < 0 {
+            fail(args, Stage::Groups);
+        }
+        if libc::syscall(libc::SYS_setgid, credentials.gid) < 0 {
+            fail(args, Stage::Gid);
+        }
+        if libc::syscall(libc::SYS_setuid, credentials.uid) < 0 {
+            fail(args, Stage::Uid);
+        }
+    }
+}
+
+fn fail(args: &ChildArgs, stage: Stage) -> ! {
+    // SAFETY: errno is thread-local storage shared with the suspended parent thread;
+    // reading it right after the failed call is what errno is for.
+    let errno = unsafe { *libc::__errno_location() };
+    args.failure.store(
+        ((stage as u64) << 32) | errno as u32 as u64,
+        Ordering::Release,
+    );
+    // SAFETY: _exit ends this process without running the parent's atexit handlers or
+    // flushing its stdio buffers, which belong to the parent.
+    unsafe { libc::_exit(127) }
+}

@@ -1,0 +1,114 @@
+//! The real `Host`: users, groups, /etc/services and files of this machine.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::unistd::{Gid, Group, User};
+
+use crate::config::spec::Protocol;
+use crate::config::{Host, UserEntry, parse_services_port};
+
+pub struct System {
+    services: String,
+    euid: u32,
+    somaxconn: u32,
+}
+
+impl System {
+    pub fn new() -> System {
+        let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(4096);
+        System {
+            services: std::fs::read_to_string("/etc/services").unwrap_or_default(),
+            euid: nix::unistd::geteuid().as_raw(),
+            somaxconn,
+        }
+    }
+}
+
+impl Default for System {
+    fn default() -> Self {
+        System::new()
+    }
+}
+
+impl Host for System {
+    fn user(&self, name: &str) -> Option<UserEntry> {
+        let user = match User::from_name(name).ok().flatten() {
+            Some(user) => user,
+            None => User::from_uid(name.parse::<u32>().ok()?.into())
+                .ok()
+                .flatten()?,
+        };
+        Some(UserEntry {
+            name: user.name,
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+            home: user.dir.to_string_lossy().into_owned(),
+            shell: user.shell.to_string_lossy().into_owned(),
+        })
+    }
+
+    fn group(&self, name: &str) -> Option<u32> {
+        match Group::from_name(name).ok().flatten() {
+            Some(group) => Some(group.gid.as_raw()),
+            None => {
+                let gid = name.parse::<u32>().ok()?;
+                Group::from_gid(Gid::from_raw(gid))
+                    .ok()
+                    .flatten()
+                    .map(|_| gid)
+            }
+        }
+    }
+
+    fn group_list(&self, user: &str, gid: u32) -> Vec<u32> {
+        let Ok(name) = CString::new(user) else {
+            return vec![gid];
+        };
+        nix::unistd::getgrouplist(&name, Gid::from_raw(gid))
+            .map(|groups| groups.into_iter().map(Gid::as_raw).collect())
+            .unwrap_or_else(|_| vec![gid])
+    }
+
+    fn service_port(&self, name: &str, protocol: Protocol) -> Option<u16> {
+        parse_services_port(&self.services, name, protocol)
+    }
+
+    fn is_executable(&self, path: &Path) -> bool {
+        path.is_file() && nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_ok()
+    }
+
+    fn euid(&self) -> u32 {
+        self.euid
+    }
+
+    fn somaxconn(&self) -> u32 {
+        self.somaxconn
+    }
+
+    fn environment(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        std::env::vars_os()
+            .map(|(name, value)| (name.as_bytes().to_vec(), value.as_bytes().to_vec()))
+            .collect()
+    }
+
+    fn read(&self, path: &Path) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+
+    fn toml_files(&self, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| {
+                let name = path.file_name().map(|n| n.as_bytes()).unwrap_or_default();
+                !name.starts_with(b".") && name.ends_with(b".toml") && path.is_file()
+            })
+            .collect();
+        files.sort();
+        Ok(files)
+    }
+}
