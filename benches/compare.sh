@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
 	--duration) DURATION=${2:?--duration needs seconds}; shift ;;
 	--no-install) INSTALL=0 ;;
 	--keep) KEEP=1 ;;
-	-h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) echo "compare.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -322,12 +322,13 @@ run_one() {
 	fi
 	ok=$(kv conns "$out")
 	fails=$(grep -o 'fail_[a-z_]*=[0-9]*' <<<"$out" | grep -v -e fail_total -e '=0$' | sed 's/^fail_//' | paste -sd, -)
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$section" "$peer" "$run" \
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$section" "$peer" "$run" \
 		"$(kv cps "$out")" "$(kv p50_us "$out")" "$(kv p99_us "$out")" "${fails:--}" \
 		"$(awk -v d=$((a[0] - b[0])) -v n="$ok" -v hz="$HZ" 'BEGIN {printf "%.3f", n ? d / hz / n * 10000 : 0}')" \
 		"$(awk -v d=$((a[1] - b[1])) -v n="$ok" -v hz="$HZ" 'BEGIN {printf "%.3f", n ? d / hz / n * 10000 : 0}')" \
-		"$(rss_kb "$pid")" "$(kv udp_sent "$out")" "$(kv udp_answered "$out")" "$(kv udp_lost "$out")" "$ok" >>"$RESULTS"
-	log "$section $peer run $run: $(kv cps "$out") conns/s p50 $(kv p50_us "$out")us p99 $(kv p99_us "$out")us fails ${fails:-0}"
+		"$(rss_kb "$pid")" "$(kv udp_sent "$out")" "$(kv udp_answered "$out")" "$(kv udp_lost "$out")" "$ok" \
+		"$(kv max_us "$out")" "$(kv first_p99_us "$out")" >>"$RESULTS"
+	log "$section $peer run $run: $(kv cps "$out") conns/s p50 $(kv p50_us "$out")us p99 $(kv p99_us "$out")us max $(kv max_us "$out")us fails ${fails:-0}"
 }
 
 stop_all() {

@@ -34,6 +34,7 @@ FILENAME == ARGV[1] {
 	s = $1; p = $2
 	SEEN[s, p] = 1
 	add(s SUBSEP p SUBSEP "cps", $4); add(s SUBSEP p SUBSEP "p50", $5); add(s SUBSEP p SUBSEP "p99", $6)
+	add(s SUBSEP p SUBSEP "max", $15)
 	add(s SUBSEP p SUBSEP "dcpu", $8); add(s SUBSEP p SUBSEP "ccpu", $9); add(s SUBSEP p SUBSEP "rss", $10)
 	if ($7 != "-") {
 		n = split($7, f, ",")
@@ -51,7 +52,7 @@ END {
 	print "- run: " stamp " (UTC), oxinetd `" rev "`"
 	print "- machine: " machine
 	print "- method: `benches/compare.sh" (short ? " --short" : "") "`: median of " runs " run(s) of " duration " s per workload, peers taking turns within each run; daemons pinned to CPU 0, the load generator (`benches/loadgen`) to CPU 1; every exec'd service runs the same static `benches/oneline.c`."
-	print "- `×ox` = the peer's figure / oxinetd's figure in the same run (conns/s: higher is better; latency, CPU and RSS: lower is better). Latency is connect to EOF. Daemon CPU is utime+stime of the daemon process per 10,000 connections; children CPU is its reaped children's cutime+cstime, apart. RSS is the daemon's VmRSS after the runs."
+	print "- `×ox` = the peer's figure / oxinetd's figure in the same run (conns/s: higher is better; latency, CPU and RSS: lower is better). Latency is connect to EOF (max: median over runs of each run's worst). Daemon CPU is utime+stime of the daemon process per 10,000 connections; children CPU is its reaped children's cutime+cstime, apart. RSS is the daemon's VmRSS after the runs."
 	if (short) print "- **short mode: one 1-second run per workload, to prove the harness works; the figures are not meaningful.**"
 	npeers = split("oxinetd floor xinetd inetd tcpserver socat", PEERS, " ")
 
@@ -62,15 +63,16 @@ END {
 		if (s ~ /^exec/) print "## " s ": exec'd one-line server, concurrency " substr(s, 7)
 		else print "## " s ": internal stream echo (write 5 bytes, shut down, read to EOF), concurrency 8"
 		print ""
-		print "| peer | conns/s | ×ox | p50 µs | ×ox | p99 µs | ×ox | daemon CPU s/10k | ×ox | children CPU s/10k | RSS KiB | ×ox | failures |"
-		print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+		print "| peer | conns/s | ×ox | p50 µs | ×ox | p99 µs | ×ox | max µs | daemon CPU s/10k | ×ox | children CPU s/10k | RSS KiB | ×ox | failures |"
+		print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 		for (pi = 1; pi <= npeers; pi++) {
 			p = PEERS[pi]
 			if (!has(s, p)) continue
-			printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", p,
+			printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", p,
 				fmt(med(s, p, "cps"), 0), ratio(med(s, p, "cps"), med(s, "oxinetd", "cps")),
 				fmt(med(s, p, "p50"), 0), ratio(med(s, p, "p50"), med(s, "oxinetd", "p50")),
 				fmt(med(s, p, "p99"), 0), ratio(med(s, p, "p99"), med(s, "oxinetd", "p99")),
+				fmt(med(s, p, "max"), 0),
 				fmt(med(s, p, "dcpu"), 3), ratio(med(s, p, "dcpu"), med(s, "oxinetd", "dcpu")),
 				fmt(med(s, p, "ccpu"), 3),
 				fmt(med(s, p, "rss"), 0), ratio(med(s, p, "rss"), med(s, "oxinetd", "rss")),

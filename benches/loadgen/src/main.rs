@@ -6,8 +6,9 @@
 //! call has a timeout, so the program always stops by itself.
 //!
 //! It prints one line of `key=value` pairs on stdout (easy to pick apart with awk):
-//! `mode= conns= elapsed_s= cps= p50_us= p99_us= max_us= fail_total= fail_<kind>=...`
-//! and for `udp-echo` also `udp_sent= udp_answered= udp_lost=`.
+//! `mode= conns= elapsed_s= cps= p50_us= p99_us= max_us= fail_total= fail_<kind>=...`,
+//! for TCP also `first_p50_us= first_p99_us=` (connect to first byte), and for
+//! `udp-echo` also `udp_sent= udp_answered= udp_lost=`.
 //!
 //! Two helper modes used by the harness for readiness:
 //! - `wait-connect --addr A --timeout-ms T`: exit 0 once a TCP connect to A succeeds.
@@ -51,6 +52,7 @@ struct Args {
     port_lo: u16,
     port_hi: u16,
     count: usize,
+    slow_us: u64,
     udp: bool,
     log: String,
     pattern: String,
@@ -59,7 +61,7 @@ struct Args {
 
 const USAGE: &str = "usage: loadgen --mode tcp-oneshot|tcp-echo|udp-echo --addr HOST:PORT \
 [--concurrency N] [--duration SECS] [--max-conns M] [--timeout-ms T] [--udp-timeout-ms T] \
-[--expect-bytes N] [--payload STR]\n       loadgen --mode wait-connect --addr HOST:PORT [--timeout-ms T]\n       \
+[--expect-bytes N] [--payload STR] [--trace-slow-us N]\n       loadgen --mode wait-connect --addr HOST:PORT [--timeout-ms T]\n       \
 loadgen --mode wait-listen [--proto tcp|udp] --port-lo L --port-hi H --count N [--timeout-ms T]\n       \
 loadgen --mode start-ready --log FILE --pattern STR [--timeout-ms T] -- COMMAND [ARGS...]";
 
@@ -82,6 +84,7 @@ fn parse_args() -> Args {
         port_lo: 0,
         port_hi: 0,
         count: 0,
+        slow_us: 0,
         udp: false,
         log: String::new(),
         pattern: String::new(),
@@ -135,6 +138,7 @@ fn parse_args() -> Args {
             "--port-hi" => a.port_hi = num(&val) as u16,
             "--count" => a.count = num(&val) as usize,
             "--log" => a.log = val,
+            "--trace-slow-us" => a.slow_us = num(&val),
             "--pattern" => a.pattern = val,
             "--proto" => {
                 a.udp = match val.as_str() {
@@ -187,6 +191,9 @@ enum Fail {
 #[derive(Default)]
 struct WorkerResult {
     latencies_us: Vec<u32>,
+    /// Connect to first byte (TCP only): apart from `latencies_us` when a server's
+    /// output arrives well before its EOF (someone else still holds the connection).
+    first_us: Vec<u32>,
     fails: [u64; KINDS.len()],
     /// Time since start at which this worker's last successful exchange ended.
     last_ok: Duration,
@@ -211,9 +218,13 @@ fn read_fail(e: &std::io::Error) -> Fail {
     }
 }
 
-/// One TCP exchange; on success returns nothing, the caller times it.
-fn tcp_once(a: &Args, addr: &SocketAddr, buf: &mut Vec<u8>) -> Result<(), Fail> {
+/// One TCP exchange. On success returns when the first byte arrived; the caller times
+/// the whole exchange (connect to EOF). With `--trace-slow-us N`, an exchange slower
+/// than N µs is printed on stderr with its local port and phases, to find it in a trace.
+fn tcp_once(a: &Args, addr: &SocketAddr, buf: &mut Vec<u8>) -> Result<Instant, Fail> {
+    let t0 = Instant::now();
     let mut s = TcpStream::connect_timeout(addr, a.timeout).map_err(|e| connect_fail(&e))?;
+    let connected = Instant::now();
     s.set_read_timeout(Some(a.timeout)).map_err(|_| Fail::ReadOther)?;
     if a.mode == Mode::TcpEcho {
         s.set_write_timeout(Some(a.timeout)).map_err(|_| Fail::WriteError)?;
@@ -221,7 +232,25 @@ fn tcp_once(a: &Args, addr: &SocketAddr, buf: &mut Vec<u8>) -> Result<(), Fail> 
         s.shutdown(Shutdown::Write).map_err(|_| Fail::WriteError)?;
     }
     buf.clear();
-    s.read_to_end(buf).map_err(|e| read_fail(&e))?;
+    buf.resize(256, 0);
+    let n = s.read(buf).map_err(|e| read_fail(&e))?;
+    let first = Instant::now();
+    buf.truncate(n);
+    if n > 0 {
+        s.read_to_end(buf).map_err(|e| read_fail(&e))?;
+    }
+    if a.slow_us > 0 && t0.elapsed().as_micros() as u64 > a.slow_us {
+        let since = |t: Instant| (t - t0).as_micros();
+        let port = s.local_addr().map(|l| l.port()).unwrap_or(0);
+        let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        eprintln!(
+            "slow: local_port={port} connect_us={} first_byte_us={} eof_us={} ended_unix={:.6}",
+            since(connected),
+            since(first),
+            t0.elapsed().as_micros(),
+            wall.as_secs_f64()
+        );
+    }
     if a.mode == Mode::TcpEcho {
         if buf.len() < a.payload.len() {
             return Err(Fail::ShortRead);
@@ -232,7 +261,7 @@ fn tcp_once(a: &Args, addr: &SocketAddr, buf: &mut Vec<u8>) -> Result<(), Fail> 
     } else if buf.len() < a.expect_bytes {
         return Err(Fail::ShortRead);
     }
-    Ok(())
+    Ok(first)
 }
 
 fn tcp_worker(a: Arc<Args>, start: Instant, started: Arc<AtomicU64>) -> WorkerResult {
@@ -243,9 +272,10 @@ fn tcp_worker(a: Arc<Args>, start: Instant, started: Arc<AtomicU64>) -> WorkerRe
     while Instant::now() < deadline && started.fetch_add(1, Ordering::Relaxed) < a.max_conns {
         let t0 = Instant::now();
         match tcp_once(&a, &addr, &mut buf) {
-            Ok(()) => {
+            Ok(first) => {
                 let t1 = Instant::now();
                 r.latencies_us.push((t1 - t0).as_micros().min(u32::MAX as u128) as u32);
+                r.first_us.push((first - t0).as_micros().min(u32::MAX as u128) as u32);
                 r.last_ok = t1 - start;
             }
             Err(f) => {
@@ -348,12 +378,14 @@ fn run_load(a: Args) {
         })
         .collect();
     let mut lat: Vec<u32> = Vec::new();
+    let mut first: Vec<u32> = Vec::new();
     let mut fails = [0u64; KINDS.len()];
     let mut last_ok = Duration::ZERO;
     let (mut sent, mut answered) = (0u64, 0u64);
     for h in handles {
         let r = h.join().expect("worker panicked");
         lat.extend_from_slice(&r.latencies_us);
+        first.extend_from_slice(&r.first_us);
         for (f, n) in fails.iter_mut().zip(r.fails) {
             *f += n;
         }
@@ -362,6 +394,7 @@ fn run_load(a: Args) {
         answered += r.udp_answered;
     }
     lat.sort_unstable();
+    first.sort_unstable();
     let ok = lat.len() as u64;
     let elapsed = if ok > 0 { last_ok } else { start.elapsed() };
     let cps = if elapsed.as_secs_f64() > 0.0 { ok as f64 / elapsed.as_secs_f64() } else { 0.0 };
@@ -382,6 +415,13 @@ fn run_load(a: Args) {
     );
     for (k, n) in KINDS.iter().zip(fails) {
         line.push_str(&format!(" fail_{k}={n}"));
+    }
+    if a.mode != Mode::UdpEcho {
+        line.push_str(&format!(
+            " first_p50_us={} first_p99_us={}",
+            percentile(&first, 0.50),
+            percentile(&first, 0.99)
+        ));
     }
     if a.mode == Mode::UdpEcho {
         line.push_str(&format!(" udp_sent={sent} udp_answered={answered} udp_lost={}", sent - answered));
