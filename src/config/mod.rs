@@ -132,11 +132,15 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
     };
     let mut definitions = Vec::new();
     collect_services(&table, &file, &mut definitions, &mut config.errors);
+    // Errors inside included files spoil their services, not the main file.
+    let mut included_errors = Vec::new();
     if let Some(entry) = table.get("includedir") {
         match &entry.value {
             Value::String(dir) => {
                 let dir = main.parent().unwrap_or(Path::new(".")).join(dir);
-                include(&dir, host, &mut definitions, &mut config.errors);
+                if let Err(error) = include(&dir, host, &mut definitions, &mut included_errors) {
+                    config.errors.push(error);
+                }
             }
             other => config.errors.push(file_error(
                 main,
@@ -147,6 +151,7 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
         }
     }
     config.fatal = config.errors.len() > errors_before;
+    config.errors.extend(included_errors);
 
     let mut seen: BTreeMap<String, Rc<Path>> = BTreeMap::new();
     for definition in definitions {
@@ -232,43 +237,32 @@ fn read_table(path: &Path, host: &dyn Host, errors: &mut Vec<ConfigError>) -> Op
     }
 }
 
+/// Reads every `*.toml` of `dir`; only an unreadable folder is an `Err`.
 fn include(
     dir: &Path,
     host: &dyn Host,
     definitions: &mut Vec<Definition>,
     errors: &mut Vec<ConfigError>,
-) {
-    let files = match host.toml_files(dir) {
-        Ok(files) => files,
-        Err(error) => {
-            errors.push(ConfigError {
-                file: dir.to_path_buf(),
-                line: None,
-                service: None,
-                key: Some("includedir".to_string()),
-                message: format!("cannot read the folder: {error}"),
-            });
-            return;
-        }
-    };
+) -> Result<(), ConfigError> {
+    let files = host.toml_files(dir).map_err(|error| ConfigError {
+        file: dir.to_path_buf(),
+        line: None,
+        service: None,
+        key: Some("includedir".to_string()),
+        message: format!("cannot read the folder: {error}"),
+    })?;
     for path in files {
-        // An included file's own errors spoil its services, not the main file.
-        let mut file_errors = Vec::new();
-        let Some(table) = read_table(&path, host, &mut file_errors) else {
-            errors.push(file_errors.remove(0));
+        let Some(table) = read_table(&path, host, errors) else {
             continue;
         };
         let file: Rc<Path> = Rc::from(path.as_path());
         for entry in table.entries.iter().filter(|entry| entry.key != "service") {
-            errors.push(file_error(
-                &path,
-                entry.line,
-                &entry.key,
-                "an included file holds only [service.NAME] tables".to_string(),
-            ));
+            let message = "an included file holds only [service.NAME] tables".to_string();
+            errors.push(file_error(&path, entry.line, &entry.key, message));
         }
         collect_services(&table, &file, definitions, errors);
     }
+    Ok(())
 }
 
 fn collect_services(

@@ -1,1 +1,387 @@
+//! The whole config layer against a table-driven host: files in memory, two users.
 
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::spec::{Identity, Instances, Internal, Limit, Program, Protocol, Resource, SocketType};
+use super::*;
+
+struct FakeHost {
+    files: BTreeMap<PathBuf, String>,
+    euid: u32,
+}
+
+impl FakeHost {
+    fn new(euid: u32, files: &[(&str, &str)]) -> FakeHost {
+        FakeHost {
+            files: files
+                .iter()
+                .map(|(path, text)| (PathBuf::from(path), text.to_string()))
+                .collect(),
+            euid,
+        }
+    }
+}
+
+impl Host for FakeHost {
+    fn user(&self, name: &str) -> Option<UserEntry> {
+        let (uid, gid) = match name {
+            "root" => (0, 0),
+            "nobody" => (65534, 65534),
+            "me" => (1000, 1000),
+            _ => return None,
+        };
+        Some(UserEntry {
+            name: name.to_string(),
+            uid,
+            gid,
+            home: format!("/home/{name}"),
+            shell: "/bin/sh".to_string(),
+        })
+    }
+    fn group(&self, name: &str) -> Option<u32> {
+        match name {
+            "daemon" => Some(1),
+            "nogroup" => Some(65534),
+            _ => None,
+        }
+    }
+    fn group_list(&self, _user: &str, gid: u32) -> Vec<u32> {
+        vec![gid, 4, 24]
+    }
+    fn service_port(&self, name: &str, protocol: Protocol) -> Option<u16> {
+        parse_services_port(
+            "echo 7/tcp\necho 7/udp\nfinger 79/tcp # comment\nhttp 80/tcp www\n",
+            name,
+            protocol,
+        )
+    }
+    fn is_executable(&self, path: &Path) -> bool {
+        path.starts_with("/bin")
+    }
+    fn euid(&self) -> u32 {
+        self.euid
+    }
+    fn somaxconn(&self) -> u32 {
+        4096
+    }
+    fn environment(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        vec![
+            (b"PATH".to_vec(), b"/bin".to_vec()),
+            (b"SECRET".to_vec(), b"1".to_vec()),
+            (b"REMOTE_ADDR".to_vec(), b"stale".to_vec()),
+        ]
+    }
+    fn read(&self, path: &Path) -> io::Result<String> {
+        self.files
+            .get(path)
+            .cloned()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+    fn toml_files(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        let files: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter(|path| path.parent() == Some(dir))
+            .cloned()
+            .collect();
+        if files.is_empty() {
+            Err(io::Error::from(io::ErrorKind::NotFound))
+        } else {
+            Ok(files)
+        }
+    }
+}
+
+fn load_as(euid: u32, text: &str) -> Config {
+    load(
+        Path::new("/etc/oxinetd.toml"),
+        &FakeHost::new(euid, &[("/etc/oxinetd.toml", text)]),
+    )
+}
+
+fn one(text: &str) -> ServiceSpec {
+    let config = load_as(0, text);
+    assert!(config.errors.is_empty(), "{:?}", config.errors);
+    assert_eq!(config.services.len(), 1);
+    config.services.into_iter().next().unwrap()
+}
+
+fn exec(spec: &ServiceSpec) -> &spec::ExecSpec {
+    match &spec.program {
+        Program::Exec(exec) => exec,
+        Program::Internal(_) => panic!("not exec'd"),
+    }
+}
+
+/// The one error a config produces, as printed.
+fn error(text: &str) -> String {
+    let config = load_as(0, text);
+    assert_eq!(config.errors.len(), 1, "{:?}", config.errors);
+    config.errors[0].to_string()
+}
+
+const HELLO: &str = "[service.hello]\nsocket_type = \"stream\"\nwait = false\nuser = \"nobody\"\nserver = \"/bin/hello\"\nport = 9000\n";
+
+#[test]
+fn a_complete_exec_service() {
+    let spec = one(&format!(
+        "{HELLO}server_args = \"-v  -x\"\ninstances = 4\numask = \"027\"\nrlimit_files = \"1K\"\ngroups = true\ngroup = \"daemon\"\n"
+    ));
+    assert_eq!(spec.socket.socket_type, SocketType::Stream);
+    assert_eq!(spec.socket.protocol, Protocol::Tcp);
+    assert_eq!(spec.socket.address.to_string(), "[::]:9000");
+    assert_eq!(spec.socket.v6only, Some(false));
+    assert_eq!(spec.instances, Instances::Limit(4));
+    let exec = exec(&spec);
+    assert_eq!(exec.argv, ["hello", "-v", "-x"]);
+    assert_eq!(exec.umask, Some(0o27));
+    assert_eq!(exec.rlimits, [(Resource::Files, Limit::Value(1024))]);
+    assert_eq!(
+        exec.identity,
+        Some(Identity {
+            user: "nobody".into(),
+            uid: 65534,
+            gid: 1,
+            groups: vec![1, 4, 24],
+            home: "/home/nobody".into(),
+            shell: "/bin/sh".into()
+        })
+    );
+}
+
+#[test]
+fn environment_is_inherited_or_passed() {
+    let text = |env: &str| {
+        String::from_utf8(exec(&one(&format!("{HELLO}{env}"))).environment.join(&b' ')[..].to_vec())
+            .unwrap()
+    };
+    // Inherited, with the login variables of the target user; connection variables left to the spawner.
+    assert_eq!(
+        text(""),
+        "PATH=/bin SECRET=1 HOME=/home/nobody USER=nobody LOGNAME=nobody SHELL=/bin/sh"
+    );
+    assert_eq!(
+        text("passenv = [\"PATH\"]\nenv = [\"A=1\", \"PATH=/x\"]\n"),
+        "HOME=/home/nobody USER=nobody LOGNAME=nobody SHELL=/bin/sh A=1 PATH=/x"
+    );
+}
+
+#[test]
+fn nameinargs_takes_argv0_from_the_arguments() {
+    let spec = one(&format!(
+        "{HELLO}flags = [\"NAMEINARGS\"]\nserver_args = [\"in.hello\", \"a b\"]\n"
+    ));
+    assert_eq!(exec(&spec).argv, ["in.hello", "a b"]);
+}
+
+#[test]
+fn addresses_and_flags() {
+    let address = |extra: &str| one(&format!("{HELLO}{extra}")).socket;
+    assert_eq!(
+        address("flags = \"IPv4\"\n").address.to_string(),
+        "0.0.0.0:9000"
+    );
+    assert_eq!(address("flags = \"IPv4\"\n").v6only, None);
+    assert_eq!(
+        address("bind = \"::1\"\nv6only = true\n").v6only,
+        Some(true)
+    );
+    assert_eq!(
+        address("bind = \"127.0.0.2\"\n").address.to_string(),
+        "127.0.0.2:9000"
+    );
+    assert!(address("flags = [\"NODELAY\", \"KEEPALIVE\", \"REUSE\"]\n").nodelay);
+}
+
+#[test]
+fn ports_come_from_etc_services() {
+    let spec = one("[service.echo]\ntype = \"INTERNAL\"\nprotocol = \"udp\"\n");
+    assert_eq!(
+        (
+            spec.socket.address.port(),
+            spec.socket.socket_type,
+            spec.wait
+        ),
+        (7, SocketType::Dgram, true)
+    );
+    assert_eq!(spec.program, Program::Internal(Internal::Echo));
+    let config = load_as(
+        0,
+        &HELLO
+            .to_string()
+            .replace("[service.hello]", "[service.finger]")
+            .replace("port = 9000\n", ""),
+    );
+    assert_eq!(config.services[0].socket.address.port(), 79);
+}
+
+#[test]
+fn defaults_fill_unset_keys_and_lists_replace() {
+    let config = load_as(
+        0,
+        &format!(
+            "[defaults]\nuser = \"root\"\ninstances = 7\nflags = [\"IPv4\"]\n{}",
+            HELLO.replace("user = \"nobody\"\n", "flags = [\"NODELAY\"]\n")
+        ),
+    );
+    let spec = &config.services[0];
+    assert_eq!(spec.instances, Instances::Limit(7));
+    assert_eq!(exec(spec).identity.as_ref().unwrap().uid, 0);
+    assert!(spec.socket.nodelay);
+    assert!(
+        spec.socket.address.is_ipv6(),
+        "the service's flags replace the default list"
+    );
+}
+
+#[test]
+fn several_definitions_of_one_name_by_id() {
+    let config = load_as(
+        0,
+        "[[service.echo]]\nid = \"echo-stream\"\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\n[[service.echo]]\nid = \"echo-dgram\"\ntype = \"INTERNAL\"\nsocket_type = \"dgram\"\n",
+    );
+    let ids: Vec<&str> = config.services.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["echo-stream", "echo-dgram"]);
+}
+
+#[test]
+fn disabled_services_are_left_out_quietly() {
+    let config = load_as(0, &format!("{HELLO}disable = \"yes\"\n"));
+    assert!(config.services.is_empty() && config.errors.is_empty() && config.broken.is_empty());
+}
+
+#[test]
+fn errors_name_file_line_service_and_key() {
+    assert_eq!(
+        error(&format!("{HELLO}sockettype = 1\n")),
+        "/etc/oxinetd.toml:7: service hello: key sockettype: unknown key (did you mean `socket_type`?)"
+    );
+    assert_eq!(
+        error(&HELLO.replace("port = 9000", "port = 0")),
+        "/etc/oxinetd.toml:6: service hello: key port: port 0 is out of range 1-65535"
+    );
+    assert!(
+        error(&HELLO.replace("\"stream\"", "\"dgram\"\nprotocol = \"tcp\""))
+            .contains(":3: service hello: key protocol: a dgram socket cannot use tcp")
+    );
+    assert!(
+        error(&HELLO.replace("\"stream\"", "\"dgram\""))
+            .contains("key wait: a dgram server needs `wait = true`")
+    );
+    assert!(
+        error(&HELLO.replace("server = \"/bin/hello\"\n", ""))
+            .contains(":1: service hello: key server: `server` is required")
+    );
+    assert!(error(&HELLO.replace("/bin/hello", "bin/hello")).contains("not an absolute path"));
+    assert!(error(&HELLO.replace("/bin/hello", "/usr/hello")).contains("not an executable file"));
+    assert!(error(&HELLO.replace("nobody", "ghost")).contains("key user: no such user: ghost"));
+    assert!(
+        error(&HELLO.replace("user = \"nobody\"\n", ""))
+            .contains("`user` is required when oxinetd runs as root")
+    );
+    assert!(error(&HELLO.replace("wait = false\n", "")).contains("`wait` is required"));
+    assert!(
+        error(&HELLO.replace("port = 9000\n", "")).contains("hello/tcp is not in /etc/services")
+    );
+    assert!(
+        error("[service.echo]\ntype = \"INTERNAL UNLISTED\"\nsocket_type = \"stream\"\n")
+            .contains("an UNLISTED service needs `port`")
+    );
+    assert!(
+        error("[service.x]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\nport = 1\n")
+            .contains("there is no internal service `x`")
+    );
+    assert!(error("bogus = 1\n").contains("/etc/oxinetd.toml:1: key bogus: unknown top-level key"));
+    assert!(error("port = 1\n").contains("a service key outside any table"));
+    assert!(
+        error(&format!(
+            "{HELLO}{}",
+            HELLO.replace("port = 9000", "port = 9001")
+        ))
+        .contains("duplicate key")
+    );
+}
+
+#[test]
+fn every_error_of_every_service_at_once() {
+    let config = load_as(
+        0,
+        "[service.a]\nport = \"x\"\nwait = \"maybe\"\n[service.b]\nsocket_type = \"stream\"\nwait = false\nport = 1\n[service.c]\nsocket_type = \"stream\"\ntype = \"INTERNAL\"\nport = 2\n",
+    );
+    assert_eq!(config.errors.len(), 4, "{:?}", config.errors);
+    assert_eq!(config.broken, ["a", "b", "c"]);
+    assert!(
+        !config.fatal,
+        "bad services do not make the main file invalid"
+    );
+}
+
+#[test]
+fn not_root_runs_services_as_oneself_with_a_warning() {
+    let config = load_as(1000, HELLO);
+    assert!(config.errors.is_empty(), "{:?}", config.errors);
+    assert_eq!(exec(&config.services[0]).identity, None);
+    assert!(
+        config.warnings[0]
+            .to_string()
+            .contains("key user: oxinetd is not root")
+    );
+    assert!(
+        load_as(1000, &HELLO.replace("user = \"nobody\"\n", ""))
+            .errors
+            .is_empty()
+    );
+}
+
+#[test]
+fn includedir_is_read_relative_to_the_main_file() {
+    let host = FakeHost::new(
+        0,
+        &[
+            (
+                "/etc/oxinetd.toml",
+                "includedir = \"oxinetd.d\"\n[defaults]\nuser = \"nobody\"\n",
+            ),
+            (
+                "/etc/oxinetd.d/a.toml",
+                &HELLO.replace("user = \"nobody\"\n", ""),
+            ),
+            ("/etc/oxinetd.d/b.toml", "[service.bad]\nport = \n"),
+            ("/etc/oxinetd.d/c.toml", "[defaults]\nuser = \"root\"\n"),
+        ],
+    );
+    let config = load(Path::new("/etc/oxinetd.toml"), &host);
+    assert_eq!(config.services.len(), 1);
+    assert_eq!(
+        exec(&config.services[0]).identity.as_ref().unwrap().uid,
+        65534
+    );
+    let errors: Vec<String> = config.errors.iter().map(ToString::to_string).collect();
+    assert!(
+        errors[0].starts_with("/etc/oxinetd.d/b.toml:2: TOML syntax error"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].starts_with("/etc/oxinetd.d/c.toml:1: key defaults: an included file holds only"),
+        "{errors:?}"
+    );
+    assert!(!config.fatal);
+}
+
+#[test]
+fn a_broken_main_file_is_fatal() {
+    assert!(load_as(0, "[service.x\n").fatal);
+    assert!(load_as(0, "[defaults]\nport = \"x\"\n").fatal);
+    assert!(load_as(0, "includedir = \"missing\"\n").fatal);
+    assert!(load(Path::new("/nowhere.toml"), &FakeHost::new(0, &[])).fatal);
+}
+
+#[test]
+fn services_file_lookup() {
+    let text = "# c\nhttp 80/tcp www # web\nhttp 80/udp\n";
+    assert_eq!(parse_services_port(text, "www", Protocol::Tcp), Some(80));
+    assert_eq!(parse_services_port(text, "http", Protocol::Udp), Some(80));
+    assert_eq!(parse_services_port(text, "ftp", Protocol::Tcp), None);
+}

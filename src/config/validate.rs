@@ -117,9 +117,11 @@ fn build(
     } else {
         exec_program(attrs, &flags, table, host, report)
     };
+    // Without a program, what `wait` should be cannot be judged.
+    let program = program?;
     let wait = match (&program, wait) {
         // The daemon serves internal services itself; `wait` only says what xinetd did.
-        (Some(Program::Internal(_)), wait) => wait.unwrap_or(socket_type == SocketType::Dgram),
+        (Program::Internal(_), wait) => wait.unwrap_or(socket_type == SocketType::Dgram),
         (_, Some(false)) if socket_type == SocketType::Dgram => {
             let at = attrs.wait.as_ref()?;
             report.error(
@@ -142,7 +144,7 @@ fn build(
         file: table.file.to_path_buf(),
         socket: socket?,
         wait,
-        program: program?,
+        program,
         instances: value_or(&attrs.instances, Instances::Unlimited),
     })
 }

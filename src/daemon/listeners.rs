@@ -1,7 +1,10 @@
 //! Opens a service's socket as the spec says: close-on-exec, non-blocking, SO_REUSEADDR.
 
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -12,7 +15,8 @@ pub fn open(spec: &SocketSpec) -> io::Result<Socket> {
         SocketType::Stream => (Type::STREAM, Protocol::TCP),
         SocketType::Dgram => (Type::DGRAM, Protocol::UDP),
     };
-    // socket2 opens sockets close-on-exec.
+    // socket2 opens sockets close-on-exec. Non-blocking, since the loop accepts and
+    // reads on it; `daemon` makes it blocking again before handing it to a server.
     let socket = Socket::new(Domain::for_address(spec.address), kind, Some(protocol))?;
     socket.set_nonblocking(true)?;
     socket.set_reuse_address(true)?;
@@ -42,18 +46,40 @@ pub fn ipv4_fallback(spec: &SocketSpec, error: &io::Error) -> Option<SocketSpec>
     })
 }
 
-/// How many connections or bytes wait on a socket: a `wait` server that exits with
-/// this unchanged served nobody. Listeners report their accept queue (TCP_INFO), UDP
-/// sockets the memory their queued datagrams hold.
-pub fn queue_depth(socket: &Socket, socket_type: SocketType) -> u64 {
-    match socket_type {
-        SocketType::Stream => socket2_tcp_unacked(socket),
-        SocketType::Dgram => udp_queued_bytes(socket),
+/// What waits on a socket, to tell whether a `wait` server that exited quickly
+/// served anybody.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Queue {
+    Empty,
+    /// A listener's accept queue length (TCP_INFO reports it for listening sockets).
+    Connections(u32),
+    /// A fingerprint of the first queued datagram: UDP's memory accounting is released
+    /// lazily, so the head datagram is the reliable sign that nothing was read.
+    Head(u64),
+}
+
+impl Queue {
+    pub fn of(socket: &Socket, socket_type: SocketType) -> Queue {
+        match socket_type {
+            SocketType::Stream => match accept_queue(socket) {
+                0 => Queue::Empty,
+                queued => Queue::Connections(queued),
+            },
+            SocketType::Dgram => head_datagram(socket).map_or(Queue::Empty, Queue::Head),
+        }
+    }
+
+    /// Whether a server that found `self` and left `after` took anything.
+    pub fn drained_to(self, after: Queue) -> bool {
+        match (self, after) {
+            (_, Queue::Empty) => true,
+            (Queue::Connections(before), Queue::Connections(after)) => after < before,
+            (before, after) => before != after,
+        }
     }
 }
 
-fn socket2_tcp_unacked(socket: &Socket) -> u64 {
-    use std::os::fd::AsRawFd;
+fn accept_queue(socket: &Socket) -> u32 {
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
     let mut length = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `length` bytes into `info`.
@@ -66,34 +92,34 @@ fn socket2_tcp_unacked(socket: &Socket) -> u64 {
             &mut length,
         )
     };
-    // For a listening socket the kernel reports its accept queue length here.
-    if result == 0 {
-        info.tcpi_unacked as u64
-    } else {
-        0
-    }
+    if result == 0 { info.tcpi_unacked } else { 0 }
 }
 
-/// The length of the SO_MEMINFO array (the kernel's SK_MEMINFO_VARS).
-const SK_MEMINFO_VARS: usize = 9;
+fn head_datagram(socket: &Socket) -> Option<u64> {
+    let mut head = [MaybeUninit::new(0u8); 64];
+    let (length, from) = socket
+        .recv_from_with_flags(&mut head, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+        .ok()?;
+    let mut hasher = DefaultHasher::new();
+    from.as_socket().hash(&mut hasher);
+    // SAFETY: peek_from initialised the first `length` bytes (at most the buffer).
+    let bytes =
+        unsafe { std::slice::from_raw_parts(head.as_ptr().cast::<u8>(), length.min(head.len())) };
+    bytes.hash(&mut hasher);
+    Some(hasher.finish())
+}
 
-fn udp_queued_bytes(socket: &Socket) -> u64 {
-    use std::os::fd::AsRawFd;
-    let mut meminfo = [0u32; SK_MEMINFO_VARS];
-    let mut length = std::mem::size_of_val(&meminfo) as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `length` bytes into `meminfo`.
-    let result = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_MEMINFO,
-            meminfo.as_mut_ptr().cast(),
-            &mut length,
-        )
-    };
-    if result == 0 {
-        meminfo[libc::SK_MEMINFO_RMEM_ALLOC as usize] as u64
-    } else {
-        0
+#[cfg(test)]
+mod tests {
+    use super::Queue;
+
+    #[test]
+    fn a_server_served_if_its_queue_moved() {
+        assert!(Queue::Connections(3).drained_to(Queue::Empty));
+        assert!(Queue::Connections(3).drained_to(Queue::Connections(2)));
+        assert!(!Queue::Connections(3).drained_to(Queue::Connections(3)));
+        assert!(Queue::Head(1).drained_to(Queue::Head(2)));
+        assert!(!Queue::Head(1).drained_to(Queue::Head(1)));
+        assert!(!Queue::Empty.drained_to(Queue::Head(1)));
     }
 }

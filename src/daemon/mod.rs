@@ -28,6 +28,7 @@ use crate::internal::{self, Session};
 use crate::peer;
 use crate::spawn::{Connection, Prepared, Spawner};
 use crate::system::System;
+use listeners::Queue;
 use reload::Change;
 
 /// Connections accepted per listener per wakeup, so one busy service cannot starve
@@ -68,7 +69,7 @@ struct Service {
     running: usize,
     /// `wait` services: quick exits in a row that served nobody.
     idle_exits: u32,
-    queue_at_spawn: u64,
+    queue_at_spawn: Queue,
 }
 
 /// Slots are reused; the generation tells old tokens and children from new ones.
@@ -266,7 +267,7 @@ impl Daemon {
             armed: true,
             running: 0,
             idle_exits: 0,
-            queue_at_spawn: 0,
+            queue_at_spawn: Queue::Empty,
         });
         Ok(())
     }
@@ -422,11 +423,19 @@ impl Daemon {
             return;
         };
         let socket_type = service.spec.socket.socket_type;
+        // Servers expect a blocking socket, and O_NONBLOCK is shared with every copy.
+        // From now on the loop only waits on it and peeks without blocking.
+        if let Err(error) = service.socket.set_nonblocking(false) {
+            warn!(
+                "service {}: cannot make the socket blocking: {error}",
+                service.spec.id
+            );
+        }
         let remote = match socket_type {
             SocketType::Dgram => peek_sender(&service.socket),
             SocketType::Stream => None,
         };
-        service.queue_at_spawn = listeners::queue_depth(&service.socket, socket_type);
+        service.queue_at_spawn = Queue::of(&service.socket, socket_type);
         let connection = Connection {
             fd: service.socket.as_fd(),
             protocol: service.spec.socket.protocol,
@@ -649,8 +658,8 @@ impl Daemon {
         let Some(service) = self.service(index, generation) else {
             return;
         };
-        let depth = listeners::queue_depth(&service.socket, service.spec.socket.socket_type);
-        let served = lived >= SERVED_AFTER || depth == 0 || depth < service.queue_at_spawn;
+        let queue = Queue::of(&service.socket, service.spec.socket.socket_type);
+        let served = lived >= SERVED_AFTER || service.queue_at_spawn.drained_to(queue);
         if served {
             service.idle_exits = 0;
             self.set_armed(index, generation, true);
@@ -825,6 +834,10 @@ impl Daemon {
             .as_mut()
             .expect("index_of found it");
         info!("service {}: updated: {}", spec.id, spec.describe());
+        let hands_over_socket = spec.wait && prepared.is_some();
+        if !hands_over_socket && let Err(error) = service.socket.set_nonblocking(true) {
+            return Err(format!("cannot make the socket non-blocking: {error}"));
+        }
         service.spec = spec;
         service.prepared = prepared;
         Ok(())
@@ -936,7 +949,7 @@ fn local_address(fd: &OwnedFd) -> Option<SocketAddr> {
 fn peek_sender(socket: &Socket) -> Option<SocketAddr> {
     let mut byte = [MaybeUninit::new(0u8); 1];
     socket
-        .peek_from(&mut byte)
+        .recv_from_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT)
         .ok()
         .and_then(|(_, from)| from.as_socket())
 }

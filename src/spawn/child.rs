@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use libc::{c_char, c_int};
 
-use super::{Credentials, Prepared, Stage};
+use super::{Credentials, DEFAULT_ACTION, KernelSigaction, Prepared, Stage};
 
 /// Everything the child reads. Lives on the parent's stack, which stays put while the
 /// parent is suspended.
@@ -58,7 +58,13 @@ pub(super) extern "C" fn run(arg: *mut c_void) -> c_int {
             drop_privileges(args, credentials);
         }
         for &signal in args.signals_to_default {
-            libc::signal(signal, libc::SIG_DFL);
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                &DEFAULT_ACTION as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            );
         }
         if libc::sigprocmask(libc::SIG_SETMASK, args.original_mask, std::ptr::null_mut()) < 0 {
             fail(args, Stage::Signals);

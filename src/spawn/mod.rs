@@ -274,16 +274,41 @@ impl Spawner {
     }
 }
 
-/// Signals whose disposition is not the default (the Rust runtime ignores SIGPIPE and
-/// handles SIGSEGV and SIGBUS; oxinetd may have been started with some ignored).
+/// The kernel's `struct sigaction`; glibc's wrapper refuses the signals it reserves
+/// for itself (32 and 33), which a parent may still have left ignored.
+#[repr(C)]
+pub(crate) struct KernelSigaction {
+    handler: usize,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
+pub(crate) const DEFAULT_ACTION: KernelSigaction = KernelSigaction {
+    handler: libc::SIG_DFL,
+    flags: 0,
+    restorer: 0,
+    mask: 0,
+};
+
+/// Signals whose disposition is not the default: the Rust runtime ignores SIGPIPE and
+/// handles SIGSEGV and SIGBUS, and oxinetd's own parent may have left some ignored.
 fn signals_not_default() -> Vec<c_int> {
-    (1..libc::SIGRTMAX())
+    (1..=64)
         .filter(|&signal| signal != libc::SIGKILL && signal != libc::SIGSTOP)
         .filter(|&signal| {
-            // SAFETY: a null new action only queries the current one.
-            let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-            let queried = unsafe { libc::sigaction(signal, std::ptr::null(), &mut action) };
-            queried == 0 && action.sa_sigaction != libc::SIG_DFL
+            let mut action = DEFAULT_ACTION;
+            // SAFETY: a null new action only queries the current one into `action`.
+            let queried = unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signal,
+                    std::ptr::null::<KernelSigaction>(),
+                    &mut action as *mut KernelSigaction,
+                    8usize,
+                )
+            };
+            queried == 0 && action.handler != libc::SIG_DFL
         })
         .collect()
 }

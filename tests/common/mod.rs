@@ -1,0 +1,527 @@
+//! Test harness: runs the real `oxinetd` binary in a temp dir and talks to it over loopback.
+//!
+//! Every wait here polls a condition against a deadline; nothing sleeps in place of
+//! synchronisation. Every process a test starts is stopped by `Drop`, also on panic.
+#![allow(dead_code)]
+
+use std::collections::hash_map::RandomState;
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::hash::{BuildHasher, Hasher};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{
+    Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket,
+};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::sys::signal::Signal;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_oxinetd");
+
+/// How long the daemon may take to log `ready:` and how long a log line may take to appear.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client waits for a connection to be accepted and for data.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(20);
+
+/// A port in 20000..32000 that is free for TCP and UDP on 127.0.0.1 and ::1 right now.
+///
+/// The range lies below Linux's ephemeral range, so clients of other tests do not take it;
+/// the random start keeps parallel test processes apart.
+pub fn free_port() -> u16 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    let mut state = hasher.finish() | 1;
+    for _ in 0..1000 {
+        // xorshift64
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let port = 20000 + (state % 12000) as u16;
+        if port_is_free(port) {
+            return port;
+        }
+    }
+    panic!("no free port found in 20000..32000");
+}
+
+fn port_is_free(port: u16) -> bool {
+    let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, port));
+    // All four are held at once, then released together when they drop.
+    let tcp4 = TcpListener::bind(v4);
+    let tcp6 = TcpListener::bind(v6);
+    let udp4 = UdpSocket::bind(v4);
+    let udp6 = UdpSocket::bind(v6);
+    tcp4.is_ok() && tcp6.is_ok() && udp4.is_ok() && udp6.is_ok()
+}
+
+/// A running `oxinetd`, its temp dir and its log. Dropping it stops the daemon.
+pub struct Oxinetd {
+    child: Child,
+    dir: tempfile::TempDir,
+    /// The daemon's pid when it runs under a wrapper that does not exec (strace).
+    daemon_pid: Option<i32>,
+}
+
+/// Options for starting the daemon beyond a config: extra environment, a wrapper command.
+#[derive(Default)]
+pub struct Launch<'a> {
+    /// Extra environment variables for the daemon.
+    pub env: Vec<(&'a str, &'a str)>,
+    /// A command the daemon runs under, e.g. `["setpriv", "--groups", "4,24", "--"]`.
+    pub wrapper: Vec<&'a str>,
+    /// Set when the wrapper forks the daemon instead of exec'ing it: the daemon's pid is then
+    /// read from the pidfile (which must be among the arguments) and signalled instead.
+    pub wrapper_forks: bool,
+    /// A dir the caller prepared (scripts the config names); a new one when `None`.
+    pub dir: Option<tempfile::TempDir>,
+}
+
+impl Oxinetd {
+    /// Writes `config` to DIR/oxinetd.toml, starts the daemon on it and waits for `ready:`.
+    pub fn start(config: &str) -> Oxinetd {
+        Oxinetd::start_with(config, Launch::default())
+    }
+
+    /// Like `start`, with extra environment or a wrapper command.
+    pub fn start_with(config: &str, mut launch: Launch<'_>) -> Oxinetd {
+        let dir = launch.dir.take().unwrap_or_else(tempdir);
+        fs::write(dir.path().join("oxinetd.toml"), config).expect("write config");
+        let config_path = dir.path().join("oxinetd.toml");
+        let pidfile = dir.path().join("oxinetd.pid");
+        let args = [
+            OsStr::new("-f"),
+            config_path.as_os_str(),
+            OsStr::new("--pidfile"),
+            pidfile.as_os_str(),
+        ];
+        let mut daemon = Oxinetd::launch(dir, &args, &launch);
+        daemon.wait_ready();
+        if launch.wrapper_forks {
+            let pid = fs::read_to_string(&pidfile)
+                .unwrap_or_else(|e| panic!("read pidfile {}: {e}", pidfile.display()));
+            daemon.daemon_pid = Some(pid.trim().parse().expect("pidfile holds a pid"));
+        }
+        daemon
+    }
+
+    /// Starts the daemon with exactly `args` in a dir the caller prepared; waits for `ready:`.
+    pub fn start_in(dir: tempfile::TempDir, args: &[&str]) -> Oxinetd {
+        let mut daemon = Oxinetd::spawn_in(dir, args);
+        daemon.wait_ready();
+        daemon
+    }
+
+    /// Starts the daemon with exactly `args` in a dir the caller prepared; does not wait.
+    pub fn spawn_in(dir: tempfile::TempDir, args: &[&str]) -> Oxinetd {
+        let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+        Oxinetd::launch(dir, &args, &Launch::default())
+    }
+
+    fn launch(dir: tempfile::TempDir, args: &[&OsStr], launch: &Launch<'_>) -> Oxinetd {
+        let log_path = dir.path().join("oxinetd.log");
+        let log = File::create(&log_path).expect("create log");
+        let mut command = match launch.wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut c = Command::new(program);
+                c.args(wrapper_args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        command
+            .args(args)
+            .envs(launch.env.iter().copied())
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log fd"))
+            .stderr(log);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {BIN} (wrapper {:?}): {e}", launch.wrapper));
+        Oxinetd {
+            child,
+            dir,
+            daemon_pid: None,
+        }
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if self.log().contains("ready:") {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "oxinetd exited ({status}) before ready; log:\n{}",
+                    self.log()
+                );
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "oxinetd not ready within {READY_TIMEOUT:?}; log:\n{}",
+                    self.log()
+                );
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    /// The temp dir holding the config, pidfile and log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// DIR/oxinetd.toml.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("oxinetd.toml")
+    }
+
+    /// The daemon's pid.
+    pub fn pid(&self) -> i32 {
+        self.daemon_pid.unwrap_or(self.child.id() as i32)
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        let bytes = fs::read(self.dir.path().join("oxinetd.log")).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// Waits until the log contains `needle`; returns the log.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        self.wait_for_log_count(needle, 1)
+    }
+
+    /// Waits until `needle` occurs on at least `n` lines of the log; returns the log.
+    pub fn wait_for_log_count(&self, needle: &str, n: usize) -> String {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let log = self.log();
+            if log.lines().filter(|l| l.contains(needle)).count() >= n {
+                return log;
+            }
+            if Instant::now() >= deadline {
+                panic!("log did not show {n} x {needle:?} within {READY_TIMEOUT:?}; log:\n{log}");
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    /// Sends `sig` to the daemon.
+    pub fn signal(&self, sig: Signal) {
+        send_signal(self.pid(), sig as i32);
+    }
+
+    /// Sends SIGHUP and waits until the daemon logs `reload: done` or `reload: failed`.
+    pub fn reload(&self) {
+        let count = |log: &str| {
+            log.lines()
+                .filter(|l| l.contains("reload: done") || l.contains("reload: failed"))
+                .count()
+        };
+        let before = count(&self.log());
+        self.signal(Signal::SIGHUP);
+        wait_until("reload: done/failed after SIGHUP", READY_TIMEOUT, || {
+            count(&self.log()) > before
+        });
+    }
+
+    /// Rewrites DIR/oxinetd.toml.
+    pub fn write_config(&self, config: &str) {
+        fs::write(self.config_path(), config).expect("write config");
+    }
+
+    /// Sends SIGTERM and waits for the exit (10 s, then SIGKILL and panic).
+    pub fn stop(mut self) -> ExitStatus {
+        self.signal(Signal::SIGTERM);
+        match self.wait_exit(Duration::from_secs(10)) {
+            Some(status) => status,
+            None => {
+                self.kill_all();
+                panic!(
+                    "oxinetd did not exit within 10 s of SIGTERM; log:\n{}",
+                    self.log()
+                );
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for the daemon (or its wrapper) to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) => {}
+                Err(e) => panic!("wait for oxinetd: {e}"),
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    fn kill_all(&mut self) {
+        if let Some(pid) = self.daemon_pid {
+            send_signal(pid, libc::SIGKILL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Oxinetd {
+    fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        self.signal(Signal::SIGTERM);
+        if self.wait_exit(Duration::from_secs(5)).is_none() {
+            self.kill_all();
+        }
+    }
+}
+
+fn send_signal(pid: i32, sig: i32) {
+    // SAFETY: kill has no memory effects; pid is a process this harness started.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+/// A new temp dir (under the system temp dir).
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("oxinetd-test-")
+        .tempdir()
+        .expect("create temp dir")
+}
+
+/// Runs `oxinetd --check -f FILE` on `config` written to a new temp dir.
+pub fn check(config: &str) -> Output {
+    let dir = tempdir();
+    let path = dir.path().join("oxinetd.toml");
+    fs::write(&path, config).expect("write config");
+    check_file(&path)
+}
+
+/// Runs `oxinetd --check -f path`.
+pub fn check_file(path: &Path) -> Output {
+    Command::new(BIN)
+        .arg("--check")
+        .arg("-f")
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run oxinetd --check")
+}
+
+/// Connects, retrying while the connection is refused, for up to 10 s.
+pub fn tcp_connect(addr: impl ToSocketAddrs) -> TcpStream {
+    let addr = resolve(addr);
+    let deadline = Instant::now() + IO_TIMEOUT;
+    loop {
+        match TcpStream::connect_timeout(&addr, IO_TIMEOUT) {
+            Ok(stream) => {
+                stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+                stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+                return stream;
+            }
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused && Instant::now() < deadline => {
+                thread::sleep(POLL);
+            }
+            Err(e) => panic!("connect to {addr}: {e}"),
+        }
+    }
+}
+
+/// Reads until EOF (10 s read timeout, panics on timeout). A reset counts as EOF.
+pub fn read_to_eof(stream: &mut TcpStream) -> Vec<u8> {
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return out,
+            Err(e) => panic!(
+                "read to EOF: {e} after {} bytes: {:?}",
+                out.len(),
+                String::from_utf8_lossy(&out)
+            ),
+        }
+    }
+}
+
+/// Connects, writes `input` (from a second thread, so large inputs cannot deadlock),
+/// shuts down the write side and reads to EOF.
+pub fn tcp_request(addr: impl ToSocketAddrs, input: &[u8]) -> Vec<u8> {
+    let mut stream = tcp_connect(addr);
+    let mut writer = stream.try_clone().expect("clone stream");
+    thread::scope(|s| {
+        let written = s.spawn(move || {
+            let result = writer.write_all(input);
+            let _ = writer.shutdown(Shutdown::Write);
+            result
+        });
+        let out = read_to_eof(&mut stream);
+        match written.join().expect("writer thread") {
+            Ok(()) => {}
+            // A server may close without reading everything; the reply is what matters.
+            Err(e) if matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) => {}
+            Err(e) => panic!("write request: {e}"),
+        }
+        out
+    })
+}
+
+/// Connects, reads at least `n` bytes (10 s timeout), then drops the connection.
+pub fn tcp_read_some(addr: impl ToSocketAddrs, n: usize) -> Vec<u8> {
+    let mut stream = tcp_connect(addr);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    while out.len() < n {
+        match stream.read(&mut buf) {
+            Ok(0) => panic!("EOF after {} of {n} bytes", out.len()),
+            Ok(k) => out.extend_from_slice(&buf[..k]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => panic!("read {n} bytes: {e} after {}", out.len()),
+        }
+    }
+    out
+}
+
+/// A UDP socket on the loopback address of `addr`'s family, port chosen by the kernel.
+pub fn udp_client_for(addr: &SocketAddr) -> UdpSocket {
+    let local: SocketAddr = if addr.is_ipv4() {
+        (Ipv4Addr::LOCALHOST, 0).into()
+    } else {
+        (Ipv6Addr::LOCALHOST, 0).into()
+    };
+    UdpSocket::bind(local).expect("bind UDP client")
+}
+
+/// Sends `data` and returns the first reply; waits 5 s per try, sends up to 3 times.
+pub fn udp_request(addr: impl ToSocketAddrs, data: &[u8]) -> Vec<u8> {
+    let addr = resolve(addr);
+    let socket = udp_client_for(&addr);
+    socket.connect(addr).expect("connect UDP client");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = vec![0u8; 65536];
+    for _ in 0..3 {
+        socket.send(data).expect("send datagram");
+        match socket.recv(&mut buf) {
+            Ok(n) => return buf[..n].to_vec(),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => panic!("UDP request to {addr}: {e}"),
+        }
+    }
+    panic!("no UDP reply from {addr} after 3 tries");
+}
+
+/// Polls `f` until it returns true; panics with `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        thread::sleep(POLL);
+    }
+}
+
+/// Writes an executable (0755) file `dir/name` holding `body`.
+pub fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, body).expect("write script");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod script");
+    path
+}
+
+/// Where a service bound to `port` on 127.0.0.1 is reached.
+pub fn v4(port: u16) -> SocketAddr {
+    (Ipv4Addr::LOCALHOST, port).into()
+}
+
+/// Where a service bound to `port` on ::1 is reached.
+pub fn v6(port: u16) -> SocketAddr {
+    (Ipv6Addr::LOCALHOST, port).into()
+}
+
+fn resolve(addr: impl ToSocketAddrs) -> SocketAddr {
+    addr.to_socket_addrs()
+        .expect("resolve address")
+        .next()
+        .expect("an address")
+}
+
+/// Runs `command` to completion with stdout and stderr captured; kills it and panics
+/// after `timeout`. stdin is /dev/null.
+pub fn run_command(command: &mut Command, timeout: Duration) -> Output {
+    let mut stdout = tempfile::tempfile().expect("temp file for stdout");
+    let mut stderr = tempfile::tempfile().expect("temp file for stderr");
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(stdout.try_clone().unwrap())
+        .stderr(stderr.try_clone().unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for command") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command:?} did not finish within {timeout:?}");
+        }
+        thread::sleep(POLL);
+    };
+    let read = |file: &mut File| {
+        use std::io::Seek;
+        let mut out = Vec::new();
+        file.seek(std::io::SeekFrom::Start(0)).unwrap();
+        file.read_to_end(&mut out).unwrap();
+        out
+    };
+    Output {
+        status,
+        stdout: read(&mut stdout),
+        stderr: read(&mut stderr),
+    }
+}
+
+/// Like `run_command`, and panics with the output unless the command succeeded.
+pub fn run_ok(command: &mut Command, timeout: Duration) -> Output {
+    let output = run_command(command, timeout);
+    assert!(
+        output.status.success(),
+        "{command:?} failed ({}):\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}

@@ -1,0 +1,538 @@
+//! `oxinetd --check` and start-up with bad configurations, run as users run it.
+//!
+//! Every error test asserts the exit code and that one stderr line has the contract's
+//! `FILE:LINE: service NAME: key KEY: MESSAGE` shape for the offending key.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Oxinetd, check_file, free_port, tcp_request, v4};
+
+/// A configuration laid out in its own temp dir: the main file plus any included files.
+struct Conf {
+    dir: tempfile::TempDir,
+}
+
+impl Conf {
+    fn new(main: &str) -> Conf {
+        let dir = tempfile::tempdir().expect("temp dir");
+        fs::write(dir.path().join("oxinetd.toml"), main).expect("write main file");
+        Conf { dir }
+    }
+
+    fn main(&self) -> PathBuf {
+        self.dir.path().join("oxinetd.toml")
+    }
+
+    /// Writes `text` at `rel` (relative to the main file's folder) and returns its path.
+    fn add(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(rel);
+        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        fs::write(&path, text).expect("write included file");
+        path
+    }
+
+    fn check(&self) -> Output {
+        check_file(&self.main())
+    }
+}
+
+/// The 1-based number of the first line of `text` containing `needle`.
+fn line_of(text: &str, needle: &str) -> u32 {
+    let index = text
+        .lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle:?} not in config"));
+    u32::try_from(index + 1).expect("small line number")
+}
+
+fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn expect_invalid(out: &Output) -> String {
+    let stderr = stderr_of(out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected exit 1 for an invalid config; stderr:\n{stderr}"
+    );
+    stderr
+}
+
+fn expect_ok(out: &Output, services: usize) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = stderr_of(out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "expected a valid config; stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let want = format!("configuration OK: {services} service");
+    assert!(
+        stdout.contains(&want) || stderr.contains(&want),
+        "expected {want:?}; stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+}
+
+/// Finds the error line for `service`/`key` and checks it names `file` and one of `lines`
+/// (`None` standing for "no line number", allowed where the key is absent from the file).
+fn error_line<'a>(
+    stderr: &'a str,
+    file: &Path,
+    lines: &[Option<u32>],
+    service: &str,
+    key: &str,
+) -> &'a str {
+    let tail = format!(": service {service}: key {key}:");
+    let file = file.display().to_string();
+    let found = stderr.lines().find(|l| {
+        l.find(&tail).is_some_and(|at| {
+            let head = &l[..at];
+            lines.iter().any(|n| match n {
+                Some(n) => head.ends_with(&format!("{file}:{n}")),
+                None => head.ends_with(&file),
+            })
+        })
+    });
+    found.unwrap_or_else(|| {
+        panic!("no error line `{file}:{lines:?}{tail} ...` in stderr:\n{stderr}")
+    })
+}
+
+/// Like `error_line` where the error may sit on any of `keys`, each on its own line.
+fn error_on_any(stderr: &str, file: &Path, service: &str, keys: &[(&str, u32)]) {
+    let Some((key, line)) = keys
+        .iter()
+        .find(|(key, _)| stderr.contains(&format!(": service {service}: key {key}:")))
+    else {
+        panic!("no error for service {service} on any of {keys:?} in stderr:\n{stderr}");
+    };
+    error_line(stderr, file, &[Some(*line)], service, key);
+}
+
+/// An exec'd stream service that is valid as it stands; tests add or break one key.
+const GOOD: &str = r#"[service.svc]
+socket_type = "stream"
+wait = false
+user = "root"
+server = "/bin/cat"
+port = 40100
+"#;
+
+/// `GOOD` with the line holding `from` replaced by `to` (an empty `to` drops the line).
+fn good_with(from: &str, to: &str) -> String {
+    let mut out = String::new();
+    for l in GOOD.lines() {
+        let l = if l.starts_with(from) { to } else { l };
+        if !l.is_empty() {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn assert_key_error(text: &str, key_line: &str, key: &str) -> String {
+    let conf = Conf::new(text);
+    let stderr = expect_invalid(&conf.check());
+    let line = line_of(text, key_line);
+    error_line(&stderr, &conf.main(), &[Some(line)], "svc", key).to_owned()
+}
+
+#[test]
+fn unknown_key_is_reported_with_did_you_mean() {
+    let text = good_with("socket_type", "sockettype = \"stream\"");
+    let line = assert_key_error(&text, "sockettype", "sockettype");
+    let hint = &line[line.find("key sockettype:").expect("key") + 15..];
+    assert!(hint.contains("socket_type"), "no did-you-mean hint: {line}");
+}
+
+#[test]
+fn port_that_is_not_a_number_is_rejected() {
+    assert_key_error(&good_with("port", "port = \"abc\""), "port", "port");
+}
+
+#[test]
+fn port_out_of_range_is_rejected() {
+    assert_key_error(&good_with("port", "port = 70000"), "port", "port");
+}
+
+#[test]
+fn dgram_with_tcp_is_rejected() {
+    let text = format!(
+        "{}protocol = \"tcp\"\n",
+        good_with("socket_type", "socket_type = \"dgram\"")
+    )
+    .replace("wait = false", "wait = true");
+    let conf = Conf::new(&text);
+    let stderr = expect_invalid(&conf.check());
+    let keys = [
+        ("protocol", line_of(&text, "protocol")),
+        ("socket_type", line_of(&text, "socket_type")),
+    ];
+    error_on_any(&stderr, &conf.main(), "svc", &keys);
+}
+
+#[test]
+fn external_dgram_without_wait_is_rejected() {
+    let text = good_with("socket_type", "socket_type = \"dgram\"");
+    let conf = Conf::new(&text);
+    let stderr = expect_invalid(&conf.check());
+    let keys = [
+        ("wait", line_of(&text, "wait")),
+        ("socket_type", line_of(&text, "socket_type")),
+    ];
+    error_on_any(&stderr, &conf.main(), "svc", &keys);
+}
+
+#[test]
+fn exec_service_without_server_is_rejected() {
+    let text = good_with("server", "");
+    let conf = Conf::new(&text);
+    let stderr = expect_invalid(&conf.check());
+    let header = Some(line_of(&text, "[service.svc]"));
+    error_line(&stderr, &conf.main(), &[None, header], "svc", "server");
+}
+
+#[test]
+fn relative_server_is_rejected() {
+    assert_key_error(
+        &good_with("server", "server = \"bin/cat\""),
+        "server",
+        "server",
+    );
+}
+
+#[test]
+fn server_without_execute_bit_is_rejected() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = dir.path().join("not-executable");
+    fs::write(&script, "#!/bin/sh\necho hi\n").expect("write");
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let server = format!("server = \"{}\"", script.display());
+    assert_key_error(&good_with("server", &server), "server", "server");
+}
+
+#[test]
+fn unknown_user_is_rejected() {
+    let text = good_with("user", "user = \"no_such_user_oxinetd\"");
+    assert_key_error(&text, "user", "user");
+}
+
+#[test]
+fn exec_service_without_user_is_rejected_as_root() {
+    let text = good_with("user", "");
+    let conf = Conf::new(&text);
+    let stderr = expect_invalid(&conf.check());
+    let header = Some(line_of(&text, "[service.svc]"));
+    error_line(&stderr, &conf.main(), &[None, header], "svc", "user");
+}
+
+#[test]
+fn internal_service_without_user_is_accepted() {
+    let conf = Conf::new(
+        r#"[service.echo]
+type = "INTERNAL"
+socket_type = "stream"
+port = 40101
+"#,
+    );
+    expect_ok(&conf.check(), 1);
+}
+
+#[test]
+fn enumerations_are_case_insensitive() {
+    let conf = Conf::new(
+        r#"[service.svc]
+socket_type = "STREAM"
+protocol = "Tcp"
+wait = false
+user = "root"
+server = "/bin/cat"
+port = 40102
+flags = ["ipv4", "Reuse"]
+
+[service.echo]
+type = "internal"
+socket_type = "Dgram"
+port = 40103
+"#,
+    );
+    expect_ok(&conf.check(), 2);
+}
+
+#[test]
+fn wait_yes_string_is_accepted() {
+    let conf = Conf::new(&good_with("wait", "wait = \"yes\""));
+    expect_ok(&conf.check(), 1);
+}
+
+#[test]
+fn server_args_array_and_string_are_accepted() {
+    let array = good_with(
+        "server",
+        "server = \"/bin/sh\"\nserver_args = [\"-c\", \"cat\"]",
+    );
+    let string = good_with("server", "server = \"/bin/sleep\"\nserver_args = \"1 2\"")
+        .replace("[service.svc]", "[service.svc2]")
+        .replace("40100", "40104");
+    let conf = Conf::new(&format!("{array}\n{string}"));
+    expect_ok(&conf.check(), 2);
+}
+
+#[test]
+fn umask_octal_string_and_octal_integer_are_accepted() {
+    let a = format!("{}umask = \"022\"\n", GOOD);
+    let b = format!("{}umask = 0o022\n", GOOD)
+        .replace("[service.svc]", "[service.svc2]")
+        .replace("40100", "40105");
+    let conf = Conf::new(&format!("{a}\n{b}"));
+    expect_ok(&conf.check(), 2);
+}
+
+#[test]
+fn umask_decimal_integer_is_rejected() {
+    assert_key_error(&format!("{GOOD}umask = 22\n"), "umask", "umask");
+}
+
+#[test]
+fn rlimit_suffixes_and_unlimited_are_accepted() {
+    let text = format!(
+        "{GOOD}rlimit_data = \"64K\"\nrlimit_stack = \"8M\"\nrlimit_cpu = \"UNLIMITED\"\n\
+         rlimit_files = 256\ninstances = \"UNLIMITED\"\n"
+    );
+    let conf = Conf::new(&text);
+    expect_ok(&conf.check(), 1);
+}
+
+#[test]
+fn every_error_in_every_file_is_reported_at_once() {
+    let main = r#"includedir = "conf.d"
+
+[service.bad1]
+type = "INTERNAL"
+socket_type = "stream"
+port = 40110
+instancs = 5
+
+[service.echo]
+type = "INTERNAL"
+socket_type = "stream"
+port = 40111
+
+[service.bad2]
+type = "INTERNAL"
+socket_type = "stream"
+port = 70000
+"#;
+    let a = r#"[service.bad3]
+socket_type = "stream"
+wait = false
+user = "root"
+server = "bin/cat"
+port = 40112
+"#;
+    let b = r#"# comment line first
+[service.bad4]
+type = "INTERNAL"
+socket_type = "stream"
+port = 40113
+nicee = 5
+"#;
+    let conf = Conf::new(main);
+    let a_path = conf.add("conf.d/a.toml", a);
+    let b_path = conf.add("conf.d/b.toml", b);
+    let stderr = expect_invalid(&conf.check());
+    let cases = [
+        (conf.main(), line_of(main, "instancs"), "bad1", "instancs"),
+        (conf.main(), line_of(main, "70000"), "bad2", "port"),
+        (a_path, line_of(a, "bin/cat"), "bad3", "server"),
+        (b_path, line_of(b, "nicee"), "bad4", "nicee"),
+    ];
+    for (file, line, service, key) in &cases {
+        error_line(&stderr, file, &[Some(*line)], service, key);
+        let count = stderr
+            .lines()
+            .filter(|l| l.contains(&format!(": service {service}:")))
+            .count();
+        assert_eq!(count, 1, "{service} reported {count} times:\n{stderr}");
+    }
+    let total = stderr
+        .lines()
+        .filter(|l| l.contains(": service ") && !l.starts_with("warning:"))
+        .count();
+    assert_eq!(total, 4, "expected exactly 4 errors:\n{stderr}");
+}
+
+/// Runs the binary with `args` in `cwd`, failing the test if it has not exited in 10 s.
+fn run_in(cwd: &Path, args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oxinetd"))
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn oxinetd");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            child.kill().ok();
+            let out = child.wait_with_output().expect("wait");
+            panic!(
+                "oxinetd {args:?} still running after 10 s; stderr:\n{}",
+                stderr_of(&out)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("wait")
+}
+
+#[test]
+fn includedir_is_relative_to_the_main_file_not_the_cwd() {
+    let main = "includedir = \"conf.d\"\n\n[service.echo]\ntype = \"INTERNAL\"\n\
+                socket_type = \"stream\"\nport = 40120\n";
+    let conf = Conf::new(main);
+    conf.add(
+        "conf.d/extra.toml",
+        "[service.daytime]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\nport = 40121\n",
+    );
+    let elsewhere = tempfile::tempdir().expect("temp dir");
+    let main_path = conf.main().display().to_string();
+    expect_ok(&run_in(elsewhere.path(), &["--check", "-f", &main_path]), 2);
+
+    // A relative -f path: the includedir must follow the main file, not the cwd.
+    let parent = conf.dir.path().parent().expect("parent");
+    let name = conf.dir.path().file_name().expect("name").to_string_lossy();
+    let rel = format!("{name}/oxinetd.toml");
+    expect_ok(&run_in(parent, &["--check", "-f", &rel]), 2);
+}
+
+#[test]
+fn includedir_skips_backups_hidden_files_and_non_toml() {
+    let conf = Conf::new("includedir = \"conf.d\"\n");
+    conf.add(
+        "conf.d/good.toml",
+        "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\nport = 40130\n",
+    );
+    let junk = "this is [[ not toml\n";
+    conf.add("conf.d/foo.toml~", junk);
+    conf.add("conf.d/.hidden.toml", junk);
+    conf.add("conf.d/README", junk);
+    expect_ok(&conf.check(), 1);
+}
+
+#[test]
+fn service_duplicated_in_an_included_file_is_rejected() {
+    let service = "[service.dup]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\nport = 40140\n";
+    let conf = Conf::new(&format!("includedir = \"conf.d\"\n\n{service}"));
+    conf.add("conf.d/a.toml", &service.replace("40140", "40141"));
+    let stderr = expect_invalid(&conf.check());
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("service dup") && l.contains(".toml")),
+        "no duplicate error naming `service dup` and its file:\n{stderr}"
+    );
+}
+
+#[test]
+fn omitted_port_comes_from_etc_services() {
+    let conf = Conf::new("[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\n");
+    expect_ok(&conf.check(), 1);
+}
+
+#[test]
+fn unlisted_service_without_port_is_rejected() {
+    let text = good_with("port", "type = \"UNLISTED\"");
+    let conf = Conf::new(&text);
+    let stderr = expect_invalid(&conf.check());
+    let header = Some(line_of(&text, "[service.svc]"));
+    error_line(&stderr, &conf.main(), &[None, header], "svc", "port");
+}
+
+#[test]
+fn good_config_prints_configuration_ok() {
+    let conf = Conf::new(&format!(
+        "shutdown_grace = 2\n\n[defaults]\nuser = \"root\"\n\n{GOOD}\n\
+         [service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\nport = 40150\n"
+    ));
+    expect_ok(&conf.check(), 2);
+}
+
+#[test]
+fn start_runs_the_good_service_and_logs_the_bad_one() {
+    let good = free_port();
+    let bad = free_port();
+    let daemon = Oxinetd::start(&format!(
+        r#"[service.echo]
+type = "INTERNAL"
+socket_type = "stream"
+bind = "127.0.0.1"
+port = {good}
+
+[service.bad]
+type = "INTERNAL"
+socket_type = "stream"
+bind = "127.0.0.1"
+port = {bad}
+sockettyp = "stream"
+"#
+    ));
+    assert_eq!(tcp_request(v4(good), b"ping\n"), b"ping\n");
+    let log = daemon.wait_for_log("service bad: key sockettyp");
+    let path = daemon.config_path().display().to_string();
+    let line = log
+        .lines()
+        .find(|l| l.contains("service bad: key sockettyp"))
+        .expect("error line");
+    assert!(line.contains(&path), "error does not name {path}: {line}");
+}
+
+#[test]
+fn start_with_syntax_error_in_main_file_exits_1() {
+    let conf = Conf::new("[service.echo\ntype = \"INTERNAL\"\n");
+    let main = conf.main().display().to_string();
+    let started = Instant::now();
+    let out = run_in(conf.dir.path(), &["-f", &main]);
+    let stderr = expect_invalid(&out);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        stderr.contains(&main),
+        "stderr does not name {main}:\n{stderr}"
+    );
+}
+
+#[test]
+fn unknown_option_exits_2() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = run_in(dir.path(), &["--bogus"]);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{}", stderr_of(&out));
+}
+
+#[test]
+fn version_exits_0() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = run_in(dir.path(), &["--version"]);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr_of(&out));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr_of(&out)
+    );
+    assert!(
+        text.contains(env!("CARGO_PKG_VERSION")),
+        "--version does not print the version:\n{text}"
+    );
+}

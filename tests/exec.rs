@@ -1,0 +1,598 @@
+//! What an exec'd server gets: argv, fds, environment, identity, signal state, session,
+//! limits; exec failures and the `instances` limit. Each server reports from inside.
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+
+use common::{
+    Launch, Oxinetd, free_port, read_to_eof, tcp_connect, tcp_request, tempdir, v4, v6,
+    write_script,
+};
+
+/// The directory where a test's scripts live before the daemon starts on them.
+struct Setup {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        Setup {
+            dir: tempdir(),
+            port: free_port(),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn script(&self, name: &str, body: &str) -> String {
+        let path = write_script(self.dir.path(), name, body);
+        path.to_str().expect("utf-8 temp path").to_owned()
+    }
+
+    /// A stream nowait service `svc` on the port, with `body` as further keys.
+    fn config(&self, body: &str) -> String {
+        format!(
+            "[service.svc]\nsocket_type = \"stream\"\nwait = false\nport = {}\n{body}\n",
+            self.port
+        )
+    }
+
+    fn start(self, body: &str) -> (Oxinetd, u16) {
+        self.start_with(body, Launch::default())
+    }
+
+    fn start_with(self, body: &str, mut launch: Launch<'_>) -> (Oxinetd, u16) {
+        let config = self.config(body);
+        let port = self.port;
+        launch.dir = Some(self.dir);
+        (Oxinetd::start_with(&config, launch), port)
+    }
+}
+
+/// A TOML basic string holding `s`.
+fn toml_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A TOML array of basic strings.
+fn toml_list(items: &[&str]) -> String {
+    let items: Vec<String> = items.iter().map(|s| toml_str(s)).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// Runs `script` (a shell snippet) as the server: `server = "/bin/sh"`, args `-c script`.
+fn sh(script: &str) -> String {
+    format!(
+        "server = \"/bin/sh\"\nserver_args = {}\n",
+        toml_list(&["-c", script])
+    )
+}
+
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).expect("server output is UTF-8")
+}
+
+/// One connection to the server, with no input; its whole output.
+fn output(port: u16) -> String {
+    text(tcp_request(v4(port), b""))
+}
+
+/// Prints its own argv, NUL-separated in /proc, one per line: argv[0] included.
+const CMDLINE_SH: &str = "#!/bin/sh\ntr '\\0' '\\n' < /proc/$$/cmdline\n";
+
+/// Prints each argument after $0 in brackets.
+const ARGS_SH: &str = "#!/bin/sh\nfor a in \"$@\"; do printf '[%s]\\n' \"$a\"; done\n";
+
+fn parse_env(output: &str) -> BTreeMap<String, String> {
+    output
+        .lines()
+        .map(|line| {
+            let (k, v) = line
+                .split_once('=')
+                .unwrap_or_else(|| panic!("env line without '=': {line:?}"));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+/// Connects, and returns the server's `env` output and the client's local port.
+fn env_over(mut stream: TcpStream) -> (BTreeMap<String, String>, u16) {
+    let local_port = stream.local_addr().unwrap().port();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let out = text(read_to_eof(&mut stream));
+    (parse_env(&out), local_port)
+}
+
+fn passwd_entry(user: &str) -> Vec<String> {
+    let passwd = fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
+    passwd
+        .lines()
+        .map(|l| l.split(':').map(str::to_owned).collect::<Vec<_>>())
+        .find(|fields| fields[0] == user)
+        .unwrap_or_else(|| panic!("no {user} in /etc/passwd"))
+}
+
+fn have(program: &str) -> bool {
+    ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+        .iter()
+        .any(|d| Path::new(d).join(program).exists())
+}
+
+/// Reads one line (up to and including '\n'); panics on EOF or timeout.
+fn read_line(stream: &mut TcpStream) -> String {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\n") {
+        match stream.read(&mut byte) {
+            Ok(0) => panic!("EOF after {:?}", String::from_utf8_lossy(&line)),
+            Ok(_) => line.push(byte[0]),
+            Err(e) => panic!("read line: {e} after {:?}", String::from_utf8_lossy(&line)),
+        }
+    }
+    text(line)
+}
+
+#[test]
+fn server_args_string_is_split_on_whitespace() {
+    let setup = Setup::new();
+    let server = setup.script("args.sh", ARGS_SH);
+    let (_daemon, port) = setup.start(&format!(
+        "user = \"root\"\nserver = {}\nserver_args = \"  alpha   beta\\tgamma  \"\n",
+        toml_str(&server)
+    ));
+    assert_eq!(output(port), "[alpha]\n[beta]\n[gamma]\n");
+}
+
+#[test]
+fn server_args_array_keeps_spaces_inside_an_argument() {
+    let setup = Setup::new();
+    let server = setup.script("args.sh", ARGS_SH);
+    let (_daemon, port) = setup.start(&format!(
+        "user = \"root\"\nserver = {}\nserver_args = {}\n",
+        toml_str(&server),
+        toml_list(&["one two", " three ", ""])
+    ));
+    assert_eq!(output(port), "[one two]\n[ three ]\n[]\n");
+}
+
+#[test]
+fn argv0_defaults_to_the_basename_of_server() {
+    let setup = Setup::new();
+    let cmdline = setup.script("cmdline.sh", CMDLINE_SH);
+    let (_daemon, port) = setup.start(&format!(
+        "user = \"root\"\nserver = \"/bin/sh\"\nserver_args = {}\n",
+        toml_list(&[&cmdline, "x"])
+    ));
+    assert_eq!(output(port), format!("sh\n{cmdline}\nx\n"));
+}
+
+#[test]
+fn nameinargs_takes_argv0_from_server_args() {
+    let setup = Setup::new();
+    let cmdline = setup.script("cmdline.sh", CMDLINE_SH);
+    let (_daemon, port) = setup.start(&format!(
+        "user = \"root\"\nflags = [\"NAMEINARGS\"]\nserver = \"/bin/sh\"\nserver_args = {}\n",
+        toml_list(&["fancy-name", &cmdline, "x y"])
+    ));
+    assert_eq!(output(port), format!("fancy-name\n{cmdline}\nx y\n"));
+}
+
+#[test]
+fn nameinargs_with_a_string_of_server_args() {
+    let setup = Setup::new();
+    let cmdline = setup.script("cmdline.sh", CMDLINE_SH);
+    let (_daemon, port) = setup.start(&format!(
+        "user = \"root\"\nflags = [\"NAMEINARGS\"]\nserver = \"/bin/sh\"\nserver_args = {}\n",
+        toml_str(&format!("fancy-name {cmdline} extra"))
+    ));
+    assert_eq!(output(port), format!("fancy-name\n{cmdline}\nextra\n"));
+}
+
+#[test]
+fn server_has_only_fds_0_1_2_and_they_are_the_connection() {
+    // The daemon is started holding two stray fds without close-on-exec (7 and 8): they
+    // must not reach the server either. `sh -c` itself opens no fd (checked by hand).
+    let setup = Setup::new();
+    let launch = Launch {
+        wrapper: vec!["/bin/sh", "-c", "exec 7</dev/null 8>&2; exec \"$0\" \"$@\""],
+        ..Launch::default()
+    };
+    let (daemon, port) = setup.start_with(
+        &format!(
+            "user = \"root\"\n{}",
+            sh("ls /proc/$$/fd; readlink /proc/$$/fd/0 /proc/$$/fd/1 /proc/$$/fd/2")
+        ),
+        launch,
+    );
+    let daemon_fds: Vec<String> = fs::read_dir(format!("/proc/{}/fd", daemon.pid()))
+        .expect("list the daemon's fds")
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        daemon_fds.iter().any(|f| f == "7"),
+        "precondition: the daemon holds the stray fd 7, has {daemon_fds:?}"
+    );
+
+    let out = output(port);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 6, "server output: {out:?}");
+    assert_eq!(lines[..3], ["0", "1", "2"], "server's open fds: {out:?}");
+    assert!(lines[3].starts_with("socket:["), "fd 0 is {}", lines[3]);
+    assert_eq!(lines[3], lines[4], "fd 1 is not the connection: {out:?}");
+    assert_eq!(lines[3], lines[5], "fd 2 is not the connection: {out:?}");
+}
+
+#[test]
+fn server_stderr_goes_to_the_connection() {
+    let (_daemon, port) = Setup::new().start(&format!(
+        "user = \"root\"\n{}",
+        sh("echo to-stdout; echo to-stderr >&2; echo again")
+    ));
+    assert_eq!(output(port), "to-stdout\nto-stderr\nagain\n");
+}
+
+#[test]
+fn server_stdin_is_the_connection() {
+    let (_daemon, port) = Setup::new().start(&format!(
+        "user = \"root\"\n{}",
+        sh("read line; echo \"got $line\"")
+    ));
+    assert_eq!(text(tcp_request(v4(port), b"hello\n")), "got hello\n");
+}
+
+#[test]
+fn environment_has_connection_variables_env_entries_and_the_daemons_own() {
+    let setup = Setup::new();
+    let launch = Launch {
+        env: vec![("OXI_SECRET", "1")],
+        ..Launch::default()
+    };
+    let (_daemon, port) = setup.start_with(
+        "user = \"root\"\nserver = \"/usr/bin/env\"\nenv = [\"FOO=bar\", \"SPACED=a b\"]\n",
+        launch,
+    );
+    let (env, local_port) = env_over(tcp_connect(v4(port)));
+    let get = |k: &str| env.get(k).map(String::as_str);
+    assert_eq!(get("REMOTE_ADDR"), Some("127.0.0.1"), "{env:#?}");
+    assert_eq!(
+        get("REMOTE_PORT"),
+        Some(&*local_port.to_string()),
+        "{env:#?}"
+    );
+    assert_eq!(get("PROTO"), Some("TCP"), "{env:#?}");
+    assert_eq!(get("TCPREMOTEIP"), Some("127.0.0.1"), "{env:#?}");
+    assert_eq!(
+        get("TCPREMOTEPORT"),
+        Some(&*local_port.to_string()),
+        "{env:#?}"
+    );
+    assert_eq!(get("TCPLOCALIP"), Some("127.0.0.1"), "{env:#?}");
+    assert_eq!(get("TCPLOCALPORT"), Some(&*port.to_string()), "{env:#?}");
+    assert!(
+        get("REMOTE_HOST").is_some_and(|h| !h.is_empty()),
+        "REMOTE_HOST missing: {env:#?}"
+    );
+    assert_eq!(get("FOO"), Some("bar"), "{env:#?}");
+    assert_eq!(get("SPACED"), Some("a b"), "{env:#?}");
+    // Without passenv the daemon's own environment is passed on.
+    assert_eq!(get("OXI_SECRET"), Some("1"), "{env:#?}");
+}
+
+#[test]
+fn environment_over_ipv6_names_ipv6_addresses() {
+    let (_daemon, port) = Setup::new().start("user = \"root\"\nserver = \"/usr/bin/env\"\n");
+    let (env, local_port) = env_over(tcp_connect(v6(port)));
+    let get = |k: &str| env.get(k).map(String::as_str);
+    assert_eq!(get("REMOTE_ADDR"), Some("::1"), "{env:#?}");
+    assert_eq!(
+        get("REMOTE_PORT"),
+        Some(&*local_port.to_string()),
+        "{env:#?}"
+    );
+    assert_eq!(get("TCPREMOTEIP"), Some("::1"), "{env:#?}");
+    assert_eq!(get("TCPLOCALIP"), Some("::1"), "{env:#?}");
+    assert_eq!(get("TCPLOCALPORT"), Some(&*port.to_string()), "{env:#?}");
+}
+
+#[test]
+fn passenv_passes_only_the_named_variables() {
+    let setup = Setup::new();
+    let path = "/usr/bin:/bin:/oxinetd-test-path";
+    let launch = Launch {
+        env: vec![("OXI_SECRET", "1"), ("PATH", path)],
+        ..Launch::default()
+    };
+    let (_daemon, port) = setup.start_with(
+        "user = \"nobody\"\nserver = \"/usr/bin/env\"\npassenv = [\"PATH\"]\nenv = [\"FOO=bar\"]\n",
+        launch,
+    );
+    let (env, _) = env_over(tcp_connect(v4(port)));
+    let names: Vec<&str> = env.keys().map(String::as_str).collect();
+    let mut want = vec![
+        "FOO",
+        "HOME",
+        "LOGNAME",
+        "PATH",
+        "PROTO",
+        "REMOTE_ADDR",
+        "REMOTE_HOST",
+        "REMOTE_PORT",
+        "SHELL",
+        "TCPLOCALIP",
+        "TCPLOCALPORT",
+        "TCPREMOTEIP",
+        "TCPREMOTEPORT",
+        "USER",
+    ];
+    want.sort_unstable();
+    assert_eq!(names, want, "server environment: {env:#?}");
+    assert_eq!(env["PATH"], path);
+    assert_eq!(env["FOO"], "bar");
+}
+
+#[test]
+fn user_nobody_drops_every_group_of_the_daemon() {
+    if !have("setpriv") {
+        eprintln!("skipped: setpriv (util-linux) is not installed");
+        return;
+    }
+    let setup = Setup::new();
+    let launch = Launch {
+        wrapper: vec!["setpriv", "--groups", "4,24", "--"],
+        ..Launch::default()
+    };
+    let (daemon, port) = setup.start_with(
+        &format!(
+            "user = \"nobody\"\n{}",
+            sh("id -u; id -g; id -G; echo \"$HOME|$USER|$LOGNAME|$SHELL\"")
+        ),
+        launch,
+    );
+    let status = fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();
+    let groups = status
+        .lines()
+        .find(|l| l.starts_with("Groups:"))
+        .expect("Groups line");
+    assert_eq!(
+        groups.split_whitespace().collect::<Vec<_>>(),
+        ["Groups:", "4", "24"],
+        "precondition: the daemon runs with extra groups"
+    );
+
+    let nobody = passwd_entry("nobody");
+    let (uid, gid, home, shell) = (&nobody[2], &nobody[3], &nobody[5], &nobody[6]);
+    assert_eq!(
+        output(port),
+        format!("{uid}\n{gid}\n{gid}\n{home}|nobody|nobody|{shell}\n")
+    );
+}
+
+#[test]
+fn group_sets_the_primary_group() {
+    let (_daemon, port) = Setup::new().start(&format!(
+        "user = \"nobody\"\ngroup = \"daemon\"\n{}",
+        sh("id -u; id -g; id -G")
+    ));
+    let uid = &passwd_entry("nobody")[2];
+    assert_eq!(output(port), format!("{uid}\n1\n1\n"));
+}
+
+#[test]
+fn server_starts_with_default_signal_dispositions_and_an_empty_mask() {
+    // grep reads its own status: it neither blocks nor ignores signals itself.
+    let (_daemon, port) = Setup::new().start(&format!(
+        "user = \"root\"\nserver = \"/bin/grep\"\nserver_args = {}\n",
+        toml_list(&["-E", "^Sig(Blk|Ign):", "/proc/self/status"])
+    ));
+    assert_eq!(
+        output(port),
+        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+    );
+}
+
+#[test]
+fn server_runs_in_a_new_session() {
+    let setup = Setup::new();
+    let server = setup.script(
+        "session.sh",
+        "#!/bin/sh\nread pid comm state ppid pgrp session rest < /proc/$$/stat\necho \"$$ $pid $pgrp $session\"\n",
+    );
+    let (daemon, port) = setup.start(&format!(
+        "user = \"root\"\nserver = {}\n",
+        toml_str(&server)
+    ));
+    let out = output(port);
+    let ids: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(ids.len(), 4, "server output {out:?}");
+    assert_eq!(ids[0], ids[1], "/proc/$$/stat is not the shell's: {out:?}");
+    assert_eq!(
+        ids[2], ids[0],
+        "server is not its process group's leader: {out:?}"
+    );
+    assert_eq!(
+        ids[3], ids[0],
+        "server is not its session's leader: {out:?}"
+    );
+    assert_ne!(ids[0], daemon.pid().to_string());
+}
+
+#[test]
+fn umask_is_applied() {
+    let (_daemon, port) = Setup::new().start(&format!(
+        "user = \"root\"\numask = \"027\"\n{}",
+        sh("umask")
+    ));
+    assert_eq!(output(port), "0027\n");
+}
+
+#[test]
+fn rlimit_files_is_applied() {
+    let (_daemon, port) = Setup::new().start(&format!(
+        "user = \"root\"\nrlimit_files = 64\n{}",
+        sh("ulimit -n")
+    ));
+    assert_eq!(output(port), "64\n");
+}
+
+#[test]
+fn nice_is_applied() {
+    // SAFETY: getpriority only reads the calling process's priority.
+    let own = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    if own != 0 {
+        eprintln!("skipped: the test runs at niceness {own}, not 0");
+        return;
+    }
+    let (_daemon, port) = Setup::new().start(&format!("user = \"root\"\nnice = 5\n{}", sh("nice")));
+    assert_eq!(output(port), "5\n");
+}
+
+#[test]
+fn exec_failure_closes_the_connection_and_is_logged() {
+    let setup = Setup::new();
+    // Executable, so the config is valid, but execve fails with ENOENT on the interpreter.
+    let server = setup.script("broken.sh", "#!/nonexistent/interp\necho never\n");
+    let (daemon, port) = setup.start(&format!(
+        "user = \"root\"\nserver = {}\n",
+        toml_str(&server)
+    ));
+    assert_eq!(output(port), "", "client got data from a failed exec");
+    let log = daemon.wait_for_log("exec failed");
+    let line = log
+        .lines()
+        .find(|l| l.contains("exec failed"))
+        .expect("exec failed line");
+    assert!(line.contains("FAIL: svc exec failed"), "log line: {line}");
+    assert!(
+        line.contains("No such file or directory") || line.contains("ENOENT"),
+        "log line lacks the errno text: {line}"
+    );
+    // The daemon goes on serving.
+    assert_eq!(output(port), "");
+    daemon.wait_for_log_count("exec failed", 2);
+}
+
+#[test]
+fn instances_limit_closes_extra_connections_until_one_ends() {
+    let (daemon, port) = Setup::new().start(&format!(
+        "user = \"root\"\ninstances = 2\n{}",
+        sh("echo hi; read line; echo \"bye $line\"")
+    ));
+    let mut first = tcp_connect(v4(port));
+    let mut second = tcp_connect(v4(port));
+    assert_eq!(read_line(&mut first), "hi\n");
+    assert_eq!(read_line(&mut second), "hi\n");
+
+    let mut third = tcp_connect(v4(port));
+    assert_eq!(
+        text(read_to_eof(&mut third)),
+        "",
+        "third connection got data"
+    );
+    daemon.wait_for_log("FAIL: svc service_limit");
+
+    // The held connections are intact.
+    second.write_all(b"two\n").unwrap();
+    assert_eq!(read_line(&mut second), "bye two\n");
+    daemon.wait_for_log_count("EXIT: svc", 1);
+
+    // With one slot free again, a new connection is served.
+    let mut fourth = tcp_connect(v4(port));
+    assert_eq!(read_line(&mut fourth), "hi\n");
+    // And the limit still holds with two running again.
+    let mut fifth = tcp_connect(v4(port));
+    assert_eq!(
+        text(read_to_eof(&mut fifth)),
+        "",
+        "fifth connection got data"
+    );
+    daemon.wait_for_log_count("FAIL: svc service_limit", 2);
+
+    drop(first);
+    daemon.wait_for_log_count("EXIT: svc", 2);
+}
+
+#[test]
+fn privileges_are_dropped_setgroups_then_setgid_then_setuid() {
+    if !have("strace") {
+        eprintln!("skipped: strace is not installed");
+        return;
+    }
+    let setup = Setup::new();
+    // Outside the daemon's directory, which `stop` removes.
+    let trace_dir = tempfile::tempdir().expect("temp dir");
+    let trace = trace_dir.path().join("strace.out");
+    let trace_arg = trace.to_str().unwrap().to_owned();
+    let launch = Launch {
+        wrapper: vec![
+            "strace",
+            "-f",
+            "-o",
+            &trace_arg,
+            "-e",
+            "trace=setgroups,setgid,setuid,setresgid,setresuid,setregid,setreuid",
+        ],
+        wrapper_forks: true,
+        ..Launch::default()
+    };
+    let (daemon, port) = setup.start_with(&format!("user = \"nobody\"\n{}", sh("id -u")), launch);
+    let uid = passwd_entry("nobody")[2].clone();
+    assert_eq!(output(port), format!("{uid}\n"));
+    daemon.wait_for_log("EXIT: svc");
+    let status = daemon.stop();
+    assert!(status.success(), "strace/oxinetd exited with {status}");
+
+    let trace = fs::read_to_string(&trace).expect("read strace output");
+    // Lines look like `1234  setgid(65534) = 0`.
+    let calls: Vec<(&str, &str, &str)> = trace
+        .lines()
+        .filter_map(|line| {
+            let (pid, rest) = line.split_once(char::is_whitespace)?;
+            let rest = rest.trim_start();
+            let (name, args) = rest.split_once('(')?;
+            Some((pid, name, args))
+        })
+        .collect();
+    let is_uid = |name: &str| matches!(name, "setuid" | "setresuid" | "setreuid");
+    let is_gid = |name: &str| matches!(name, "setgid" | "setresgid" | "setregid");
+    let child = calls
+        .iter()
+        .find(|(_, name, args)| is_uid(name) && args.contains(&*uid))
+        .map(|(pid, _, _)| *pid)
+        .unwrap_or_else(|| panic!("no process switched to uid {uid}; trace:\n{trace}"));
+    let names: Vec<&str> = calls
+        .iter()
+        .filter(|(pid, _, _)| *pid == child)
+        .map(|(_, name, _)| *name)
+        .collect();
+    let last_groups = names.iter().rposition(|n| *n == "setgroups");
+    let first_gid = names.iter().position(|n| is_gid(n));
+    let last_gid = names.iter().rposition(|n| is_gid(n));
+    let first_uid = names.iter().position(|n| is_uid(n));
+    let (Some(last_groups), Some(first_gid), Some(last_gid), Some(first_uid)) =
+        (last_groups, first_gid, last_gid, first_uid)
+    else {
+        panic!("child {child} lacks setgroups/setgid/setuid: {names:?}\n{trace}");
+    };
+    assert!(
+        last_groups < first_gid && last_gid < first_uid,
+        "child {child} order is {names:?}, want setgroups, setgid, setuid"
+    );
+}
