@@ -730,7 +730,7 @@ impl Daemon {
     }
 
     fn reload(&mut self) {
-        info!("reload: reading {}", self.config_path.display());
+        info!("reloading {}", self.config_path.display());
         let config = config::load(&self.config_path, &System::new());
         log_diagnostics(&config);
         if config.fatal {
