@@ -451,11 +451,9 @@ impl Daemon {
         let id = service.spec.id.clone();
         let spawned = result.is_ok() || result.as_ref().is_err_and(|e| e.pid.is_some());
         self.record_spawn(index, generation, result, &id, remote.map(|r| r.ip()), true);
-        if spawned {
-            self.set_armed(index, generation, false);
-        } else {
-            // Could not even clone: try again shortly instead of spinning.
-            self.set_armed(index, generation, false);
+        self.set_armed(index, generation, false);
+        if !spawned {
+            // No child will return the socket: try again shortly instead of spinning.
             self.timers.push((
                 Instant::now() + FIRST_BACKOFF,
                 Timer::Arm(index, generation),
