@@ -1,0 +1,466 @@
+#!/usr/bin/env bash
+# benches/compare.sh: oxinetd side by side with xinetd, OpenBSD inetd, tcpserver, socat and
+# a minimal vfork accept loop (the floor), all in the same run, all spawning the same tiny
+# static server (benches/oneline.c), driven by our own load generator (benches/loadgen).
+#
+# usage: benches/compare.sh [--short] [--runs N] [--duration SECS] [--no-install] [--keep]
+#   --short       one 1-second run per workload: proves the harness works (CI); writes
+#                 benches/results/short.md and leaves latest.md alone
+#   --runs N      runs per workload; the table shows the median (default 3)
+#   --duration S  seconds per run (default 5)
+#   --no-install  do not apt-get anything (peers that are missing are skipped)
+#   --keep        keep the temporary folder (configs, daemon logs, raw results)
+#
+# Needs root for the peers (installing them, `user = root`, inetd's echo on port 7).
+# The daemons run on CPU 0 and the load generator on CPU 1 (taskset). Every process it
+# starts is stopped on exit. Writes benches/results/latest.md and a timestamped copy.
+# Ports: BENCH_PORT_BASE (default 23000) .. +60, +1000..+1999 for the 1,000-service configs;
+# inetd's internal echo must use the official port 7 (127.0.0.1:7 and [::1]:7).
+set -uo pipefail
+
+RUNS=3
+DURATION=5
+INSTALL=1
+KEEP=0
+SHORT=0
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--short) SHORT=1 RUNS=1 DURATION=1 ;;
+	--runs) RUNS=${2:?--runs needs a number}; shift ;;
+	--duration) DURATION=${2:?--duration needs seconds}; shift ;;
+	--no-install) INSTALL=0 ;;
+	--keep) KEEP=1 ;;
+	-h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	*) echo "compare.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
+	esac
+	shift
+done
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+BENCH=$REPO/benches
+TARGET=${CARGO_TARGET_DIR:-$REPO/target}
+BASE=${BENCH_PORT_BASE:-23000}
+DCPU=0 # the daemons (and so their children)
+LCPU=1 # the load generator
+MAXCONNS=2000000
+WORK=$(mktemp -d /tmp/oxinetd-bench.XXXXXX)
+chmod 755 "$WORK"
+RESULTS=$WORK/results.tsv
+LOADRES=$WORK/load.tsv
+NOTES=$WORK/notes.txt
+: >"$RESULTS" >"$LOADRES" >"$NOTES"
+PIDS=()
+POLICY_CREATED=0
+
+log() { echo "compare: $*" >&2; }
+note() { echo "$*" >>"$NOTES"; log "$*"; }
+die() { log "$*"; exit 1; }
+
+cleanup() {
+	local pid
+	for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+	for pid in "${PIDS[@]}"; do wait_gone "$pid" 30 || kill -KILL "$pid" 2>/dev/null; done
+	[ "$POLICY_CREATED" = 1 ] && rm -f /usr/sbin/policy-rc.d
+	if [ "$KEEP" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# wait_gone PID TENTHS: true once PID has exited (or is a zombie), polling every 0.1 s.
+wait_gone() {
+	local i state
+	for ((i = 0; i < $2; i++)); do
+		[ -e "/proc/$1/stat" ] || return 0
+		state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
+		[ -z "$state" ] || [ "$state" = Z ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+stop_pid() {
+	kill -TERM "$1" 2>/dev/null
+	wait_gone "$1" 50 || kill -KILL "$1" 2>/dev/null
+	wait_gone "$1" 20
+}
+
+# ---------------------------------------------------------------- peers
+XINETD=$(command -v xinetd || echo /usr/sbin/xinetd)
+TCPSERVER=$(command -v tcpserver || echo /usr/bin/tcpserver)
+SOCAT=$(command -v socat || echo /usr/bin/socat)
+INETD=$WORK/inetd-root/usr/sbin/inetd
+
+install_peers() {
+	local need=() dl deps d
+	[ -x "$XINETD" ] || need+=(xinetd)
+	[ -x "$TCPSERVER" ] || need+=(ucspi-tcp)
+	[ -x "$SOCAT" ] || need+=(socat)
+	[ "$INSTALL" = 1 ] || return 0
+	[ "$(id -u)" = 0 ] || { note "not root: installing nothing"; return 0; }
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		# Installing xinetd must not start a system xinetd.
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod +x /usr/sbin/policy-rc.d
+		POLICY_CREATED=1
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	dl=$WORK/inetd-deb
+	mkdir -p "$dl" && chmod 777 "$dl"
+	if [ ${#need[@]} -gt 0 ] || ! (cd "$dl" && apt-get download -q openbsd-inetd >/dev/null 2>&1); then
+		log "apt-get update"
+		apt-get update -qq >/dev/null || note "apt-get update failed"
+	fi
+	if [ ${#need[@]} -gt 0 ]; then
+		log "apt-get install ${need[*]}"
+		apt-get install -y -qq "${need[@]}" >/dev/null || note "apt-get install ${need[*]} failed"
+	fi
+	ls "$dl"/openbsd-inetd_*.deb >/dev/null 2>&1 || (cd "$dl" && apt-get download -q openbsd-inetd >/dev/null 2>&1)
+	if ls "$dl"/openbsd-inetd_*.deb >/dev/null 2>&1; then
+		# It conflicts with xinetd as a package: unpack it and install only its libraries.
+		dpkg -x "$dl"/openbsd-inetd_*.deb "$WORK/inetd-root"
+		deps=$(dpkg-deb -f "$dl"/openbsd-inetd_*.deb Depends | tr ',' '\n' | sed 's/[ (].*//;s/^ *//' |
+			grep -v -x -e update-inetd -e tcpd -e '')
+		need=()
+		for d in $deps; do dpkg -s "$d" >/dev/null 2>&1 || need+=("$d"); done
+		[ ${#need[@]} -eq 0 ] || apt-get install -y -qq "${need[@]}" >/dev/null || note "inetd libraries: install failed"
+	else
+		note "could not download openbsd-inetd: inetd skipped"
+	fi
+}
+
+build() {
+	log "building oxinetd (release)"
+	(cd "$REPO" && cargo build --release -q) || die "cargo build --release failed"
+	log "building loadgen (release)"
+	cargo build --release -q --manifest-path "$BENCH/loadgen/Cargo.toml" --target-dir "$TARGET" ||
+		die "loadgen build failed"
+	mkdir -p "$WORK/bin"
+	cc -O2 -static -o "$WORK/bin/oneline" "$BENCH/oneline.c" || die "cc oneline.c failed"
+	cc -O2 -o "$WORK/bin/floor" "$BENCH/floor.c" || die "cc floor.c failed"
+	OXINETD=$TARGET/release/oxinetd
+	LOADGEN=$TARGET/release/loadgen
+	ONELINE=$WORK/bin/oneline
+	FLOOR=$WORK/bin/floor
+	[ "$("$ONELINE")" = hello ] || die "oneline does not print hello"
+}
+
+USERLINE=""
+[ "$(id -u)" = 0 ] && USERLINE='user = "root"'
+
+# Ports of one peer: exec'd server at P, internal stream/dgram echo at P+1.
+port_of() {
+	case $1 in
+	oxinetd) echo $((BASE + 0)) ;; xinetd) echo $((BASE + 10)) ;; inetd) echo $((BASE + 20)) ;;
+	tcpserver) echo $((BASE + 30)) ;; socat) echo $((BASE + 40)) ;; floor) echo $((BASE + 50)) ;;
+	esac
+}
+
+XINETD_DEFAULTS='defaults
+{
+	instances = UNLIMITED
+	per_source = UNLIMITED
+	cps = 100000 1
+	log_type = FILE /dev/null
+	log_on_success =
+	log_on_failure =
+}'
+
+# conf_oxinetd PHASE FILE / conf_xinetd / conf_inetd: each peer's configuration.
+conf_oxinetd() {
+	local p
+	p=$(port_of oxinetd)
+	case $1 in
+	stream) cat >"$2" <<EOF
+[service.oneline]
+type = "UNLISTED"
+socket_type = "stream"
+protocol = "tcp"
+wait = false
+$USERLINE
+server = "$ONELINE"
+port = $p
+bind = "127.0.0.1"
+instances = "UNLIMITED"
+
+[service.echo]
+type = "INTERNAL UNLISTED"
+socket_type = "stream"
+protocol = "tcp"
+port = $((p + 1))
+bind = "127.0.0.1"
+EOF
+		;;
+	udp) cat >"$2" <<EOF
+[service.echo]
+type = "INTERNAL UNLISTED"
+socket_type = "dgram"
+protocol = "udp"
+wait = true
+port = $((p + 1))
+bind = "::1"
+EOF
+		;;
+	esac
+}
+
+conf_xinetd() {
+	local p
+	p=$(port_of xinetd)
+	echo "$XINETD_DEFAULTS" >"$2"
+	case $1 in
+	stream) cat >>"$2" <<EOF
+service oneline
+{
+	type = UNLISTED
+	socket_type = stream
+	protocol = tcp
+	wait = no
+	user = root
+	server = $ONELINE
+	port = $p
+	bind = 127.0.0.1
+}
+service echo
+{
+	type = INTERNAL UNLISTED
+	id = echo-stream
+	socket_type = stream
+	protocol = tcp
+	wait = no
+	user = root
+	port = $((p + 1))
+	bind = 127.0.0.1
+}
+EOF
+		;;
+	udp) cat >>"$2" <<EOF
+service echo
+{
+	type = INTERNAL UNLISTED
+	id = echo-dgram
+	socket_type = dgram
+	protocol = udp
+	wait = yes
+	user = root
+	port = $((p + 1))
+	bind = ::1
+	flags = IPv6
+}
+EOF
+		;;
+	esac
+}
+
+# OpenBSD inetd finds internal services by their official name, so echo is on port 7.
+# Its UDP services drop datagrams from 127/8 (anti-reflection), so UDP echo uses ::1
+# for every peer.
+conf_inetd() {
+	case $1 in
+	stream) printf '127.0.0.1:%s stream tcp nowait root %s oneline\n127.0.0.1:echo stream tcp nowait root internal\n' \
+		"$(port_of inetd)" "$ONELINE" >"$2" ;;
+	udp) printf '::1:echo dgram udp6 wait root internal\n' >"$2" ;;
+	esac
+}
+
+# Addresses the load generator uses for each peer and workload kind.
+exec_addr() { echo "127.0.0.1:$(port_of "$1")"; }
+echo_addr() { if [ "$1" = inetd ]; then echo 127.0.0.1:7; else echo "127.0.0.1:$(($(port_of "$1") + 1))"; fi; }
+udp_addr() { if [ "$1" = inetd ]; then echo "[::1]:7"; else echo "[::1]:$(($(port_of "$1") + 1))"; fi; }
+
+declare -A DPID=()
+
+# start_peer PEER PHASE: starts the daemon on CPU 0, waits until it serves; sets DPID[PEER].
+start_peer() {
+	local peer=$1 phase=$2 conf=$WORK/$1-$2.conf dlog=$WORK/$1-$2.log p pid ok=1
+	p=$(port_of "$peer")
+	case $peer in
+	oxinetd) conf_oxinetd "$phase" "$conf"; set -- "$OXINETD" -f "$conf" ;;
+	xinetd) [ -x "$XINETD" ] || return 1; conf_xinetd "$phase" "$conf"; set -- "$XINETD" -dontfork -f "$conf" ;;
+	inetd) [ -x "$INETD" ] || return 1; conf_inetd "$phase" "$conf"; set -- "$INETD" -i -R 100000000 "$conf" ;;
+	tcpserver) [ -x "$TCPSERVER" ] || return 1; set -- "$TCPSERVER" -c 1000 -b 128 -H -R -l0 127.0.0.1 "$p" "$ONELINE" ;;
+	socat) [ -x "$SOCAT" ] || return 1; set -- "$SOCAT" "TCP-LISTEN:$p,reuseaddr,fork,bind=127.0.0.1,backlog=128" "EXEC:$ONELINE" ;;
+	floor) set -- "$FLOOR" "$p" "$ONELINE" ;;
+	esac
+	taskset -c "$DCPU" "$@" >"$dlog" 2>&1 </dev/null &
+	pid=$!
+	PIDS+=("$pid")
+	case $phase in
+	stream)
+		"$LOADGEN" --mode wait-connect --addr "$(exec_addr "$peer")" --timeout-ms 10000 2>/dev/null || ok=0
+		case $peer in oxinetd | xinetd | inetd)
+			"$LOADGEN" --mode wait-connect --addr "$(echo_addr "$peer")" --timeout-ms 5000 2>/dev/null || ok=0 ;;
+		esac ;;
+	udp)
+		local up=$((p + 1))
+		[ "$peer" = inetd ] && up=7
+		"$LOADGEN" --mode wait-listen --proto udp --port-lo $up --port-hi $up --count 1 --timeout-ms 10000 >/dev/null 2>&1 || ok=0 ;;
+	esac
+	if [ $ok = 0 ]; then
+		note "$peer ($phase): not ready; last log lines: $(tail -n 3 "$dlog" | tr '\n' '|')"
+		stop_pid "$pid"
+		return 1
+	fi
+	DPID[$peer]=$pid
+}
+
+# "self children" CPU ticks of PID: utime+stime, cutime+cstime.
+proc_ticks() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13, $14 + $15}'; }
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null; }
+kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
+HZ=$(getconf CLK_TCK)
+
+# run_one SECTION PEER RUN MODE ADDR CONCURRENCY: one load run, one line in results.tsv.
+run_one() {
+	local section=$1 peer=$2 run=$3 mode=$4 addr=$5 conc=$6 pid=${DPID[$2]} b a out ok fails
+	b=($(proc_ticks "$pid"))
+	out=$(taskset -c "$LCPU" "$LOADGEN" --mode "$mode" --addr "$addr" --concurrency "$conc" \
+		--duration "$DURATION" --max-conns "$MAXCONNS")
+	a=($(proc_ticks "$pid"))
+	if [ -z "$out" ] || [ ${#a[@]} -lt 2 ] || [ ${#b[@]} -lt 2 ]; then
+		note "$peer $section run $run: no result (daemon gone?)"
+		return
+	fi
+	ok=$(kv conns "$out")
+	fails=$(grep -o 'fail_[a-z_]*=[0-9]*' <<<"$out" | grep -v -e fail_total -e '=0$' | sed 's/^fail_//' | paste -sd, -)
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$section" "$peer" "$run" \
+		"$(kv cps "$out")" "$(kv p50_us "$out")" "$(kv p99_us "$out")" "${fails:--}" \
+		"$(awk -v d=$((a[0] - b[0])) -v n="$ok" -v hz="$HZ" 'BEGIN {printf "%.3f", n ? d / hz / n * 10000 : 0}')" \
+		"$(awk -v d=$((a[1] - b[1])) -v n="$ok" -v hz="$HZ" 'BEGIN {printf "%.3f", n ? d / hz / n * 10000 : 0}')" \
+		"$(rss_kb "$pid")" "$(kv udp_sent "$out")" "$(kv udp_answered "$out")" "$(kv udp_lost "$out")" "$ok" \
+		"$(kv max_us "$out")" "$(kv first_p99_us "$out")" >>"$RESULTS"
+	log "$section $peer run $run: $(kv cps "$out") conns/s p50 $(kv p50_us "$out")us p99 $(kv p99_us "$out")us max $(kv max_us "$out")us fails ${fails:-0}"
+}
+
+stop_all() {
+	local peer
+	for peer in "${!DPID[@]}"; do stop_pid "${DPID[$peer]}"; done
+	DPID=()
+}
+
+# ---------------------------------------------------------------- workloads
+EXEC_PEERS="oxinetd floor xinetd inetd tcpserver socat"
+ECHO_PEERS="oxinetd xinetd inetd"
+
+phase_stream() {
+	local peer run c
+	for peer in $EXEC_PEERS; do start_peer "$peer" stream; done
+	# Peers take turns inside each run so that noise from the rest of the machine
+	# spreads over all of them rather than landing on one.
+	for ((run = 1; run <= RUNS; run++)); do
+		for c in 1 8 64; do
+			for peer in $EXEC_PEERS; do
+				[ -n "${DPID[$peer]:-}" ] && run_one "exec c$c" "$peer" $run tcp-oneshot "$(exec_addr "$peer")" $c
+			done
+		done
+		for peer in $ECHO_PEERS; do
+			[ -n "${DPID[$peer]:-}" ] && run_one "echo tcp c8" "$peer" $run tcp-echo "$(echo_addr "$peer")" 8
+		done
+	done
+	stop_all
+}
+
+phase_udp() {
+	local peer run
+	for peer in $ECHO_PEERS; do start_peer "$peer" udp; done
+	for ((run = 1; run <= RUNS; run++)); do
+		for peer in $ECHO_PEERS; do
+			[ -n "${DPID[$peer]:-}" ] && run_one "echo udp c8" "$peer" $run udp-echo "$(udp_addr "$peer")" 8
+		done
+	done
+	stop_all
+}
+
+# 1,000 services on BASE+1000..BASE+1999: `oxinetd --check` time, start-to-ready time of
+# oxinetd and xinetd (each by its own readiness line), their RSS, and exec'd server
+# throughput at concurrency 8 on the first of the 1,000 ports (spawn cost must not grow
+# with the daemon's size).
+phase_thousand() {
+	local lo=$((BASE + 1000)) i t0 t1 out pid peer ms reps=5
+	[ "$SHORT" = 1 ] && reps=1
+	{
+		for ((i = 0; i < 1000; i++)); do
+			printf '[service.s%d]\ntype = "UNLISTED"\nsocket_type = "stream"\nwait = false\n%s\nserver = "%s"\nport = %d\nbind = "127.0.0.1"\n\n' \
+				$i "$USERLINE" "$ONELINE" $((lo + i))
+		done
+	} >"$WORK/ox1k.toml"
+	{
+		echo "$XINETD_DEFAULTS"
+		for ((i = 0; i < 1000; i++)); do
+			printf 'service s%d\n{\n\ttype = UNLISTED\n\tsocket_type = stream\n\tprotocol = tcp\n\twait = no\n\tuser = root\n\tserver = %s\n\tport = %d\n\tbind = 127.0.0.1\n}\n' \
+				$i "$ONELINE" $((lo + i))
+		done
+	} >"$WORK/xi1k.conf"
+
+	for ((i = 1; i <= reps; i++)); do
+		t0=$(date +%s%N)
+		out=$("$OXINETD" --check -f "$WORK/ox1k.toml" 2>&1)
+		rc=$?
+		t1=$(date +%s%N)
+		if [ $rc != 0 ] || ! grep -q "configuration OK: 1000 services" <<<"$out"; then
+			note "oxinetd --check on 1,000 services: exit $rc: $(head -n 3 <<<"$out" | tr '\n' '|')"
+			break
+		fi
+		printf 'check_ms\toxinetd\t%s\n' "$(awk -v d=$((t1 - t0)) 'BEGIN {printf "%.1f", d / 1e6}')" >>"$LOADRES"
+	done
+
+	for peer in oxinetd xinetd; do
+		[ $peer = xinetd ] && [ ! -x "$XINETD" ] && continue
+		for ((i = 1; i <= reps; i++)); do
+			local dlog=$WORK/$peer-1k-$i.log
+			if [ $peer = oxinetd ]; then
+				out=$("$LOADGEN" --mode start-ready --log "$dlog" --pattern "ready: " --timeout-ms 20000 -- \
+					taskset -c "$DCPU" "$OXINETD" -f "$WORK/ox1k.toml")
+			else
+				out=$("$LOADGEN" --mode start-ready --log "$dlog" --pattern "Started working" --timeout-ms 20000 -- \
+					taskset -c "$DCPU" "$XINETD" -dontfork -filelog "$dlog" -f "$WORK/xi1k.conf")
+			fi
+			pid=$(kv pid "$out")
+			[ -n "$pid" ] && PIDS+=("$pid")
+			ms=$(kv ready_ms "$out")
+			if [ -z "$pid" ] || [ "$ms" = timeout ] || [ -z "$ms" ]; then
+				note "$peer with 1,000 services: not ready; last log lines: $(tail -n 3 "$dlog" | tr '\n' '|')"
+				[ -n "$pid" ] && stop_pid "$pid"
+				continue 2
+			fi
+			n=$("$LOADGEN" --mode wait-listen --port-lo $lo --port-hi $((lo + 999)) --count 1000 --timeout-ms 5000 2>/dev/null) ||
+				note "$peer with 1,000 services: only some ports listen after ready ($n)"
+			printf 'ready_ms\t%s\t%s\n' $peer "$ms" >>"$LOADRES"
+			if [ $i -lt $reps ]; then stop_pid "$pid"; fi
+		done
+		printf 'rss_kb\t%s\t%s\n' $peer "$(rss_kb "$pid")" >>"$LOADRES"
+		DPID[$peer-1k]=$pid
+		for ((run = 1; run <= RUNS; run++)); do
+			run_one "exec c8, 1,000 services" "$peer-1k" $run tcp-oneshot "127.0.0.1:$lo" 8
+		done
+		stop_all
+	done
+}
+
+# ---------------------------------------------------------------- main
+[ "$(uname -s)" = Linux ] || die "Linux only"
+[ "$(nproc)" -ge 2 ] || log "warning: fewer than 2 CPUs; daemon and load generator share one"
+install_peers
+build
+log "work folder $WORK; $RUNS run(s) of $DURATION s per workload"
+phase_stream
+phase_udp
+phase_thousand
+
+mkdir -p "$BENCH/results"
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+# A --short run only proves the harness works: it must not replace the last real table.
+latest=$BENCH/results/latest.md
+[ "$SHORT" = 1 ] && latest=$BENCH/results/short.md
+machine="$(uname -sr), $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)"
+rev=$(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo unknown)
+awk -F'\t' -f "$BENCH/report.awk" -v stamp="$stamp" -v machine="$machine" -v rev="$rev" \
+	-v runs="$RUNS" -v duration="$DURATION" -v short="$SHORT" -v base="$BASE" \
+	"$RESULTS" "$LOADRES" "$NOTES" >"$latest"
+if [ "$SHORT" = 1 ]; then
+	log "wrote ${latest#"$REPO"/}"
+else
+	cp "$latest" "$BENCH/results/$stamp.md"
+	cp "$RESULTS" "$BENCH/results/$stamp.tsv"
+	log "wrote benches/results/latest.md, $stamp.md and $stamp.tsv (raw runs)"
+fi
+cat "$latest"

@@ -1,0 +1,55 @@
+/* The floor of benches/compare.sh: the least a spawn-per-connection superserver can do.
+ *
+ * usage: floor PORT SERVER
+ * Listens on 127.0.0.1:PORT; per connection: accept4, vfork, dup2 onto fds 0-2, execve
+ * SERVER with an empty environment; the parent closes the connection and reaps with
+ * WNOHANG (so children's times land in cutime/cstime like the other peers'). No logging,
+ * no limits, no identity change. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int main(int argc, char **argv)
+{
+	if (argc != 3) {
+		fprintf(stderr, "usage: floor PORT SERVER\n");
+		return 2;
+	}
+	int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int one = 1;
+	setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[1])) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (ls < 0 || bind(ls, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(ls, 1024) < 0) {
+		perror("floor: listen");
+		return 111;
+	}
+	char *const args[] = { argv[2], NULL };
+	char *const envp[] = { NULL };
+	for (;;) {
+		int fd = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EINTR && errno != ECONNABORTED)
+				perror("floor: accept4");
+			continue;
+		}
+		pid_t pid = vfork();
+		if (pid == 0) {
+			dup2(fd, 0);
+			dup2(fd, 1);
+			dup2(fd, 2);
+			execve(args[0], args, envp);
+			_exit(127);
+		}
+		close(fd);
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			;
+	}
+}

@@ -1,0 +1,540 @@
+//! Load generator for `benches/compare.sh`: drives one superserver port with N threads.
+//!
+//! Every worker loops connect -> (write) -> read to EOF and records the latency from
+//! the start of connect to EOF. The run is bounded twice: no new connection starts after
+//! `--duration` seconds, and no more than `--max-conns` are started in all. Every blocking
+//! call has a timeout, so the program always stops by itself.
+//!
+//! It prints one line of `key=value` pairs on stdout (easy to pick apart with awk):
+//! `mode= conns= elapsed_s= cps= p50_us= p99_us= max_us= fail_total= fail_<kind>=...`,
+//! for TCP also `first_p50_us= first_p99_us=` (connect to first byte), and for
+//! `udp-echo` also `udp_sent= udp_answered= udp_lost=`.
+//!
+//! Two helper modes used by the harness for readiness:
+//! - `wait-connect --addr A --timeout-ms T`: exit 0 once a TCP connect to A succeeds.
+//! - `wait-listen [--proto udp] --port-lo L --port-hi H --count N --timeout-ms T`: exit 0
+//!   once N TCP sockets in LISTEN state (or N bound UDP sockets) have a local port in
+//!   [L, H] (read from /proc/net/{tcp,udp}{,6}); prints `listening=N waited_ms=M`.
+//! - `start-ready --log FILE --pattern STR -- COMMAND...`: start COMMAND with stdout and
+//!   stderr appended to FILE, poll FILE every 0.5 ms until it contains STR, print
+//!   `pid=N ready_ms=M` and exit, leaving COMMAND running (the caller stops it). This
+//!   times a daemon's start-to-ready by its own readiness line, without the cost of a
+//!   shell in between.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::process::exit;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    TcpOneshot,
+    TcpEcho,
+    UdpEcho,
+    WaitConnect,
+    WaitListen,
+    StartReady,
+}
+
+struct Args {
+    mode: Mode,
+    addr: Option<SocketAddr>,
+    concurrency: usize,
+    duration: Duration,
+    max_conns: u64,
+    timeout: Duration,
+    udp_timeout: Duration,
+    expect_bytes: usize,
+    payload: Vec<u8>,
+    port_lo: u16,
+    port_hi: u16,
+    count: usize,
+    slow_us: u64,
+    udp: bool,
+    log: String,
+    pattern: String,
+    command: Vec<String>,
+}
+
+const USAGE: &str = "usage: loadgen --mode tcp-oneshot|tcp-echo|udp-echo --addr HOST:PORT \
+[--concurrency N] [--duration SECS] [--max-conns M] [--timeout-ms T] [--udp-timeout-ms T] \
+[--expect-bytes N] [--payload STR] [--trace-slow-us N]\n       loadgen --mode wait-connect --addr HOST:PORT [--timeout-ms T]\n       \
+loadgen --mode wait-listen [--proto tcp|udp] --port-lo L --port-hi H --count N [--timeout-ms T]\n       \
+loadgen --mode start-ready --log FILE --pattern STR [--timeout-ms T] -- COMMAND [ARGS...]";
+
+fn usage(msg: &str) -> ! {
+    eprintln!("loadgen: {msg}\n{USAGE}");
+    exit(2);
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        mode: Mode::TcpOneshot,
+        addr: None,
+        concurrency: 1,
+        duration: Duration::from_secs(5),
+        max_conns: 1_000_000,
+        timeout: Duration::from_millis(3000),
+        udp_timeout: Duration::from_millis(50),
+        expect_bytes: 1,
+        payload: b"ping\n".to_vec(),
+        port_lo: 0,
+        port_hi: 0,
+        count: 0,
+        slow_us: 0,
+        udp: false,
+        log: String::new(),
+        pattern: String::new(),
+        command: Vec::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if flag == "--" {
+            a.command = it.by_ref().collect();
+            break;
+        }
+        if flag == "-h" || flag == "--help" {
+            println!("{USAGE}");
+            exit(0);
+        }
+        let val = it.next().unwrap_or_else(|| usage(&format!("{flag} needs a value")));
+        let num = |v: &str| -> u64 {
+            v.parse().unwrap_or_else(|_| usage(&format!("{flag}: not a number: {v}")))
+        };
+        match flag.as_str() {
+            "--mode" => {
+                a.mode = match val.as_str() {
+                    "tcp-oneshot" => Mode::TcpOneshot,
+                    "tcp-echo" => Mode::TcpEcho,
+                    "udp-echo" => Mode::UdpEcho,
+                    "wait-connect" => Mode::WaitConnect,
+                    "wait-listen" => Mode::WaitListen,
+                    "start-ready" => Mode::StartReady,
+                    _ => usage(&format!("unknown mode {val}")),
+                }
+            }
+            "--addr" => {
+                a.addr = Some(
+                    val.to_socket_addrs()
+                        .ok()
+                        .and_then(|mut i| i.next())
+                        .unwrap_or_else(|| usage(&format!("bad address {val}"))),
+                )
+            }
+            "--concurrency" => a.concurrency = num(&val).max(1) as usize,
+            "--duration" => {
+                let secs: f64 = val.parse().unwrap_or_else(|_| usage("bad --duration"));
+                a.duration = Duration::from_secs_f64(secs);
+            }
+            "--max-conns" => a.max_conns = num(&val),
+            "--timeout-ms" => a.timeout = Duration::from_millis(num(&val).max(1)),
+            "--udp-timeout-ms" => a.udp_timeout = Duration::from_millis(num(&val).max(1)),
+            "--expect-bytes" => a.expect_bytes = num(&val) as usize,
+            "--payload" => a.payload = val.into_bytes(),
+            "--port-lo" => a.port_lo = num(&val) as u16,
+            "--port-hi" => a.port_hi = num(&val) as u16,
+            "--count" => a.count = num(&val) as usize,
+            "--log" => a.log = val,
+            "--trace-slow-us" => a.slow_us = num(&val),
+            "--pattern" => a.pattern = val,
+            "--proto" => {
+                a.udp = match val.as_str() {
+                    "tcp" => false,
+                    "udp" => true,
+                    _ => usage("--proto is tcp or udp"),
+                }
+            }
+            _ => usage(&format!("unknown flag {flag}")),
+        }
+    }
+    if a.mode == Mode::StartReady {
+        if a.command.is_empty() || a.log.is_empty() || a.pattern.is_empty() {
+            usage("start-ready needs --log, --pattern and -- COMMAND");
+        }
+    } else if a.mode != Mode::WaitListen && a.addr.is_none() {
+        usage("--addr is required");
+    }
+    a
+}
+
+/// Failure kinds, in the order they are printed.
+const KINDS: [&str; 10] = [
+    "connect_refused",
+    "connect_reset",
+    "connect_timeout",
+    "connect_other",
+    "write_error",
+    "read_reset",
+    "read_timeout",
+    "read_other",
+    "short_read",
+    "mismatch",
+];
+
+#[derive(Clone, Copy)]
+enum Fail {
+    ConnectRefused = 0,
+    ConnectReset,
+    ConnectTimeout,
+    ConnectOther,
+    WriteError,
+    ReadReset,
+    ReadTimeout,
+    ReadOther,
+    ShortRead,
+    Mismatch,
+}
+
+#[derive(Default)]
+struct WorkerResult {
+    latencies_us: Vec<u32>,
+    /// Connect to first byte (TCP only): apart from `latencies_us` when a server's
+    /// output arrives well before its EOF (someone else still holds the connection).
+    first_us: Vec<u32>,
+    fails: [u64; KINDS.len()],
+    /// Time since start at which this worker's last successful exchange ended.
+    last_ok: Duration,
+    udp_sent: u64,
+    udp_answered: u64,
+}
+
+fn connect_fail(e: &std::io::Error) -> Fail {
+    match e.kind() {
+        ErrorKind::ConnectionRefused => Fail::ConnectRefused,
+        ErrorKind::ConnectionReset => Fail::ConnectReset,
+        ErrorKind::TimedOut | ErrorKind::WouldBlock => Fail::ConnectTimeout,
+        _ => Fail::ConnectOther,
+    }
+}
+
+fn read_fail(e: &std::io::Error) -> Fail {
+    match e.kind() {
+        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => Fail::ReadReset,
+        ErrorKind::TimedOut | ErrorKind::WouldBlock => Fail::ReadTimeout,
+        _ => Fail::ReadOther,
+    }
+}
+
+/// One TCP exchange. On success returns when the first byte arrived; the caller times
+/// the whole exchange (connect to EOF). With `--trace-slow-us N`, an exchange slower
+/// than N µs is printed on stderr with its local port and phases, to find it in a trace.
+fn tcp_once(a: &Args, addr: &SocketAddr, buf: &mut Vec<u8>) -> Result<Instant, Fail> {
+    let t0 = Instant::now();
+    let mut s = TcpStream::connect_timeout(addr, a.timeout).map_err(|e| connect_fail(&e))?;
+    let connected = Instant::now();
+    s.set_read_timeout(Some(a.timeout)).map_err(|_| Fail::ReadOther)?;
+    if a.mode == Mode::TcpEcho {
+        s.set_write_timeout(Some(a.timeout)).map_err(|_| Fail::WriteError)?;
+        s.write_all(&a.payload).map_err(|_| Fail::WriteError)?;
+        s.shutdown(Shutdown::Write).map_err(|_| Fail::WriteError)?;
+    }
+    buf.clear();
+    buf.resize(256, 0);
+    let n = s.read(buf).map_err(|e| read_fail(&e))?;
+    let first = Instant::now();
+    buf.truncate(n);
+    if n > 0 {
+        s.read_to_end(buf).map_err(|e| read_fail(&e))?;
+    }
+    if a.slow_us > 0 && t0.elapsed().as_micros() as u64 > a.slow_us {
+        let since = |t: Instant| (t - t0).as_micros();
+        let port = s.local_addr().map(|l| l.port()).unwrap_or(0);
+        let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        eprintln!(
+            "slow: local_port={port} connect_us={} first_byte_us={} eof_us={} ended_unix={:.6}",
+            since(connected),
+            since(first),
+            t0.elapsed().as_micros(),
+            wall.as_secs_f64()
+        );
+    }
+    if a.mode == Mode::TcpEcho {
+        if buf.len() < a.payload.len() {
+            return Err(Fail::ShortRead);
+        }
+        if buf[..] != a.payload[..] {
+            return Err(Fail::Mismatch);
+        }
+    } else if buf.len() < a.expect_bytes {
+        return Err(Fail::ShortRead);
+    }
+    Ok(first)
+}
+
+fn tcp_worker(a: Arc<Args>, start: Instant, started: Arc<AtomicU64>) -> WorkerResult {
+    let addr = a.addr.unwrap();
+    let deadline = start + a.duration;
+    let mut r = WorkerResult::default();
+    let mut buf = Vec::with_capacity(256);
+    while Instant::now() < deadline && started.fetch_add(1, Ordering::Relaxed) < a.max_conns {
+        let t0 = Instant::now();
+        match tcp_once(&a, &addr, &mut buf) {
+            Ok(first) => {
+                let t1 = Instant::now();
+                r.latencies_us.push((t1 - t0).as_micros().min(u32::MAX as u128) as u32);
+                r.first_us.push((first - t0).as_micros().min(u32::MAX as u128) as u32);
+                r.last_ok = t1 - start;
+            }
+            Err(f) => {
+                r.fails[f as usize] += 1;
+                if matches!(f, Fail::ConnectRefused | Fail::ConnectOther) {
+                    // Do not spin on a port that is gone; the failure is counted.
+                    thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+    r
+}
+
+/// One request in flight per worker: send a numbered datagram, wait for the same number
+/// back. A reply that does not come within `--udp-timeout-ms` counts as lost; late
+/// replies to older requests are skipped.
+fn udp_worker(a: Arc<Args>, start: Instant, started: Arc<AtomicU64>, id: usize) -> WorkerResult {
+    let addr = a.addr.unwrap();
+    let deadline = start + a.duration;
+    let mut r = WorkerResult::default();
+    let bind: SocketAddr = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().unwrap();
+    let sock = match UdpSocket::bind(bind).and_then(|s| s.connect(addr).map(|_| s)) {
+        Ok(s) => s,
+        Err(_) => {
+            r.fails[Fail::ConnectOther as usize] += 1;
+            return r;
+        }
+    };
+    let mut seq: u64 = 0;
+    let mut out = Vec::with_capacity(64);
+    let mut inb = [0u8; 2048];
+    while Instant::now() < deadline && started.fetch_add(1, Ordering::Relaxed) < a.max_conns {
+        seq += 1;
+        out.clear();
+        write!(out, "{id}:{seq}:").unwrap();
+        out.extend_from_slice(&a.payload);
+        let t0 = Instant::now();
+        if sock.send(&out).is_err() {
+            r.fails[Fail::WriteError as usize] += 1;
+            thread::sleep(Duration::from_millis(1));
+            continue;
+        }
+        r.udp_sent += 1;
+        let wait_until = t0 + a.udp_timeout;
+        loop {
+            let now = Instant::now();
+            if now >= wait_until {
+                break; // lost
+            }
+            let _ = sock.set_read_timeout(Some(wait_until - now));
+            match sock.recv(&mut inb) {
+                Ok(n) if inb[..n] == out[..] => {
+                    let t1 = Instant::now();
+                    r.udp_answered += 1;
+                    r.latencies_us.push((t1 - t0).as_micros().min(u32::MAX as u128) as u32);
+                    r.last_ok = t1 - start;
+                    break;
+                }
+                Ok(_) => continue, // a late answer to an earlier request
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                    // ICMP port unreachable: nobody listens. Count it and back off.
+                    r.fails[Fail::ConnectRefused as usize] += 1;
+                    thread::sleep(Duration::from_millis(1));
+                    break;
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+                Err(_) => {
+                    r.fails[Fail::ReadOther as usize] += 1;
+                    break;
+                }
+            }
+        }
+    }
+    r
+}
+
+fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn run_load(a: Args) {
+    let a = Arc::new(a);
+    let started = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..a.concurrency)
+        .map(|id| {
+            let (a, started) = (a.clone(), started.clone());
+            thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || match a.mode {
+                    Mode::UdpEcho => udp_worker(a, start, started, id),
+                    _ => tcp_worker(a, start, started),
+                })
+                .expect("spawn worker thread")
+        })
+        .collect();
+    let mut lat: Vec<u32> = Vec::new();
+    let mut first: Vec<u32> = Vec::new();
+    let mut fails = [0u64; KINDS.len()];
+    let mut last_ok = Duration::ZERO;
+    let (mut sent, mut answered) = (0u64, 0u64);
+    for h in handles {
+        let r = h.join().expect("worker panicked");
+        lat.extend_from_slice(&r.latencies_us);
+        first.extend_from_slice(&r.first_us);
+        for (f, n) in fails.iter_mut().zip(r.fails) {
+            *f += n;
+        }
+        last_ok = last_ok.max(r.last_ok);
+        sent += r.udp_sent;
+        answered += r.udp_answered;
+    }
+    lat.sort_unstable();
+    first.sort_unstable();
+    let ok = lat.len() as u64;
+    let elapsed = if ok > 0 { last_ok } else { start.elapsed() };
+    let cps = if elapsed.as_secs_f64() > 0.0 { ok as f64 / elapsed.as_secs_f64() } else { 0.0 };
+    let mode = match a.mode {
+        Mode::TcpOneshot => "tcp-oneshot",
+        Mode::TcpEcho => "tcp-echo",
+        _ => "udp-echo",
+    };
+    let mut line = format!(
+        "mode={mode} concurrency={} conns={ok} elapsed_s={:.3} cps={:.1} p50_us={} p99_us={} max_us={} fail_total={}",
+        a.concurrency,
+        elapsed.as_secs_f64(),
+        cps,
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or(0),
+        fails.iter().sum::<u64>(),
+    );
+    for (k, n) in KINDS.iter().zip(fails) {
+        line.push_str(&format!(" fail_{k}={n}"));
+    }
+    if a.mode != Mode::UdpEcho {
+        line.push_str(&format!(
+            " first_p50_us={} first_p99_us={}",
+            percentile(&first, 0.50),
+            percentile(&first, 0.99)
+        ));
+    }
+    if a.mode == Mode::UdpEcho {
+        line.push_str(&format!(" udp_sent={sent} udp_answered={answered} udp_lost={}", sent - answered));
+    }
+    println!("{line}");
+}
+
+fn wait_connect(a: &Args) -> ! {
+    let deadline = Instant::now() + a.timeout;
+    let addr = a.addr.unwrap();
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            exit(0);
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    eprintln!("loadgen: {addr} not accepting after {:?}", a.timeout);
+    exit(1);
+}
+
+/// Counts TCP sockets in LISTEN state (0A), or bound UDP sockets (07), whose local port
+/// is in [lo, hi].
+fn count_listeners(lo: u16, hi: u16, udp: bool) -> usize {
+    let mut n = 0;
+    let (files, listen) = if udp {
+        (["/proc/net/udp", "/proc/net/udp6"], "07")
+    } else {
+        (["/proc/net/tcp", "/proc/net/tcp6"], "0A")
+    };
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(file) else { continue };
+        for line in text.lines().skip(1) {
+            let mut f = line.split_whitespace();
+            let (Some(local), Some(state)) = (f.nth(1), f.nth(1)) else { continue };
+            if state != listen {
+                continue;
+            }
+            let Some(port) = local.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok())
+            else {
+                continue;
+            };
+            if (lo..=hi).contains(&port) {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+fn wait_listen(a: &Args) -> ! {
+    let t0 = Instant::now();
+    let deadline = t0 + a.timeout;
+    loop {
+        let n = count_listeners(a.port_lo, a.port_hi, a.udp);
+        if n >= a.count {
+            println!("listening={n} waited_ms={}", t0.elapsed().as_millis());
+            exit(0);
+        }
+        if Instant::now() >= deadline {
+            eprintln!("loadgen: only {n} of {} listeners after {:?}", a.count, a.timeout);
+            exit(1);
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn start_ready(a: &Args) -> ! {
+    let open = || {
+        std::fs::OpenOptions::new().create(true).append(true).open(&a.log).unwrap_or_else(|e| {
+            eprintln!("loadgen: {}: {e}", a.log);
+            exit(1)
+        })
+    };
+    let (out, err) = (open(), open());
+    let t0 = Instant::now();
+    let mut child = std::process::Command::new(&a.command[0])
+        .args(&a.command[1..])
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| {
+            eprintln!("loadgen: {}: {e}", a.command[0]);
+            exit(1)
+        });
+    let deadline = t0 + a.timeout;
+    let pattern = a.pattern.as_bytes();
+    loop {
+        let text = std::fs::read(&a.log).unwrap_or_default();
+        if text.windows(pattern.len()).any(|w| w == pattern) {
+            let ms = t0.elapsed().as_secs_f64() * 1000.0;
+            println!("pid={} ready_ms={ms:.2}", child.id());
+            exit(0);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            eprintln!("loadgen: {} exited ({status}) before `{}`", a.command[0], a.pattern);
+            exit(1);
+        }
+        if Instant::now() >= deadline {
+            eprintln!("loadgen: no `{}` in {} after {:?}", a.pattern, a.log, a.timeout);
+            println!("pid={} ready_ms=timeout", child.id());
+            exit(1);
+        }
+        thread::sleep(Duration::from_micros(500));
+    }
+}
+
+fn main() {
+    let a = parse_args();
+    match a.mode {
+        Mode::WaitConnect => wait_connect(&a),
+        Mode::WaitListen => wait_listen(&a),
+        Mode::StartReady => start_ready(&a),
+        _ => run_load(a),
+    }
+}
