@@ -333,40 +333,29 @@ fn rlimit_suffixes_and_unlimited_are_accepted() {
     expect_ok(&conf.check(), 1);
 }
 
+/// A valid exec'd service `name` on `port` with `server`, plus `extra` lines.
+fn exec_service(name: &str, port: &str, server: &str, extra: &str) -> String {
+    format!(
+        "[service.{name}]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
+         server = \"{server}\"\nport = {port}\n{extra}\n"
+    )
+}
+
 #[test]
 fn every_error_in_every_file_is_reported_at_once() {
-    let main = r#"includedir = "conf.d"
-
-[service.bad1]
-type = "INTERNAL"
-socket_type = "stream"
-port = 40110
-instancs = 5
-
-[service.echo]
-type = "INTERNAL"
-socket_type = "stream"
-port = 40111
-
-[service.bad2]
-type = "INTERNAL"
-socket_type = "stream"
-port = 70000
-"#;
-    let a = r#"[service.bad3]
-socket_type = "stream"
-wait = false
-user = "root"
-server = "bin/cat"
-port = 40112
-"#;
-    let b = r#"# comment line first
-[service.bad4]
-type = "INTERNAL"
-socket_type = "stream"
-port = 40113
-nicee = 5
-"#;
+    // One error per bad service, so each must be reported exactly once.
+    let main = format!(
+        "includedir = \"conf.d\"\n\n{}\n{}\n{}",
+        exec_service("bad1", "40110", "/bin/cat", "instancs = 5"),
+        exec_service("good", "40111", "/bin/cat", ""),
+        exec_service("bad2", "70000", "/bin/cat", ""),
+    );
+    let a = exec_service("bad3", "40112", "bin/cat", "");
+    let b = format!(
+        "# comment line first\n{}",
+        exec_service("bad4", "40113", "/bin/cat", "nicee = 5")
+    );
+    let (main, a, b) = (main.as_str(), a.as_str(), b.as_str());
     let conf = Conf::new(main);
     let a_path = conf.add("conf.d/a.toml", a);
     let b_path = conf.add("conf.d/b.toml", b);
@@ -453,9 +442,17 @@ fn includedir_skips_backups_hidden_files_and_non_toml() {
 
 #[test]
 fn service_duplicated_in_an_included_file_is_rejected() {
-    let service = "[service.dup]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\nport = 40140\n";
-    let conf = Conf::new(&format!("includedir = \"conf.d\"\n\n{service}"));
-    conf.add("conf.d/a.toml", &service.replace("40140", "40141"));
+    let conf = Conf::new(&format!(
+        "includedir = \"conf.d\"\n\n{}",
+        exec_service("dup", "40140", "/bin/cat", "")
+    ));
+    fs::create_dir(conf.dir.path().join("conf.d")).expect("mkdir");
+    expect_ok(&conf.check(), 1);
+
+    conf.add(
+        "conf.d/a.toml",
+        &exec_service("dup", "40141", "/bin/cat", ""),
+    );
     let stderr = expect_invalid(&conf.check());
     assert!(
         stderr
