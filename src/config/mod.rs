@@ -169,31 +169,32 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
             continue;
         }
         seen.insert(definition.id.clone(), definition.file.clone());
-        let attrs = match definition.attrs {
-            Ok(attrs) => attrs.or(&defaults),
-            Err(errors) => {
-                config.errors.extend(errors);
-                config.broken.push(definition.id);
-                continue;
-            }
-        };
+        // Combinations are checked even when some keys were bad, so every error shows at
+        // once; a bad key is unset here, so errors about that key would only repeat it.
+        let (attrs, key_errors) = definition.attrs;
         let outcome = validate::service(
             &definition.name,
             &definition.id,
             &definition.file,
             definition.line,
-            &attrs,
+            &attrs.or(&defaults),
             host,
         );
         config.warnings.extend(outcome.warnings);
-        match outcome.spec {
-            Ok(Some(spec)) => config.services.push(spec),
-            Ok(None) => {}
-            Err(errors) => {
-                config.errors.extend(errors);
-                config.broken.push(definition.id);
+        let mut errors = match outcome.spec {
+            Ok(spec) => {
+                if key_errors.is_empty() {
+                    config.services.extend(spec);
+                    continue;
+                }
+                Vec::new()
             }
-        }
+            Err(errors) => errors,
+        };
+        errors.retain(|error| !key_errors.iter().any(|bad| bad.key == error.key));
+        config.errors.extend(key_errors);
+        config.errors.extend(errors);
+        config.broken.push(definition.id);
     }
     config
 }
@@ -205,7 +206,8 @@ struct Definition {
     id: String,
     file: Rc<Path>,
     line: usize,
-    attrs: Result<Attrs, Vec<ConfigError>>,
+    /// The keys that read well, and an error for each that did not.
+    attrs: (Attrs, Vec<ConfigError>),
 }
 
 fn read_table(path: &Path, host: &dyn Host, errors: &mut Vec<ConfigError>) -> Option<Table> {
@@ -302,11 +304,7 @@ fn collect_services(
                 id,
                 file: file.clone(),
                 line: service.line,
-                attrs: if service_errors.is_empty() {
-                    Ok(attrs)
-                } else {
-                    Err(service_errors)
-                },
+                attrs: (attrs, service_errors),
             });
         }
     }

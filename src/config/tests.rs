@@ -310,11 +310,32 @@ fn every_error_of_every_service_at_once() {
         0,
         "[service.a]\nport = \"x\"\nwait = \"maybe\"\n[service.b]\nsocket_type = \"stream\"\nwait = false\nport = 1\n[service.c]\nsocket_type = \"stream\"\ntype = \"INTERNAL\"\nport = 2\n",
     );
-    assert_eq!(config.errors.len(), 4, "{:?}", config.errors);
+    // Service a also lacks socket_type, which its bad keys no longer hide.
+    assert_eq!(config.errors.len(), 5, "{:?}", config.errors);
     assert_eq!(config.broken, ["a", "b", "c"]);
     assert!(
         !config.fatal,
         "bad services do not make the main file invalid"
+    );
+}
+
+#[test]
+fn bad_keys_do_not_hide_other_errors_of_their_service() {
+    let config = load_as(
+        0,
+        &HELLO
+            .replace("port = 9000", "port = 70000")
+            .replace("/bin/hello", "bin/hello"),
+    );
+    let errors: Vec<String> = config.errors.iter().map(ToString::to_string).collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].contains("key port: port 70000 is out of range"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].contains("key server: bin/hello is not an absolute path"),
+        "{errors:?}"
     );
 }
 
