@@ -1,7 +1,7 @@
 //! How a connection's addresses are shown: in logs and in the server's environment.
 
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use crate::config::spec::Protocol;
 
@@ -26,10 +26,6 @@ pub const CONNECTION_VARIABLES: &[&str] = &[
 /// programs expect `a.b.c.d`.
 pub fn canonical(address: SocketAddr) -> SocketAddr {
     SocketAddr::new(address.ip().to_canonical(), address.port())
-}
-
-pub fn canonical_ip(address: IpAddr) -> IpAddr {
-    address.to_canonical()
 }
 
 /// Appends the connection's variables to `out` as NUL-terminated `NAME=value` strings.

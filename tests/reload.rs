@@ -45,10 +45,19 @@ fn assert_refused(addr: SocketAddr) {
     }
 }
 
-/// Sends SIGHUP, waits for the outcome and returns the new `reload:` log line.
+/// Sends SIGHUP, waits for the outcome and returns the newest outcome line.
 fn reload(daemon: &Oxinetd) -> String {
     daemon.reload();
-    last_line(&daemon.log(), "reload: ")
+    outcome(&daemon.log())
+}
+
+/// The newest `reload: done` or `reload: failed` line.
+fn outcome(log: &str) -> String {
+    let line = log
+        .lines()
+        .rfind(|l| l.contains("reload: done") || l.contains("reload: failed"));
+    line.unwrap_or_else(|| panic!("no reload outcome in log:\n{log}"))
+        .to_owned()
 }
 
 fn last_line(log: &str, needle: &str) -> String {
@@ -274,7 +283,11 @@ fn unchanged_service_keeps_its_listening_socket() {
     ));
     daemon.signal(Signal::SIGHUP);
     daemon.signal(Signal::SIGCONT);
-    let line = last_line(&daemon.wait_for_log("reload: "), "reload: ");
+    wait_until("reload outcome", Duration::from_secs(10), || {
+        let log = daemon.log();
+        log.contains("reload: done") || log.contains("reload: failed")
+    });
+    let line = outcome(&daemon.log());
     assert!(line.contains("reload: done"), "reload: {line}");
 
     assert_eq!(

@@ -13,13 +13,17 @@ use common::{Oxinetd, free_port, tcp_request, udp_request, v4, write_script};
 const PYTHON: &str = "/usr/bin/python3";
 
 /// Accepts three connections on the listening socket it got on fd 0, answering each with
-/// `PID COUNT`, then exits. Errors go to the file named by argv[1] (fd 2 is the socket).
-const ACCEPTER: &str = r#"import os, socket, sys, traceback
+/// `PID COUNT NONBLOCK`, then exits. Errors go to the file named by argv[1] (fd 2 is the
+/// socket). NONBLOCK is fd 0's O_NONBLOCK flag: a server blocking in accept() fails on a
+/// non-blocking socket, but only when it wins the race against the next client, so the
+/// flag is checked directly.
+const ACCEPTER: &str = r#"import fcntl, os, socket, sys, traceback
 try:
     s = socket.socket(fileno=0)
     for n in range(1, 4):
         c, _ = s.accept()
-        c.sendall(f"{os.getpid()} {n}\n".encode())
+        nonblock = int(bool(fcntl.fcntl(0, fcntl.F_GETFL) & os.O_NONBLOCK))
+        c.sendall(f"{os.getpid()} {n} {nonblock}\n".encode())
         c.close()
 except Exception:
     with open(sys.argv[1], "a") as f:
@@ -62,14 +66,19 @@ fn python_service(
     )
 }
 
-/// The server's `(pid, count)` answer to a fresh connection.
+/// The server's `(pid, count)` answer to a fresh connection; checks it got a blocking socket.
 fn ask(port: u16, errors: &Path) -> (String, u32) {
     let reply = String::from_utf8_lossy(&tcp_request(v4(port), b"")).into_owned();
     let mut words = reply.split_whitespace();
-    let (Some(pid), Some(count)) = (words.next(), words.next()) else {
+    let (Some(pid), Some(count), Some(nonblock)) = (words.next(), words.next(), words.next())
+    else {
         let errors = std::fs::read_to_string(errors).unwrap_or_default();
         panic!("bad reply {reply:?}; server errors:\n{errors}");
     };
+    assert_eq!(
+        nonblock, "0",
+        "the server got a non-blocking listening socket"
+    );
     (pid.to_owned(), count.parse().expect("count"))
 }
 

@@ -78,6 +78,20 @@ struct Slot<T> {
     value: Option<T>,
 }
 
+/// The index of a free slot, appended if none is free.
+fn vacant<T>(slots: &mut Vec<Slot<T>>) -> usize {
+    slots
+        .iter()
+        .position(|slot| slot.value.is_none())
+        .unwrap_or_else(|| {
+            slots.push(Slot {
+                generation: 0,
+                value: None,
+            });
+            slots.len() - 1
+        })
+}
+
 struct Child {
     service: (usize, u32),
     id: String,
@@ -242,16 +256,7 @@ impl Daemon {
     fn add_service(&mut self, spec: ServiceSpec) -> Result<(), String> {
         let prepared = prepare(&spec)?;
         let socket = open_socket(&spec)?;
-        let index = match self.services.iter().position(|slot| slot.value.is_none()) {
-            Some(index) => index,
-            None => {
-                self.services.push(Slot {
-                    generation: 0,
-                    value: None,
-                });
-                self.services.len() - 1
-            }
-        };
+        let index = vacant(&mut self.services);
         let generation = self.services[index].generation;
         self.epoll
             .add(
@@ -446,11 +451,9 @@ impl Daemon {
         let id = service.spec.id.clone();
         let spawned = result.is_ok() || result.as_ref().is_err_and(|e| e.pid.is_some());
         self.record_spawn(index, generation, result, &id, remote.map(|r| r.ip()), true);
-        if spawned {
-            self.set_armed(index, generation, false);
-        } else {
-            // Could not even clone: try again shortly instead of spinning.
-            self.set_armed(index, generation, false);
+        self.set_armed(index, generation, false);
+        if !spawned {
+            // No child will return the socket: try again shortly instead of spinning.
             self.timers.push((
                 Instant::now() + FIRST_BACKOFF,
                 Timer::Arm(index, generation),
@@ -534,16 +537,7 @@ impl Daemon {
             Ok(true) => {}
             Ok(false) | Err(_) => return,
         }
-        let index = match self.sessions.iter().position(|slot| slot.value.is_none()) {
-            Some(index) => index,
-            None => {
-                self.sessions.push(Slot {
-                    generation: 0,
-                    value: None,
-                });
-                self.sessions.len() - 1
-            }
-        };
+        let index = vacant(&mut self.sessions);
         let generation = self.sessions[index].generation;
         let event = EpollEvent::new(session_flags(&session), token(index, generation, true));
         if let Err(errno) = self.epoll.add(&session.stream, event) {
@@ -734,7 +728,7 @@ impl Daemon {
     }
 
     fn reload(&mut self) {
-        info!("reload: reading {}", self.config_path.display());
+        info!("reloading {}", self.config_path.display());
         let config = config::load(&self.config_path, &System::new());
         log_diagnostics(&config);
         if config.fatal {
