@@ -1,6 +1,7 @@
 # benches/report.awk: turns compare.sh's raw results into the markdown table.
 # Input files, in order: results.tsv (one line per load run), load.tsv (1,000-service
-# figures), notes.txt (free text). Variables: stamp machine rev runs duration short base.
+# figures), notes.txt (free text). Variables: stamp machine rev runs duration short base
+# oneline.
 # Every figure is the median over runs; failures and UDP counts are summed over runs.
 # Plain POSIX awk (mawk): no asort, no gensub.
 
@@ -51,7 +52,7 @@ END {
 	print ""
 	print "- run: " stamp " (UTC), oxinetd `" rev "`"
 	print "- machine: " machine
-	print "- method: `benches/compare.sh" (short ? " --short" : "") "`: median of " runs " run(s) of " duration " s per workload, peers taking turns within each run; daemons pinned to CPU 0, the load generator (`benches/loadgen`) to CPU 1; every exec'd service runs the same static `benches/oneline.c`."
+	print "- method: `benches/compare.sh" (short ? " --short" : "") "`: median of " runs " run(s) of " duration " s per workload, peers taking turns within each run; daemons pinned to CPU 0, the load generator (`benches/loadgen`) to CPU 1; every exec'd service runs the same `benches/oneline.c` (" oneline ")."
 	print "- `×ox` = the peer's figure / oxinetd's figure in the same run (conns/s: higher is better; latency, CPU and RSS: lower is better). Latency is connect to EOF (max: median over runs of each run's worst). Daemon CPU is utime+stime of the daemon process per 10,000 connections; children CPU is its reaped children's cutime+cstime, apart. RSS is the daemon's VmRSS after the runs."
 	if (short) print "- **short mode: one 1-second run per workload, to prove the harness works; the figures are not meaningful.**"
 	npeers = split("oxinetd floor xinetd inetd tcpserver socat", PEERS, " ")
@@ -83,6 +84,8 @@ END {
 	s = "echo udp c8"
 	print ""
 	print "## " s ": internal datagram echo on [::1], 8 requests in flight (a reply later than 50 ms counts as lost)"
+	print ""
+	print "8 requests in flight from one client core: near 100,000 answers/s the load generator, not the daemon, may be the limit; compare daemon CPU and losses."
 	print ""
 	print "| peer | answered/s | ×ox | p50 µs | ×ox | p99 µs | ×ox | sent | answered | lost | lost % | daemon CPU s/10k | ×ox | RSS KiB | failures |"
 	print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
@@ -160,11 +163,11 @@ END {
 			best = ""
 			for (pi = 2; pi <= npeers; pi++) {
 				p = PEERS[pi]
-				if (has(s, p) && med(s, p, "cps") >= med(s, "oxinetd", "cps")) best = best " " p
+				if (has(s, p) && med(s, p, "cps") * 1.05 >= med(s, "oxinetd", "cps")) best = best " " p
 			}
 			printf "| internal UDP echo answers every request | lost %d of %d | %s |\n", LOST[s, "oxinetd"], SENT[s, "oxinetd"], verdict(LOST[s, "oxinetd"] == 0 && SENT[s, "oxinetd"] > 0)
 			printf "| internal UDP echo beats every peer (answered/s) | %s/s%s | %s |\n", fmt(med(s, "oxinetd", "cps"), 0),
-				best == "" ? "" : "; as fast or faster:" best, verdict(best == "")
+				best == "" ? "" : "; within 5% or faster:" best, verdict(best == "")
 		}
 		m = med("load", "oxinetd", "check_ms")
 		if (m != "") printf "| `--check` of 1,000 services < 100 ms | %s ms | %s |\n", fmt(m, 1), verdict(m + 0 < 100)
