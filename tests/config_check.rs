@@ -13,28 +13,6 @@ use std::time::{Duration, Instant};
 
 use common::{Oxinetd, check_file, free_port, tcp_request, v4};
 
-/// The daemon, whose log is printed when the test fails.
-struct Daemon(Oxinetd);
-
-impl std::ops::Deref for Daemon {
-    type Target = Oxinetd;
-    fn deref(&self) -> &Oxinetd {
-        &self.0
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- oxinetd log ---\n{}", self.0.log());
-        }
-    }
-}
-
-fn start(config: &str) -> Daemon {
-    Daemon(Oxinetd::start(config))
-}
-
 /// A configuration laid out in its own temp dir: the main file plus any included files.
 struct Conf {
     dir: tempfile::TempDir,
@@ -490,7 +468,7 @@ fn good_config_prints_configuration_ok() {
 fn start_runs_the_good_service_and_logs_the_bad_one() {
     let good = free_port();
     let bad = free_port();
-    let daemon = start(&format!(
+    let daemon = Oxinetd::start(&format!(
         r#"[service.echo]
 type = "INTERNAL"
 socket_type = "stream"

@@ -9,28 +9,6 @@ use std::time::Duration;
 
 use common::{Oxinetd, free_port, tcp_request, udp_request, write_script};
 
-/// The daemon, whose log is printed when the test fails.
-struct Daemon(Oxinetd);
-
-impl std::ops::Deref for Daemon {
-    type Target = Oxinetd;
-    fn deref(&self) -> &Oxinetd {
-        &self.0
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- oxinetd log ---\n{}", self.0.log());
-        }
-    }
-}
-
-fn start(config: &str) -> Daemon {
-    Daemon(Oxinetd::start(config))
-}
-
 fn at(ip: &str, port: u16) -> SocketAddr {
     SocketAddr::new(ip.parse::<IpAddr>().expect("ip"), port)
 }
@@ -50,7 +28,7 @@ fn echo(port: u16, extra: &str) -> String {
 #[test]
 fn default_bind_serves_ipv4_and_ipv6() {
     let port = free_port();
-    let _daemon = start(&echo(port, ""));
+    let _daemon = Oxinetd::start(&echo(port, ""));
     assert_eq!(tcp_request(at("127.0.0.1", port), b"four\n"), b"four\n");
     assert_eq!(tcp_request(at("::1", port), b"six\n"), b"six\n");
 }
@@ -60,7 +38,7 @@ fn exec_server_sees_plain_ipv4_and_ipv6_peers() {
     let scripts = tempfile::tempdir().expect("temp dir");
     let script = write_script(scripts.path(), "peer", "#!/bin/sh\necho \"$REMOTE_ADDR\"\n");
     let port = free_port();
-    let daemon = start(&format!(
+    let daemon = Oxinetd::start(&format!(
         "[service.peer]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
          port = {port}\nserver = \"{}\"\n",
         script.display()
@@ -85,7 +63,7 @@ fn exec_server_sees_plain_ipv4_and_ipv6_peers() {
 #[test]
 fn ipv4_flag_binds_ipv4_only() {
     let port = free_port();
-    let _daemon = start(&echo(port, "flags = [\"IPv4\"]\n"));
+    let _daemon = Oxinetd::start(&echo(port, "flags = [\"IPv4\"]\n"));
     assert_eq!(tcp_request(at("127.0.0.1", port), b"four\n"), b"four\n");
     assert_refused(at("::1", port));
 }
@@ -96,7 +74,7 @@ fn v6only_bind_refuses_ipv4() {
     // IPv4 cannot arrive anyway, but that is the setting people write.
     let any = free_port();
     let loopback = free_port();
-    let _daemon = start(&format!(
+    let _daemon = Oxinetd::start(&format!(
         "{}\n[service.daytime]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\n\
          port = {loopback}\nbind = \"::1\"\nv6only = true\n",
         echo(any, "bind = \"::\"\nv6only = true\n")
@@ -110,7 +88,7 @@ fn v6only_bind_refuses_ipv4() {
 #[test]
 fn specific_ipv4_bind_serves_only_that_address() {
     let port = free_port();
-    let _daemon = start(&echo(port, "bind = \"127.0.0.2\"\n"));
+    let _daemon = Oxinetd::start(&echo(port, "bind = \"127.0.0.2\"\n"));
     assert_eq!(tcp_request(at("127.0.0.2", port), b"two\n"), b"two\n");
     assert_refused(at("127.0.0.1", port));
     assert_refused(at("::1", port));
@@ -119,7 +97,7 @@ fn specific_ipv4_bind_serves_only_that_address() {
 #[test]
 fn internal_udp_echo_over_ipv6() {
     let port = free_port();
-    let _daemon = start(&format!(
+    let _daemon = Oxinetd::start(&format!(
         "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"dgram\"\nport = {port}\n"
     ));
     assert_eq!(udp_request(at("::1", port), b"over six"), b"over six");

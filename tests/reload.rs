@@ -12,28 +12,6 @@ use nix::sys::signal::Signal;
 
 use common::{Oxinetd, free_port, tcp_request, v4, wait_until, write_script};
 
-/// The daemon, whose log is printed when the test fails.
-struct Daemon(Oxinetd);
-
-impl std::ops::Deref for Daemon {
-    type Target = Oxinetd;
-    fn deref(&self) -> &Oxinetd {
-        &self.0
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- oxinetd log ---\n{}", self.0.log());
-        }
-    }
-}
-
-fn start(config: &str) -> Daemon {
-    Daemon(Oxinetd::start(config))
-}
-
 /// Reads one line, then answers with its first argument and that line.
 const ECHO_LINE: &str = "#!/bin/sh\nread -r line\necho \"$1 $line\"\n";
 
@@ -109,7 +87,7 @@ fn live_connection_survives_reload_and_new_args_apply() {
     let scripts = tempfile::tempdir().expect("temp dir");
     let script = write_script(scripts.path(), "echo-line", ECHO_LINE);
     let port = free_port();
-    let daemon = start(&exec_service("svc", port, &script, "old"));
+    let daemon = Oxinetd::start(&exec_service("svc", port, &script, "old"));
     let held = connect(v4(port));
     daemon.wait_for_log("START: svc");
 
@@ -125,7 +103,7 @@ fn live_connection_survives_reload_and_new_args_apply() {
 fn added_service_starts_serving() {
     let first = free_port();
     let second = free_port();
-    let daemon = start(&internal_echo("echo", first));
+    let daemon = Oxinetd::start(&internal_echo("echo", first));
     assert_refused(v4(second));
 
     daemon.write_config(&format!(
@@ -145,7 +123,7 @@ fn removed_service_refuses_but_its_running_server_finishes() {
     let script = write_script(scripts.path(), "echo-line", ECHO_LINE);
     let keep = free_port();
     let gone = free_port();
-    let daemon = start(&format!(
+    let daemon = Oxinetd::start(&format!(
         "{}{}",
         internal_echo("echo", keep),
         exec_service("gone", gone, &script, "late")
@@ -168,7 +146,7 @@ fn invalid_new_definition_keeps_the_old_one() {
     let scripts = tempfile::tempdir().expect("temp dir");
     let script = write_script(scripts.path(), "echo-line", ECHO_LINE);
     let port = free_port();
-    let daemon = start(&exec_service("svc", port, &script, "old"));
+    let daemon = Oxinetd::start(&exec_service("svc", port, &script, "old"));
     assert_eq!(request(port, "a\n"), "old a\n");
 
     let broken = exec_service("svc", port, &script, "new")
@@ -188,7 +166,7 @@ fn syntax_error_in_main_file_keeps_everything_running() {
     let script = write_script(scripts.path(), "echo-line", ECHO_LINE);
     let echo = free_port();
     let exec = free_port();
-    let daemon = start(&format!(
+    let daemon = Oxinetd::start(&format!(
         "{}{}",
         internal_echo("echo", echo),
         exec_service("svc", exec, &script, "v")
@@ -205,7 +183,7 @@ fn syntax_error_in_main_file_keeps_everything_running() {
 fn changed_port_moves_the_service() {
     let old = free_port();
     let new = free_port();
-    let daemon = start(&internal_echo("echo", old));
+    let daemon = Oxinetd::start(&internal_echo("echo", old));
     assert_eq!(request(old, "a\n"), "a\n");
 
     daemon.write_config(&internal_echo("echo", new));
@@ -228,7 +206,7 @@ fn relative_includedir_resolves_from_the_main_file_on_reload() {
     let included = etc.join("conf.d/services.toml");
     fs::write(&included, internal_echo("first", first)).expect("write include");
 
-    let daemon = Daemon(Oxinetd::start_in(dir, &["-f", "etc/oxinetd.toml"]));
+    let daemon = Oxinetd::start_in(dir, &["-f", "etc/oxinetd.toml"]);
     let cwd = fs::read_link(format!("/proc/{}/cwd", daemon.pid())).expect("daemon cwd");
     assert_ne!(
         cwd, etc,
@@ -280,7 +258,7 @@ fn process_state(pid: &str) -> Option<char> {
 fn unchanged_service_keeps_its_listening_socket() {
     let port = free_port();
     let other = free_port();
-    let daemon = start(&internal_echo("echo", port));
+    let daemon = Oxinetd::start(&internal_echo("echo", port));
     let before = listener_inodes(port);
     assert!(!before.is_empty(), "no listener found on port {port}");
 

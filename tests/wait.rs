@@ -10,28 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::{Oxinetd, free_port, tcp_request, udp_request, v4, write_script};
 
-/// The daemon, whose log is printed when the test fails.
-struct Daemon(Oxinetd);
-
-impl std::ops::Deref for Daemon {
-    type Target = Oxinetd;
-    fn deref(&self) -> &Oxinetd {
-        &self.0
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- oxinetd log ---\n{}", self.0.log());
-        }
-    }
-}
-
-fn start(config: &str) -> Daemon {
-    Daemon(Oxinetd::start(config))
-}
-
 const PYTHON: &str = "/usr/bin/python3";
 
 /// Accepts three connections on the listening socket it got on fd 0, answering each with
@@ -110,7 +88,7 @@ fn stream_wait_server_accepts_itself_and_is_replaced_after_exit() {
     let script = write_script(scripts.path(), "accepter.py", ACCEPTER);
     let errors = scripts.path().join("errors");
     let port = free_port();
-    let _daemon = start(&python_service("acc", "stream", port, &script, &errors));
+    let _daemon = Oxinetd::start(&python_service("acc", "stream", port, &script, &errors));
 
     let (first, n1) = ask(port, &errors);
     let (second, n2) = ask(port, &errors);
@@ -136,7 +114,7 @@ fn count(log: &str, needle: &str) -> usize {
 fn stream_wait_server_exiting_at_once_is_backed_off() {
     let spin = free_port();
     let echo = free_port();
-    let daemon = start(&format!(
+    let daemon = Oxinetd::start(&format!(
         "[service.spin]\nsocket_type = \"stream\"\nwait = true\nuser = \"root\"\n\
          bind = \"127.0.0.1\"\nport = {spin}\nserver = \"/bin/true\"\n\n\
          [service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\n\
@@ -169,7 +147,7 @@ fn dgram_wait_burst_is_fully_answered_by_successive_servers() {
     let script = write_script(scripts.path(), "one-shot.py", ONE_SHOT_UDP);
     let errors = scripts.path().join("errors");
     let port = free_port();
-    let _daemon = start(&python_service("burst", "dgram", port, &script, &errors));
+    let _daemon = Oxinetd::start(&python_service("burst", "dgram", port, &script, &errors));
 
     let client = UdpSocket::bind("127.0.0.1:0").expect("bind client");
     for i in 0..50 {
@@ -216,6 +194,6 @@ fn dgram_wait_server_gets_udp_environment() {
     let script = write_script(scripts.path(), "proto.py", PROTO_UDP);
     let errors = scripts.path().join("errors");
     let port = free_port();
-    let _daemon = start(&python_service("proto", "dgram", port, &script, &errors));
+    let _daemon = Oxinetd::start(&python_service("proto", "dgram", port, &script, &errors));
     assert_eq!(udp_request(v4(port), b"x"), b"UDP");
 }

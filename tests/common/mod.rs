@@ -289,6 +289,10 @@ impl Oxinetd {
 
 impl Drop for Oxinetd {
     fn drop(&mut self) {
+        // A failing test shows what the daemon said.
+        if std::thread::panicking() {
+            eprintln!("--- oxinetd log ---\n{}", self.log());
+        }
         if let Ok(Some(_)) = self.child.try_wait() {
             return;
         }
