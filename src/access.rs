@@ -301,53 +301,33 @@ impl Rules {
     /// With `names = Some(..)` the answer is never `NeedNames`.
     pub fn decide(&self, peer: IpAddr, names: Option<&[String]>) -> Decision {
         let peer = peer.to_canonical();
-        let only_from = self.only_from.as_deref();
-        let by_address = |list: &[Pattern]| {
-            list.iter()
-                .filter_map(|pattern| pattern.match_address(peer))
-                .max()
-        };
-        let only = only_from.and_then(by_address);
-        let no = by_address(&self.no_access);
-        let allowed = |only, no| verdict(only_from.is_some(), only, no);
-        let decision = |allow: bool| {
-            if allow {
-                Decision::Allow
-            } else {
-                Decision::Deny
-            }
-        };
-
-        let best = |address: Option<Specificity>,
-                    list: &[Pattern],
-                    each: &dyn Fn(&Pattern) -> Option<Specificity>| {
-            list.iter()
-                .filter_map(each)
-                .fold(address, |best, s| best.max(Some(s)))
-        };
+        let set = self.only_from.is_some();
+        let only_from = self.only_from.as_deref().unwrap_or_default();
+        let no_access = &self.no_access[..];
         match names {
             Some(names) => {
-                let by_name = |pattern: &Pattern| pattern.match_names(names);
-                let only = best(only, only_from.unwrap_or_default(), &by_name);
-                let no = best(no, &self.no_access, &by_name);
-                decision(allowed(only, no))
+                let best = |list: &[Pattern]| {
+                    best_match(list, |p| p.match_address(peer).max(p.match_names(names)))
+                };
+                match verdict(set, best(only_from), best(no_access)) {
+                    true => Decision::Allow,
+                    false => Decision::Deny,
+                }
             }
             None => {
-                // The outcome only improves as `only` grows and worsens as `no` grows,
-                // so the two extremes tell whether any name match could change it.
-                let could_allow = allowed(
-                    best(
-                        only,
-                        only_from.unwrap_or_default(),
-                        &Pattern::name_specificity,
-                    ),
-                    no,
-                );
-                let could_deny =
-                    !allowed(only, best(no, &self.no_access, &Pattern::name_specificity));
+                // Allowing only gets likelier as the only_from match grows and less
+                // likely as the no_access match grows, so these two extremes tell
+                // whether some name match could change the outcome.
+                let known = |list: &[Pattern]| best_match(list, |p| p.match_address(peer));
+                let could_be = |list: &[Pattern]| {
+                    best_match(list, |p| p.match_address(peer).max(p.name_specificity()))
+                };
+                let could_allow = verdict(set, could_be(only_from), known(no_access));
+                let could_deny = !verdict(set, known(only_from), could_be(no_access));
                 match (could_allow, could_deny) {
                     (true, true) => Decision::NeedNames,
-                    (allow, _) => decision(allow),
+                    (true, false) => Decision::Allow,
+                    (false, _) => Decision::Deny,
                 }
             }
         }
@@ -368,7 +348,14 @@ impl Rules {
     }
 }
 
-/// xinetd's rule, given the best match in each list.
+fn best_match(
+    list: &[Pattern],
+    each: impl Fn(&Pattern) -> Option<Specificity>,
+) -> Option<Specificity> {
+    list.iter().filter_map(each).max()
+}
+
+/// xinetd's rule, given the best match in each list: true allows.
 fn verdict(only_from_set: bool, only: Option<Specificity>, no: Option<Specificity>) -> bool {
     match (only, no) {
         (Some(only), Some(no)) => only > no,

@@ -158,10 +158,11 @@ impl Bucket {
 }
 
 impl Cps {
-    /// `rate` connections per second per source (at least 1), shed for `pause` after
-    /// the last excess one.
+    /// `rate` connections per second per source (at least 1), shed for `pause` (at
+    /// most `u32::MAX` seconds, so instants stay representable) after the last excess one.
     pub fn new(rate: u32, pause: Duration) -> Cps {
         let rate = rate.max(1);
+        let pause = pause.min(Duration::from_secs(u64::from(u32::MAX)));
         let interval = Duration::from_secs(1) / rate;
         Cps {
             interval,
@@ -179,19 +180,18 @@ impl Cps {
     pub fn admit(&mut self, peer: IpAddr, now: Instant) -> CpsVerdict {
         let peer = peer.to_canonical();
         let source = source(peer);
-        if !self.buckets.contains_key(&source) && self.buckets.len() >= MAX_TRACKED {
+        let tracked = self.buckets.contains_key(&source);
+        if !tracked && self.buckets.len() >= MAX_TRACKED {
             self.make_room(now);
         }
-        let (bucket, reported) = if self.buckets.len() < MAX_TRACKED {
-            if !self.buckets.contains_key(&source) {
+        let (bucket, reported) = if tracked || self.buckets.len() < MAX_TRACKED {
+            if !tracked {
                 self.sweep_due.get_or_insert(now + SWEEP);
             }
             let bucket = self
                 .buckets
                 .entry(source)
                 .or_insert_with(|| Bucket::new(now));
-            (bucket, peer)
-        } else if let Some(bucket) = self.buckets.get_mut(&source) {
             (bucket, peer)
         } else {
             let bucket = self.overflow.get_or_insert_with(|| Bucket::new(now));
@@ -256,7 +256,8 @@ impl Cps {
         }
     }
 
-    /// Episodes that ended (peer, connections shed, how long) — the daemon logs a summary line for each. Called from a timer; returns the ended ones and forgets idle buckets.
+    /// Episodes that ended (peer, connections shed, how long): the daemon logs a summary
+    /// line for each. Called from a timer at `next_deadline`; also forgets idle buckets.
     ///
     /// An episode lasts from its first shed connection until `pause` after its last
     /// excess one. The peer is the one that started the episode (`OVERFLOW` for the
