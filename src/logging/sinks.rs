@@ -202,19 +202,21 @@ impl FileSink {
         }
     }
 
-    /// Takes the file's size and whether its limits are already reached.
+    /// Takes the file's size and whether its limits are already reached, warning when
+    /// one becomes reached (so a SIGHUP does not repeat a warning already given).
     fn measure(&mut self) {
         self.size = self.file.metadata().map(|meta| meta.len()).unwrap_or(0);
+        let (was_warned, was_stopped) = (self.soft_warned, self.stopped);
         self.soft_warned = self.soft.is_some_and(|soft| self.size >= soft);
         self.stopped = self.hard.is_some_and(|hard| self.size >= hard);
-        if self.soft_warned {
+        if self.soft_warned && !was_warned {
             warn!(
                 "log file {}: {} bytes, at or above its soft limit",
                 self.path.display(),
                 self.size
             );
         }
-        if self.stopped {
+        if self.stopped && !was_stopped {
             warn!(
                 "log file {}: at or above its hard limit; not written until it is rotated",
                 self.path.display()

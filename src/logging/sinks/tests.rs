@@ -1,3 +1,5 @@
+//! `Sinks` against real files and a syslog socket bound in a temp dir.
+
 use std::os::unix::fs::PermissionsExt;
 
 use super::*;
