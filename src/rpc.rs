@@ -10,16 +10,22 @@
 //! `TRIES` × `TRY_TIMEOUT` (one second), because the daemon registers while loading
 //! and a machine without rpcbind must not stall it; a refused port answers at once.
 //!
-//! rpcbind's own rules the caller should know:
+//! How rpcbind 1.2.6 (Debian 12) answers, checked against the real daemon:
+//! - `PMAPPROC_SET` answers true when the same mapping is already there (so a
+//!   retransmission is harmless), false when the program, version and protocol are
+//!   registered to another port: unset first to take a mapping over.
 //! - `PMAPPROC_UNSET` ignores protocol and port: it withdraws the program and version
 //!   for TCP and UDP both. A daemon with a TCP and a UDP service of the same program
-//!   must set the survivor again after unsetting the other.
-//! - `PMAPPROC_SET` answers false when the program, version and protocol are already
-//!   registered, even to the same port: unset first to take a mapping over.
-//! - Registrations made over UDP are owned by "unknown"; rpcbind lets the same kind of
-//!   caller unset them, but not ones a local program registered through its unix socket.
-//! - A lost reply makes the retransmitted SET answer false (rpcbind keeps no reply
-//!   cache). On loopback a datagram is lost only under memory pressure.
+//!   and version must set the survivor again after unsetting the other.
+//! - `PMAPPROC_UNSET` answers true even when it removed nothing. Registrations made
+//!   over UDP are owned by "unknown"; one a local program made through rpcbind's unix
+//!   socket (owner "superuser") is left in place, still with a true answer.
+//! - Neither call needs a reserved source port, and a port below 1024 is accepted.
+//!   Older rpcbind builds want one (they answer AUTH_TOOWEAK, shown as "call denied:
+//!   authentication error 5").
+//! - A stopped rpcbind reads its queue when it continues: a call reported `NotRunning`
+//!   may still take effect later, so the daemon should unset at shutdown every mapping
+//!   it tried to set.
 
 use std::fmt;
 use std::io::{self, ErrorKind};
@@ -56,8 +62,8 @@ impl fmt::Display for Mapping {
 pub enum RpcError {
     /// Nothing answered on 127.0.0.1:111, or the port was refused.
     NotRunning,
-    /// rpcbind answered false: for `set`, someone else holds the program and version;
-    /// for `unset`, nothing of ours was registered.
+    /// rpcbind answered false: for `set`, the program, version and protocol are
+    /// registered to another port. (rpcbind answers `unset` with true.)
     Refused,
     /// rpcbind (or whatever listens there) answered something else than a yes or no,
     /// or the socket failed.
@@ -72,8 +78,7 @@ impl fmt::Display for RpcError {
             }
             RpcError::Refused => write!(
                 f,
-                "rpcbind refused: the program and version are registered by another \
-                 program (or, to unset, not registered)"
+                "rpcbind refused: the program and version are registered to another port"
             ),
             RpcError::Protocol(message) => write!(f, "rpcbind: {message}"),
         }
