@@ -51,5 +51,7 @@ pub mod limits;
 pub mod logging;
 pub mod peer;
 pub mod process;
+pub mod rpc;
 pub mod spawn;
 pub mod system;
+pub mod tcpmux;
