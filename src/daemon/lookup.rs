@@ -421,6 +421,36 @@ mod tests {
         assert!(lookups.submit(job(9999)));
     }
 
+    #[test]
+    fn helpers_block_the_loops_signals() {
+        let lookups = Lookups::new(2).unwrap();
+        let job = Job::Resolve {
+            ticket: 1,
+            host: "localhost".into(),
+            port: 1,
+        };
+        assert!(lookups.submit(job));
+        collect(&lookups, 1, Duration::from_secs(10));
+        let mut helpers = 0;
+        for task in std::fs::read_dir("/proc/self/task").unwrap() {
+            let status = std::fs::read_to_string(task.unwrap().path().join("status"));
+            let Ok(status) = status else { continue }; // The thread has exited.
+            if !status.lines().any(|line| line == "Name:\tlookup") {
+                continue;
+            }
+            helpers += 1;
+            let blocked = status
+                .lines()
+                .find_map(|line| line.strip_prefix("SigBlk:\t"))
+                .map(|mask| u64::from_str_radix(mask, 16).unwrap())
+                .unwrap();
+            for signal in [libc::SIGCHLD, libc::SIGHUP, libc::SIGTERM, libc::SIGINT] {
+                assert_ne!(blocked & (1 << (signal - 1)), 0, "signal {signal} open");
+            }
+        }
+        assert!(helpers >= 2);
+    }
+
     /// An identd on a loopback port that reads one query and sends `reply`, or
     /// nothing until the querier hangs up; it returns the query it got.
     fn fake_identd(reply: Option<&'static str>) -> (u16, JoinHandle<String>) {

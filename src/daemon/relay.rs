@@ -298,10 +298,8 @@ mod tests {
         let client = TcpStream::connect(front.local_addr().unwrap()).unwrap();
         let (accepted, _) = front.accept().unwrap();
         accepted.set_nonblocking(true).unwrap();
-        for stream in [&client] {
-            stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-            stream.set_write_timeout(Some(TIMEOUT)).unwrap();
-        }
+        client.set_read_timeout(Some(TIMEOUT)).unwrap();
+        client.set_write_timeout(Some(TIMEOUT)).unwrap();
         Setup {
             client,
             accepted,
