@@ -3,6 +3,8 @@
 //! spawner; it owns every fd and every child.
 
 pub mod listeners;
+pub mod lookup;
+pub mod relay;
 pub mod reload;
 
 use std::collections::HashMap;
