@@ -79,6 +79,12 @@ impl Host for FakeHost {
             .cloned()
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
     }
+    fn read_bytes(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.read(path).map(String::into_bytes)
+    }
+    fn rpc_number(&self, name: &str) -> Option<u32> {
+        (name == "rstatd").then_some(100001)
+    }
     fn toml_files(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
         let files: Vec<PathBuf> = self
             .files
@@ -111,7 +117,7 @@ fn one(text: &str) -> ServiceSpec {
 fn exec(spec: &ServiceSpec) -> &spec::ExecSpec {
     match &spec.program {
         Program::Exec(exec) => exec,
-        Program::Internal(_) => panic!("not exec'd"),
+        _ => panic!("not exec'd"),
     }
 }
 
