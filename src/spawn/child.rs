@@ -2,8 +2,10 @@
 //!
 //! The child shares the parent's memory (`CLONE_VM`) while the parent sleeps
 //! (`CLONE_VFORK`), so it must not allocate, lock, log, format or panic: it reads the
-//! arrays the parent prepared and calls the kernel. A failure records the stage and
-//! errno in the shared `failure` word, which the parent reads when it wakes, and exits.
+//! arrays the parent prepared and calls the kernel. It starts on the parent's fd table
+//! too (`CLONE_FILES`), so its first call makes a table of its own. A failure records
+//! the stage and errno in the shared `failure` word, which the parent reads when it
+//! wakes, and exits.
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,9 +17,12 @@ use super::{Credentials, DEFAULT_ACTION, KernelSigaction, Prepared, Stage};
 /// Everything the child reads. Lives on the parent's stack, which stays put while the
 /// parent is suspended.
 pub(super) struct ChildArgs<'a> {
+    /// The connection, in the daemon's fd table. The child keeps the fds up to it.
     pub fd: c_int,
     pub program: &'a Prepared,
     pub envp: *const *const c_char,
+    /// The identity to take; `None` when the daemon has it already.
+    pub identity: Option<&'a Credentials>,
     pub signals_to_default: &'a [c_int],
     pub original_mask: &'a libc::sigset_t,
     pub failure: AtomicU64,
@@ -30,6 +35,20 @@ pub(super) extern "C" fn run(arg: *mut c_void) -> c_int {
     let args = unsafe { &*(arg as *const ChildArgs) };
     // SAFETY: every call below is a plain syscall wrapper on prepared, valid data.
     unsafe {
+        // The fd table is still the daemon's (CLONE_FILES): make our own before touching
+        // it, copying only the fds up to the connection. The daemon's listeners and
+        // everything else above are neither copied now nor closed at exec. Kernels
+        // before 5.9 lack close_range: then copy the whole table, as fork would.
+        if libc::syscall(
+            libc::SYS_close_range,
+            args.fd as u32 + 1,
+            u32::MAX,
+            libc::CLOSE_RANGE_UNSHARE,
+        ) < 0
+            && libc::unshare(libc::CLONE_FILES) < 0
+        {
+            fail(args, Stage::Fds);
+        }
         for target in 0..3 {
             // The connection is never one of fds 0-2 (the daemon keeps them open), so
             // dup2 always makes a copy without close-on-exec.
@@ -54,7 +73,7 @@ pub(super) extern "C" fn run(arg: *mut c_void) -> c_int {
         if let Some(mask) = program.umask {
             libc::umask(mask);
         }
-        if let Some(credentials) = &program.credentials {
+        if let Some(credentials) = args.identity {
             drop_privileges(args, credentials);
         }
         for &signal in args.signals_to_default {
@@ -70,8 +89,9 @@ pub(super) extern "C" fn run(arg: *mut c_void) -> c_int {
             fail(args, Stage::Signals);
         }
         // Every fd oxinetd opens is close-on-exec already; this also covers any fd it
-        // inherited and anything a library opened. Old kernels lack close_range: then
-        // the first guarantee stands alone.
+        // inherited and anything a library opened, below the connection (the rest were
+        // not copied). Old kernels lack close_range: then the first guarantee stands
+        // alone.
         libc::syscall(
             libc::SYS_close_range,
             3u32,

@@ -1,16 +1,23 @@
-//! Starts a server on a socket: `clone(CLONE_VM | CLONE_VFORK)`, then `child::run`.
+//! Starts a server on a socket: `clone(CLONE_VM | CLONE_VFORK | CLONE_FILES)`, then
+//! `child::run`.
 //!
 //! All the work is done when a service is loaded (`Prepared::new`): C strings, pointer
 //! arrays, credentials and limits. Per connection the parent only writes the
 //! connection's variables into a reused buffer. Sharing memory instead of copying page
-//! tables keeps the cost of a spawn flat however large the daemon grows.
+//! tables, and sharing the fd table until the child makes its own from the fds below
+//! the connection (see `Spawner::spawn`), keeps the cost of a spawn flat however large
+//! the daemon grows: 1,000 listeners are neither copied nor closed per connection.
 
 mod child;
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::CString;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use libc::{c_char, c_int};
@@ -27,6 +34,8 @@ type RlimitResource = c_int;
 
 pub(crate) struct Credentials {
     groups: Vec<libc::gid_t>,
+    /// `groups` sorted and without repeats, as the kernel reports a process's groups.
+    group_set: Vec<libc::gid_t>,
     gid: libc::gid_t,
     uid: libc::uid_t,
 }
@@ -37,9 +46,7 @@ pub struct Prepared {
     /// Owns the strings `argv` points into.
     _argv_strings: Vec<CString>,
     argv: Vec<*const c_char>,
-    /// Owns the strings `environment` points into.
-    _environment_strings: Vec<CString>,
-    environment: Vec<*const c_char>,
+    environment: Rc<Environment>,
     credentials: Option<Credentials>,
     rlimits: Vec<(RlimitResource, libc::rlimit)>,
     priority: Option<c_int>,
@@ -56,30 +63,26 @@ impl Prepared {
             .iter()
             .map(|arg| c_string(arg.as_bytes()))
             .collect::<Result<Vec<_>, _>>()?;
-        let environment_strings = exec
-            .environment
-            .iter()
-            .map(|entry| c_string(entry))
-            .collect::<Result<Vec<_>, _>>()?;
         let argv = argv_strings
             .iter()
             .map(|arg| arg.as_ptr())
             .chain(std::iter::once(std::ptr::null()))
             .collect();
-        let environment = environment_strings
-            .iter()
-            .map(|entry| entry.as_ptr())
-            .collect();
         Ok(Prepared {
             path: c_string(exec.server.as_os_str().as_bytes())?,
             _argv_strings: argv_strings,
             argv,
-            _environment_strings: environment_strings,
-            environment,
-            credentials: exec.identity.as_ref().map(|identity| Credentials {
-                groups: identity.groups.clone(),
-                gid: identity.gid,
-                uid: identity.uid,
+            environment: Environment::shared(&exec.environment)?,
+            credentials: exec.identity.as_ref().map(|identity| {
+                let mut group_set = identity.groups.clone();
+                group_set.sort_unstable();
+                group_set.dedup();
+                Credentials {
+                    groups: identity.groups.clone(),
+                    group_set,
+                    gid: identity.gid,
+                    uid: identity.uid,
+                }
             }),
             rlimits: exec
                 .rlimits
@@ -88,6 +91,82 @@ impl Prepared {
                 .collect(),
             priority: exec.nice.map(|nice| (own_priority() + nice).clamp(-20, 19)),
             umask: exec.umask.map(|mask| mask as libc::mode_t),
+        })
+    }
+}
+
+/// A service's fixed environment: its `NAME=value` strings in one buffer, and pointers
+/// into it. Services with the same environment share one (most have the daemon's own
+/// environment plus the same user's login variables), so 1,000 services do not hold
+/// 1,000 copies.
+struct Environment {
+    /// NUL-terminated strings, one after the other.
+    strings: Box<[u8]>,
+    /// Where each string starts in `strings`; no null terminator (the spawner appends
+    /// the connection's variables and then one).
+    pointers: Box<[*const c_char]>,
+}
+
+/// Environments in use by some `Prepared`, by a hash of their strings.
+#[derive(Default)]
+struct Environments {
+    by_hash: HashMap<u64, Vec<Weak<Environment>>>,
+    /// Forget dead entries when there are this many hashes.
+    sweep_at: usize,
+}
+
+thread_local! {
+    /// The daemon prepares services on its one thread. An entry dies with its last
+    /// `Prepared`; dead ones are swept whenever the table has doubled.
+    static ENVIRONMENTS: RefCell<Environments> = RefCell::new(Environments::default());
+}
+
+impl Environment {
+    /// The environment with these entries, shared with any service that already has it.
+    fn shared(entries: &[Vec<u8>]) -> Result<Rc<Environment>, String> {
+        let mut strings = Vec::with_capacity(entries.iter().map(|e| e.len() + 1).sum());
+        for entry in entries {
+            if entry.contains(&0) {
+                return Err("a NUL byte in server, server_args or env".to_string());
+            }
+            strings.extend_from_slice(entry);
+            strings.push(0);
+        }
+        let mut hasher = DefaultHasher::new();
+        strings.hash(&mut hasher);
+        let key = hasher.finish();
+        ENVIRONMENTS.with_borrow_mut(|environments| {
+            let same_hash = environments.by_hash.entry(key).or_default();
+            same_hash.retain(|weak| weak.strong_count() > 0);
+            if let Some(existing) = same_hash
+                .iter()
+                .filter_map(Weak::upgrade)
+                .find(|existing| *existing.strings == *strings)
+            {
+                return Ok(existing);
+            }
+            let strings = strings.into_boxed_slice();
+            let mut pointers = Vec::with_capacity(entries.len());
+            let mut start = 0;
+            for entry in entries {
+                // The boxed slice never moves or changes, so the pointers stay valid as
+                // long as the Environment lives.
+                pointers.push(strings[start..].as_ptr().cast::<c_char>());
+                start += entry.len() + 1;
+            }
+            let environment = Rc::new(Environment {
+                strings,
+                pointers: pointers.into_boxed_slice(),
+            });
+            same_hash.push(Rc::downgrade(&environment));
+            if environments.by_hash.len() > environments.sweep_at {
+                environments.by_hash.retain(|_, same| {
+                    same.retain(|weak| weak.strong_count() > 0);
+                    !same.is_empty()
+                });
+                environments.sweep_at = (2 * environments.by_hash.len()).max(16);
+            }
+            Ok(environment)
         })
     }
 }
@@ -154,7 +233,7 @@ impl Stage {
     pub fn action(self) -> &'static str {
         match self {
             Stage::Clone => "clone failed",
-            Stage::Fds => "dup2 failed",
+            Stage::Fds => "putting the connection on fds 0-2 failed",
             Stage::Session => "setsid failed",
             Stage::Limits => "setting limits failed",
             Stage::Groups => "setgroups failed",
@@ -189,20 +268,108 @@ pub struct Spawner {
     envp: Vec<*const c_char>,
     signals_to_default: Vec<c_int>,
     original_mask: libc::sigset_t,
+    own_identity: Identity,
+    low_slot: Option<LowSlot>,
 }
 
 /// The child runs only `child::run` on this stack, with no deep calls.
 const CHILD_STACK_SIZE: usize = 64 * 1024;
 
+/// A connection below this fd is handed over where it is: the child's fd table is then
+/// a copy of at most 64 entries, the size the kernel keeps inside the table itself.
+const DIRECT_FD_LIMIT: RawFd = 64;
+
+/// A low fd the spawner owns, taken before the daemon opens its listeners. A connection
+/// at or above `DIRECT_FD_LIMIT` (with 1,000 services every connection is above 1,000)
+/// is duplicated onto it for the spawn, so the child copies only the fds below it
+/// instead of the whole table, and exec has only those few to close. Between spawns it
+/// holds a placeholder, so no one else opens a file on it.
+struct LowSlot {
+    slot: OwnedFd,
+    placeholder: OwnedFd,
+}
+
+impl LowSlot {
+    fn new() -> Option<LowSlot> {
+        // SAFETY: eventfd has no memory arguments; a new fd is owned by us alone.
+        let first = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if first < 0 {
+            return None;
+        }
+        // SAFETY: `first` is a new fd that nothing else owns.
+        let first = unsafe { OwnedFd::from_raw_fd(first) };
+        let second = first.try_clone().ok()?;
+        // The lower number is the slot; both are the same placeholder file.
+        let (slot, placeholder) = if first.as_raw_fd() < second.as_raw_fd() {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        (slot.as_raw_fd() < DIRECT_FD_LIMIT).then_some(LowSlot { slot, placeholder })
+    }
+}
+
+/// The daemon's own real, effective and saved ids and its supplementary groups.
+struct Identity {
+    uids: [libc::uid_t; 3],
+    gids: [libc::gid_t; 3],
+    /// Sorted, without repeats.
+    groups: Option<Vec<libc::gid_t>>,
+}
+
+impl Identity {
+    fn current() -> Identity {
+        let (mut ruid, mut euid, mut suid) = (0, 0, 0);
+        let (mut rgid, mut egid, mut sgid) = (0, 0, 0);
+        // SAFETY: the pointers are to live locals of the right type.
+        let ids_read = unsafe {
+            libc::getresuid(&mut ruid, &mut euid, &mut suid) == 0
+                && libc::getresgid(&mut rgid, &mut egid, &mut sgid) == 0
+        };
+        if !ids_read {
+            // Cannot happen on Linux; if it did, every step would run.
+            return Identity {
+                uids: [libc::uid_t::MAX; 3],
+                gids: [libc::gid_t::MAX; 3],
+                groups: None,
+            };
+        }
+        let groups = nix::unistd::getgroups().ok().map(|groups| {
+            let mut groups: Vec<libc::gid_t> = groups.into_iter().map(|g| g.as_raw()).collect();
+            groups.sort_unstable();
+            groups.dedup();
+            groups
+        });
+        Identity {
+            uids: [ruid, euid, suid],
+            gids: [rgid, egid, sgid],
+            groups,
+        }
+    }
+
+    /// Whether the daemon already is `target`: real, effective and saved ids, and the
+    /// same set of groups. Then setgroups, setgid and setuid would change nothing (a
+    /// `user = "root"` service of a daemon running as root) and the child skips all
+    /// three; otherwise it makes all three, in their order.
+    fn is(&self, target: &Credentials) -> bool {
+        self.uids == [target.uid; 3]
+            && self.gids == [target.gid; 3]
+            && self.groups.as_deref() == Some(&target.group_set[..])
+    }
+}
+
 impl Spawner {
     /// `original_mask` is the signal mask oxinetd started with, which servers get back.
+    /// Made before the daemon opens its listeners, so that its low slot is below them.
     pub fn new(original_mask: libc::sigset_t) -> Spawner {
         Spawner {
             stack: vec![0; CHILD_STACK_SIZE],
             connection_variables: Vec::with_capacity(512),
             envp: Vec::new(),
-            signals_to_default: signals_not_default(),
+            signals_to_default: signals_ignored(),
             original_mask,
+            own_identity: Identity::current(),
+            low_slot: LowSlot::new(),
         }
     }
 
@@ -219,7 +386,7 @@ impl Spawner {
             connection.local,
         );
         self.envp.clear();
-        self.envp.extend_from_slice(&program.environment);
+        self.envp.extend_from_slice(&program.environment.pointers);
         let base = self.connection_variables.as_ptr();
         let mut start = 0;
         for (at, byte) in self.connection_variables.iter().enumerate() {
@@ -232,10 +399,26 @@ impl Spawner {
         }
         self.envp.push(std::ptr::null());
 
+        let mut fd = connection.fd.as_raw_fd();
+        let mut moved = false;
+        if let Some(slot) = &self.low_slot
+            && fd >= DIRECT_FD_LIMIT
+        {
+            // SAFETY: both fds are open; dup3 onto our own slot closes only the
+            // placeholder there.
+            if unsafe { libc::dup3(fd, slot.slot.as_raw_fd(), libc::O_CLOEXEC) } >= 0 {
+                fd = slot.slot.as_raw_fd();
+                moved = true;
+            }
+        }
         let args = child::ChildArgs {
-            fd: connection.fd.as_raw_fd(),
+            fd,
             program,
             envp: self.envp.as_ptr(),
+            identity: program
+                .credentials
+                .as_ref()
+                .filter(|target| !self.own_identity.is(target)),
             signals_to_default: &self.signals_to_default,
             original_mask: &self.original_mask,
             failure: AtomicU64::new(0),
@@ -246,19 +429,24 @@ impl Spawner {
         // The child runs only async-signal-safe syscalls (see child.rs). No signal
         // handler can run in the child's shared memory: oxinetd installs none (its
         // signals go to a signalfd), and the handlers Rust installs are for faults
-        // only; the child resets all of them before exec.
+        // only; exec resets them. With CLONE_FILES the child starts on the daemon's fd
+        // table, and its first act is to make its own (child.rs), before any change.
         let pid = unsafe {
             libc::clone(
                 child::run,
                 stack_top as *mut libc::c_void,
-                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES | libc::SIGCHLD,
                 &args as *const child::ChildArgs as *mut libc::c_void,
             )
         };
+        let clone_errno = Errno::last();
+        if moved {
+            release_slot(&mut self.low_slot);
+        }
         if pid < 0 {
             return Err(SpawnError {
                 stage: Stage::Clone,
-                errno: Errno::last(),
+                errno: clone_errno,
                 pid: None,
             });
         }
@@ -271,6 +459,28 @@ impl Spawner {
             });
         }
         Ok(Pid::from_raw(pid))
+    }
+}
+
+/// Puts the placeholder back on the slot, dropping the daemon's extra reference to the
+/// connection: the connection must close once the server and the daemon have closed
+/// theirs.
+fn release_slot(low_slot: &mut Option<LowSlot>) {
+    let Some(slot) = low_slot else {
+        return;
+    };
+    // SAFETY: both fds are ours and open.
+    let restored = unsafe {
+        libc::dup3(
+            slot.placeholder.as_raw_fd(),
+            slot.slot.as_raw_fd(),
+            libc::O_CLOEXEC,
+        )
+    };
+    if restored < 0 {
+        // Not expected (the slot is ours, so no open can race for it). Closing the slot
+        // drops the reference all the same; spawns go on without it.
+        *low_slot = None;
     }
 }
 
@@ -291,9 +501,11 @@ pub(crate) const DEFAULT_ACTION: KernelSigaction = KernelSigaction {
     mask: 0,
 };
 
-/// Signals whose disposition is not the default: the Rust runtime ignores SIGPIPE and
-/// handles SIGSEGV and SIGBUS, and oxinetd's own parent may have left some ignored.
-fn signals_not_default() -> Vec<c_int> {
+/// Signals oxinetd ignores: the Rust runtime ignores SIGPIPE, and oxinetd's own parent
+/// may have left some ignored (glibc's posix_spawn leaves 32 and 33 ignored). exec keeps
+/// an ignored signal ignored but resets a handled one (the runtime's SIGSEGV and SIGBUS
+/// handlers) to the default, so only the ignored ones need a call in the child.
+fn signals_ignored() -> Vec<c_int> {
     (1..=64)
         .filter(|&signal| signal != libc::SIGKILL && signal != libc::SIGSTOP)
         .filter(|&signal| {
@@ -308,7 +520,158 @@ fn signals_not_default() -> Vec<c_int> {
                     8usize,
                 )
             };
-            queried == 0 && action.handler != libc::SIG_DFL
+            queried == 0 && action.handler == libc::SIG_IGN
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::CStr;
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixStream;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn exec(argv: &[&str], environment: &[&str]) -> ExecSpec {
+        ExecSpec {
+            server: PathBuf::from(argv[0]),
+            argv: argv.iter().map(|arg| arg.to_string()).collect(),
+            identity: None,
+            environment: environment.iter().map(|e| e.as_bytes().to_vec()).collect(),
+            umask: None,
+            nice: None,
+            rlimits: Vec::new(),
+        }
+    }
+
+    fn entries(program: &Prepared) -> Vec<String> {
+        program
+            .environment
+            .pointers
+            .iter()
+            // SAFETY: each pointer is to a NUL-terminated string in `strings`.
+            .map(|&p| unsafe { CStr::from_ptr(p) }.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn services_with_the_same_environment_share_one() {
+        let a = Prepared::new(&exec(&["/bin/true"], &["PATH=/bin", "HOME=/"])).unwrap();
+        let b = Prepared::new(&exec(&["/bin/false"], &["PATH=/bin", "HOME=/"])).unwrap();
+        let c = Prepared::new(&exec(&["/bin/true"], &["PATH=/bin", "HOME=/root"])).unwrap();
+        assert!(Rc::ptr_eq(&a.environment, &b.environment));
+        assert!(!Rc::ptr_eq(&a.environment, &c.environment));
+        assert_eq!(entries(&a), ["PATH=/bin", "HOME=/"]);
+        assert_eq!(entries(&c), ["PATH=/bin", "HOME=/root"]);
+    }
+
+    #[test]
+    fn an_environment_outlives_the_service_that_made_it_only_while_shared() {
+        let a = Prepared::new(&exec(&["/bin/true"], &["ONLY_HERE=1"])).unwrap();
+        let weak = Rc::downgrade(&a.environment);
+        let b = Prepared::new(&exec(&["/bin/true"], &["ONLY_HERE=1"])).unwrap();
+        drop(a);
+        assert!(weak.upgrade().is_some());
+        drop(b);
+        assert!(weak.upgrade().is_none());
+        let c = Prepared::new(&exec(&["/bin/true"], &["ONLY_HERE=1"])).unwrap();
+        assert_eq!(entries(&c), ["ONLY_HERE=1"]);
+    }
+
+    #[test]
+    fn empty_environment_and_nul_bytes() {
+        assert!(entries(&Prepared::new(&exec(&["/bin/true"], &[])).unwrap()).is_empty());
+        assert!(Prepared::new(&exec(&["/bin/true"], &["A=b\0c"])).is_err());
+    }
+
+    #[test]
+    fn identity_calls_are_skipped_only_when_nothing_would_change() {
+        let own = Identity {
+            uids: [0; 3],
+            gids: [0; 3],
+            groups: Some(vec![0, 4]),
+        };
+        let target = |uid, gid, groups: &[u32]| Credentials {
+            groups: groups.to_vec(),
+            group_set: {
+                let mut set = groups.to_vec();
+                set.sort_unstable();
+                set.dedup();
+                set
+            },
+            gid,
+            uid,
+        };
+        assert!(own.is(&target(0, 0, &[4, 0, 4])));
+        assert!(!own.is(&target(0, 0, &[])));
+        assert!(!own.is(&target(0, 1, &[0, 4])));
+        assert!(!own.is(&target(65534, 0, &[0, 4])));
+        let saved_uid_differs = Identity {
+            uids: [0, 0, 1],
+            ..own
+        };
+        assert!(!saved_uid_differs.is(&target(0, 0, &[0, 4])));
+        let groups_unknown = Identity {
+            uids: [0; 3],
+            gids: [0; 3],
+            groups: None,
+        };
+        assert!(!groups_unknown.is(&target(0, 0, &[])));
+    }
+
+    /// Spawns `sh -c script` on one end of a socketpair placed at `fd`; returns what the
+    /// server wrote, read to EOF (which needs every copy of the server's end closed).
+    fn spawn_on_fd_and_read(fd: RawFd, script: &str) -> String {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        ours.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        // SAFETY: F_DUPFD_CLOEXEC only makes a new fd, which we own.
+        let high = unsafe { libc::fcntl(theirs.as_raw_fd(), libc::F_DUPFD_CLOEXEC, fd) };
+        assert!(
+            high >= fd,
+            "F_DUPFD_CLOEXEC: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: `high` is a new fd nothing else owns.
+        let high = unsafe { OwnedFd::from_raw_fd(high) };
+        drop(theirs);
+        // SAFETY: an all-zero sigset_t is a valid (empty) set; a null new set only reads
+        // the current mask into it.
+        let mask = unsafe {
+            let mut mask: libc::sigset_t = std::mem::zeroed();
+            libc::sigprocmask(libc::SIG_SETMASK, std::ptr::null(), &mut mask);
+            mask
+        };
+        let mut spawner = Spawner::new(mask);
+        let program = Prepared::new(&exec(&["/bin/sh", "-c", script], &[])).unwrap();
+        let pid = spawner
+            .spawn(
+                &program,
+                &Connection {
+                    fd: high.as_fd(),
+                    protocol: Protocol::Tcp,
+                    remote: None,
+                    local: None,
+                },
+            )
+            .unwrap();
+        drop(high);
+        let mut out = String::new();
+        (&ours).read_to_string(&mut out).unwrap();
+        nix::sys::wait::waitpid(pid, None).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_connection_on_a_high_fd_reaches_the_server_on_0_1_2_alone() {
+        // Below and above DIRECT_FD_LIMIT: handed over in place, and through the slot.
+        for fd in [10, 100, 1000] {
+            let out = spawn_on_fd_and_read(fd, "ls /proc/$$/fd; echo done");
+            assert_eq!(out, "0\n1\n2\ndone\n", "connection at fd {fd}");
+        }
+    }
 }
