@@ -449,9 +449,18 @@ phase_thousand() {
 install_peers
 build
 log "work folder $WORK; $RUNS run(s) of $DURATION s per workload"
+# Other work on the machine moves every figure: the load average goes in the report.
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+LOADS="start $(loadavg)"
 phase_stream
+LOADS="$LOADS; after the exec and stream echo runs $(loadavg)"
 phase_udp
 phase_thousand
+LOADS="$LOADS; end $(loadavg)"
+# setsid() puts every server in a new autogroup when autogroups are on and the daemon
+# is in the root cpu cgroup; that decides the worst-case latencies (see README).
+cpucg=$(sed -n 's/^[0-9]*:\([^:]*,\)\{0,1\}cpu\(,[^:]*\)\{0,1\}:\(.*\)/\3/p; s/^0::\(.*\)/\1/p' /proc/self/cgroup | head -n 1)
+SCHED="kernel.sched_autogroup_enabled=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo absent), cpu cgroup ${cpucg:-?}"
 
 mkdir -p "$BENCH/results"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
@@ -462,6 +471,7 @@ machine="$(uname -sr), $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' 
 rev=$(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo unknown)
 awk -F'\t' -f "$BENCH/report.awk" -v stamp="$stamp" -v machine="$machine" -v rev="$rev" \
 	-v runs="$RUNS" -v duration="$DURATION" -v short="$SHORT" -v base="$BASE" -v oneline="$ONELINE_KIND" \
+	-v loads="$LOADS" -v sched="$SCHED" \
 	"$RESULTS" "$LOADRES" "$NOTES" >"$latest"
 if [ "$SHORT" = 1 ]; then
 	log "wrote ${latest#"$REPO"/}"

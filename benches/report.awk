@@ -1,7 +1,7 @@
 # benches/report.awk: turns compare.sh's raw results into the markdown table.
 # Input files, in order: results.tsv (one line per load run), load.tsv (1,000-service
 # figures), notes.txt (free text). Variables: stamp machine rev runs duration short base
-# oneline.
+# oneline loads sched.
 # Every figure is the median over runs; failures and UDP counts are summed over runs.
 # Plain POSIX awk (mawk): no asort, no gensub.
 
@@ -52,6 +52,8 @@ END {
 	print ""
 	print "- run: " stamp " (UTC), oxinetd `" rev "`"
 	print "- machine: " machine
+	if (loads != "") print "- load average (1, 5, 15 min) during the run: " loads
+	if (sched != "") print "- scheduler: " sched
 	print "- method: `benches/compare.sh" (short ? " --short" : "") "`: median of " runs " run(s) of " duration " s per workload, peers taking turns within each run; daemons pinned to CPU 0, the load generator (`benches/loadgen`) to CPU 1; every exec'd service runs the same `benches/oneline.c` (" oneline ")."
 	print "- `×ox` = the peer's figure / oxinetd's figure in the same run (conns/s: higher is better; latency, CPU and RSS: lower is better). Latency is connect to EOF (max: median over runs of each run's worst). Daemon CPU is utime+stime of the daemon process per 10,000 connections; children CPU is its reaped children's cutime+cstime, apart. RSS is the daemon's VmRSS after the runs."
 	if (short) print "- **short mode: one 1-second run per workload, to prove the harness works; the figures are not meaningful.**"
