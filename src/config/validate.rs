@@ -167,6 +167,20 @@ fn build(
             "deny_time only matters with flags = [\"SENSOR\"]",
         );
     }
+    if internal && name == "tcpmux" && socket_type != SocketType::Stream {
+        report.error_at(
+            "socket_type",
+            Some(table),
+            "tcpmux is a stream (tcp) service",
+        );
+    }
+    if tcpmux.is_some() && name.eq_ignore_ascii_case("help") {
+        report.error_at(
+            "type",
+            Some(table),
+            "a TCPMUX service cannot be called HELP: that word asks tcpmux for its list",
+        );
+    }
     if tcpmux.is_some() && socket_type != SocketType::Stream {
         report.error_at(
             "socket_type",
