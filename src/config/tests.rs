@@ -538,18 +538,10 @@ fn issue_3_errors_name_the_key() {
         )
         .contains("`wait = false`")
     );
+    let mux = HELLO.replace("port = 9000\n", "type = \"TCPMUX\"\n");
     assert!(
-        error(
-            &format!(
-                "{HELLO}{}",
-                HELLO
-                    .replace("hello]", "Hello]")
-                    .replace("port = 9000\n", "type = \"TCPMUX\"\n")
-                    .replace("[service.Hello]", "[service.Hello]")
-            )
-            .replace("port = 9000\n", "type = \"TCPMUX\"\n")
-        )
-        .contains("tcpmux names ignore case")
+        error(&format!("{mux}{}", mux.replace("hello]", "Hello]")))
+            .contains("tcpmux names ignore case")
     );
     let warned = |extra: &str| {
         load_as(0, &format!("{HELLO}{extra}"))
