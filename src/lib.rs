@@ -42,12 +42,16 @@
 //! - A reload never drops a live connection: unchanged services keep their sockets, and
 //!   running servers are never touched.
 
+pub mod access;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod internal;
+pub mod limits;
 pub mod logging;
 pub mod peer;
 pub mod process;
+pub mod rpc;
 pub mod spawn;
 pub mod system;
+pub mod tcpmux;
