@@ -633,3 +633,120 @@ fn bad_access_times_are_config_errors() {
         );
     }
 }
+
+#[test]
+fn hostname_entry_in_no_access_refuses_that_host() {
+    if name_of("127.0.0.1").as_deref() != Some("localhost")
+        || !resolves_to("localhost", "127.0.0.1")
+    {
+        eprintln!("skipped: 127.0.0.1 and localhost do not map to each other here");
+        return;
+    }
+    let (daemon, port) = start_svc_on("0.0.0.0", "no_access = [\"localhost\"]");
+    assert_refused(&daemon, "svc", port, "127.0.0.1", "address");
+    assert_served(port, "127.0.0.2");
+}
+
+#[test]
+fn hostname_entries_never_match_datagrams() {
+    // No lookups per datagram: a datagram from 127.0.0.1 does not match `localhost`.
+    let port = free_port();
+    let daemon = Oxinetd::start(&format!(
+        "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"dgram\"\nwait = true\n\
+         port = {port}\nbind = \"127.0.0.1\"\nonly_from = [\"localhost\", \"127.0.0.2\"]\n"
+    ));
+    let named = udp_socket_from(ip("127.0.0.1"));
+    named.send_to(b"by name", common::v4(port)).unwrap();
+    daemon.wait_for_log("FAIL: echo address from=127.0.0.1");
+
+    let numbered = udp_socket_from(ip("127.0.0.2"));
+    numbered.send_to(b"by number", common::v4(port)).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = numbered
+        .recv_from(&mut buf)
+        .expect("echo reply to 127.0.0.2");
+    assert_eq!(&buf[..n], b"by number");
+    named.set_nonblocking(true).unwrap();
+    match named.recv_from(&mut buf) {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        Ok((n, _)) => panic!(
+            "a hostname entry matched a datagram: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+        Err(e) => panic!("recv on 127.0.0.1's socket: {e}"),
+    }
+}
+
+#[test]
+fn wait_dgram_service_drops_a_refused_first_datagram_without_a_server() {
+    // The server reads one datagram into a file named after its pid.
+    let setup = Setup::new();
+    let port = free_port();
+    let script = format!(
+        "dd bs=65536 count=1 of={}-$$ 2>/dev/null",
+        setup.path("got")
+    );
+    let config = format!(
+        "[service.svc]\nsocket_type = \"dgram\"\nwait = true\nuser = \"root\"\n\
+         server = \"/bin/sh\"\nserver_args = {}\nport = {port}\nbind = \"127.0.0.1\"\n\
+         only_from = [\"127.0.0.1\"]\n",
+        toml_strings(&["-c", &script])
+    );
+    let daemon = setup.start(&config);
+    let stranger = udp_socket_from(ip("127.0.0.2"));
+    stranger.send_to(b"from two", common::v4(port)).unwrap();
+    daemon.wait_for_log("FAIL: svc address from=127.0.0.2");
+
+    let friend = udp_socket_from(ip("127.0.0.1"));
+    friend.send_to(b"from one", common::v4(port)).unwrap();
+    daemon.wait_for_log("EXIT: svc");
+    let got: Vec<String> = fs::read_dir(daemon.dir())
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("got-"))
+        .map(|e| fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert_eq!(got, ["from one"], "datagrams the servers read");
+    let log = daemon.log();
+    assert_eq!(count_lines(&log, "START: svc"), 1, "log:\n{log}");
+}
+
+#[test]
+fn access_rules_on_a_wait_stream_service_are_warned() {
+    // The server accepts, so the daemon never sees the peer: the rule cannot be applied.
+    let port = free_port();
+    let daemon = Oxinetd::start(&format!(
+        "[service.waiter]\nsocket_type = \"stream\"\nwait = true\nuser = \"root\"\n\
+         server = \"/bin/cat\"\nport = {port}\nbind = \"127.0.0.1\"\n\
+         only_from = [\"127.0.0.1\"]\n"
+    ));
+    let log = daemon.log();
+    let ready_at = log.find("ready:").expect("ready line");
+    assert!(
+        log[..ready_at]
+            .lines()
+            .any(|l| l.contains("waiter") && (l.contains("only_from") || l.contains("access"))),
+        "no warning about access rules on the wait service; log:\n{log}"
+    );
+}
+
+#[test]
+fn wait_stream_warning_names_the_key_that_is_set() {
+    // Only `no_access` is set: the warning points at it, by line and by name.
+    let dir = tempdir();
+    let path = dir.path().join("oxinetd.toml");
+    let config = format!(
+        "[service.waiter]\nsocket_type = \"stream\"\nwait = true\nuser = \"root\"\n\
+         server = \"/bin/cat\"\nport = {}\nno_access = [\"127.0.0.2\"]\n",
+        free_port()
+    );
+    fs::write(&path, &config).unwrap();
+    let out = check_file(&path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
+    let want = format!("{}:7: service waiter: key no_access: ", path.display());
+    assert!(
+        stderr.lines().any(|l| l.contains(&want)),
+        "no warning {want:?}; stderr:\n{stderr}"
+    );
+}
