@@ -750,3 +750,60 @@ fn wait_stream_warning_names_the_key_that_is_set() {
         "no warning {want:?}; stderr:\n{stderr}"
     );
 }
+
+#[test]
+fn access_rules_follow_a_reload() {
+    let setup = Setup::new();
+    let port = free_port();
+    let before = setup.service("svc", port, "127.0.0.1", "only_from = [\"127.0.0.1\"]");
+    let after = setup.service("svc", port, "127.0.0.1", "only_from = [\"127.0.0.2\"]");
+    let daemon = setup.start(&before);
+    assert_served(port, "127.0.0.1");
+    assert_refused(&daemon, "svc", port, "127.0.0.2", "address");
+
+    daemon.write_config(&after);
+    daemon.reload();
+    daemon.wait_for_log("reload: done");
+    assert_served(port, "127.0.0.2");
+    assert_refused(&daemon, "svc", port, "127.0.0.1", "address");
+}
+
+#[test]
+fn banner_files_are_read_again_on_reload() {
+    let setup = Setup::new();
+    let port = free_port();
+    let banner = setup.path("banner");
+    fs::write(&banner, "old banner\n").unwrap();
+    let keys = format!("banner = {}", toml_string(&banner));
+    let config = setup.service("svc", port, "127.0.0.1", &keys);
+    let daemon = setup.start(&config);
+    assert_eq!(
+        text(tcp_request_from(ip("127.0.0.1"), common::v4(port), b"")),
+        "old banner\nserved\n"
+    );
+    // Same config, new file contents.
+    fs::write(&banner, "new banner\n").unwrap();
+    daemon.reload();
+    daemon.wait_for_log("reload: done");
+    assert_eq!(
+        text(tcp_request_from(ip("127.0.0.1"), common::v4(port), b"")),
+        "new banner\nserved\n"
+    );
+}
+
+#[test]
+fn defaults_supply_access_rules_a_service_leaves_unset() {
+    let setup = Setup::new();
+    let (plain, own) = (free_port(), free_port());
+    let config = format!(
+        "[defaults]\nonly_from = [\"127.0.0.1\"]\n\n{}{}",
+        setup.service("plain", plain, "127.0.0.1", ""),
+        setup.service("own", own, "127.0.0.1", "only_from = [\"127.0.0.2\"]")
+    );
+    let daemon = setup.start(&config);
+    assert_served(plain, "127.0.0.1");
+    assert_refused(&daemon, "plain", plain, "127.0.0.2", "address");
+    // A service's own list replaces the default one.
+    assert_served(own, "127.0.0.2");
+    assert_refused(&daemon, "own", own, "127.0.0.1", "address");
+}

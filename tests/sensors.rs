@@ -155,3 +155,49 @@ fn dgram_sensor_trips_on_a_datagram() {
     assert_refused(&daemon, "svc", svc, "127.0.0.4");
     assert_served(svc, "127.0.0.3", b"", b"served\n");
 }
+
+#[test]
+fn sensor_deny_list_applies_to_internal_datagrams() {
+    let (trap, svc, echo) = (free_port(), free_port(), free_port());
+    // The stream echo of `config` becomes a dgram one.
+    let config = config(trap, svc, echo, "2").replace(
+        "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\n",
+        "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"dgram\"\nwait = true\n",
+    );
+    assert!(config.contains("\"dgram\""), "test bug: no dgram echo");
+    let daemon = Oxinetd::start(&config);
+    touch(&daemon, trap, "127.0.0.2");
+
+    let denied = udp_socket_from(ip("127.0.0.2"));
+    denied.send_to(b"from two", v4(echo)).unwrap();
+    daemon.wait_for_log("FAIL: echo address from=127.0.0.2");
+    let other = udp_socket_from(ip("127.0.0.3"));
+    other.send_to(b"from three", v4(echo)).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = other.recv_from(&mut buf).expect("echo reply to 127.0.0.3");
+    assert_eq!(&buf[..n], b"from three");
+    // Datagrams are handled in order: a reply to the denied peer would be queued by now.
+    denied.set_nonblocking(true).unwrap();
+    assert!(
+        denied.recv_from(&mut buf).is_err(),
+        "the denied peer got a reply"
+    );
+}
+
+#[test]
+fn ipv6_peer_trips_a_dual_stack_sensor() {
+    let (trap, svc) = (free_port(), free_port());
+    let config = config(trap, svc, free_port(), "\"FOREVER\"")
+        .replace("bind = \"127.0.0.1\"\n", "bind = \"::\"\n");
+    let daemon = Oxinetd::start(&config);
+    let out = tcp_request_from(ip("::1"), common::v6(trap), b"");
+    assert_eq!(String::from_utf8_lossy(&out), "", "the sensor sent data");
+    daemon.wait_for_log("SENSOR: trap ::1 denied forever");
+
+    let line = "FAIL: svc address from=::1";
+    let refused = tcp_request_from(ip("::1"), common::v6(svc), b"");
+    assert_eq!(String::from_utf8_lossy(&refused), "", "::1 was served");
+    daemon.wait_for_log(line);
+    // The same host over IPv4 is another peer.
+    assert_served(svc, "127.0.0.1", b"", b"served\n");
+}
