@@ -49,5 +49,7 @@ pub mod internal;
 pub mod logging;
 pub mod peer;
 pub mod process;
+pub mod rpc;
 pub mod spawn;
 pub mod system;
+pub mod tcpmux;

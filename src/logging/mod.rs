@@ -1,0 +1,165 @@
+//! Log lines: the daemon's own on stderr, and each service's to its `log_type`.
+//!
+//! Every line is formatted into a reused buffer and leaves in one write(2) (or one
+//! send(2) for syslog): a START and an EXIT per connection are on the hot path, and one
+//! syscall per line also keeps concurrent writers to the same pipe or file from
+//! interleaving. A line that cannot be written at once is dropped; logging never
+//! panics and never takes the daemon down.
+
+mod log_type;
+mod sinks;
+mod stamp;
+
+use std::cell::RefCell;
+use std::fmt;
+use std::io::Write;
+use std::os::fd::RawFd;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+
+pub use log_type::{Facility, LogType, Severity, parse_log_type};
+pub use sinks::{SinkId, Sinks};
+
+/// Sends the `log` macros to stderr as `2026-11-23T17:19:58.123Z INFO message`.
+pub fn init(level: LevelFilter) {
+    if log::set_logger(&STDERR).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+struct Stderr;
+
+static STDERR: Stderr = Stderr;
+
+/// A line buffer that grew beyond this is given back instead of kept.
+const KEEP_CAPACITY: usize = 16 * 1024;
+
+thread_local! {
+    static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
+}
+
+impl Log for Stderr {
+    fn enabled(&self, metadata: &Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let _ = LINE.try_with(|line| match line.try_borrow_mut() {
+            Ok(mut line) => {
+                emit(&mut line, record);
+                if line.capacity() > KEEP_CAPACITY {
+                    *line = Vec::with_capacity(512);
+                }
+            }
+            // A message's Display logged in turn: give it a buffer of its own.
+            Err(_) => emit(&mut Vec::new(), record),
+        });
+    }
+
+    fn flush(&self) {}
+}
+
+fn emit(line: &mut Vec<u8>, record: &Record) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format_line(line, now, record.level(), record.args());
+    let _ = write_line(libc::STDERR_FILENO, line);
+}
+
+/// `TIMESTAMP LEVEL message\n` into `line`, `now` being the time since the Unix epoch.
+fn format_line(line: &mut Vec<u8>, now: Duration, level: Level, message: &fmt::Arguments) {
+    line.clear();
+    let secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    stamp::push_rfc3339(line, &stamp::Civil::from_unix(secs), now.subsec_millis());
+    line.push(b' ');
+    line.extend_from_slice(level_name(level));
+    line.push(b' ');
+    // Writing into a Vec fails only if a Display impl does; the line still goes out.
+    let _ = line.write_fmt(*message);
+    line.push(b'\n');
+}
+
+fn level_name(level: Level) -> &'static [u8] {
+    match level {
+        Level::Error => b"ERROR",
+        Level::Warn => b"WARN",
+        Level::Info => b"INFO",
+        Level::Debug => b"DEBUG",
+        Level::Trace => b"TRACE",
+    }
+}
+
+/// Writes `bytes` with one write(2), retrying on EINTR. A short write (disk full, a
+/// pipe's capacity) continues with the rest; EAGAIN and every other error give up.
+fn write_line(fd: RawFd, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is a live slice for the duration of the call; a bad fd is
+        // reported as EBADF, not undefined behaviour.
+        let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        if written < 0 {
+            let error = std::io::Error::last_os_error();
+            if error.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(error);
+        }
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        bytes = &bytes[written as usize..];
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(secs: u64, millis: u32, level: Level, message: fmt::Arguments) -> String {
+        let mut line = b"left over".to_vec();
+        let now = Duration::from_secs(secs) + Duration::from_millis(millis.into());
+        format_line(&mut line, now, level, &message);
+        String::from_utf8(line).unwrap()
+    }
+
+    #[test]
+    fn stderr_line_format() {
+        let id = "echo";
+        assert_eq!(
+            line(
+                1_795_454_398,
+                123,
+                Level::Info,
+                format_args!("START: {id} pid=0")
+            ),
+            "2026-11-23T17:19:58.123Z INFO START: echo pid=0\n"
+        );
+        assert_eq!(
+            line(0, 0, Level::Error, format_args!("epoll: EBADF")),
+            "1970-01-01T00:00:00.000Z ERROR epoll: EBADF\n"
+        );
+        assert_eq!(
+            line(951_782_400, 999, Level::Warn, format_args!("w")),
+            "2000-02-29T00:00:00.999Z WARN w\n"
+        );
+        assert_eq!(
+            line(59, 1, Level::Debug, format_args!("")),
+            "1970-01-01T00:00:59.001Z DEBUG \n"
+        );
+        assert_eq!(
+            line(60, 10, Level::Trace, format_args!("t")),
+            "1970-01-01T00:01:00.010Z TRACE t\n"
+        );
+    }
+
+    #[test]
+    fn write_line_reports_a_bad_fd() {
+        assert!(write_line(-1, b"x\n").is_err());
+        assert!(write_line(-1, b"").is_ok());
+    }
+}

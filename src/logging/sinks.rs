@@ -1,0 +1,375 @@
+//! Open log destinations (FILE and SYSLOG), one per distinct `LogType`, shared by services.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use log::warn;
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+
+use super::log_type::LogType;
+use super::stamp::{self, Civil};
+use super::write_line;
+
+/// While syslog is unreachable, a line tries to reconnect at most this often.
+const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+
+/// A handle from `Sinks::open`. Ids are never reused, so a stale one writes nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SinkId(usize);
+
+/// Every open log destination, indexed by `SinkId`.
+pub struct Sinks {
+    syslog_socket: PathBuf,
+    slots: Vec<Option<Sink>>,
+    line: Vec<u8>,
+    /// ` oxinetd[PID]: `, between a syslog line's stamp and its message.
+    tag: String,
+}
+
+struct Sink {
+    log_type: LogType,
+    dest: Dest,
+    /// A write failed and was reported; cleared by the next success, so each episode
+    /// of trouble is reported once.
+    troubled: bool,
+}
+
+enum Dest {
+    File(FileSink),
+    Syslog(SyslogSink),
+}
+
+struct FileSink {
+    path: PathBuf,
+    file: File,
+    /// Bytes in the file as far as we know: its length at open plus what we wrote.
+    size: u64,
+    soft: Option<u64>,
+    hard: Option<u64>,
+    soft_warned: bool,
+    /// The hard limit was reached: nothing more until `reopen` finds the file smaller.
+    stopped: bool,
+}
+
+struct SyslogSink {
+    socket: Option<UnixDatagram>,
+    /// `<PRI>`: facility * 8 + severity.
+    priority: String,
+    /// While disconnected: the earliest time a line may try to reconnect.
+    retry_at: Instant,
+}
+
+impl Sinks {
+    /// Sinks sending SYSLOG lines to the datagram socket at `syslog_socket`
+    /// (normally /dev/log).
+    pub fn new(syslog_socket: PathBuf) -> Sinks {
+        Sinks {
+            syslog_socket,
+            slots: Vec::new(),
+            line: Vec::with_capacity(512),
+            tag: format!(" oxinetd[{}]: ", std::process::id()),
+        }
+    }
+
+    /// The sink for `log_type`: the open one if an equal `LogType` has one, else a new
+    /// one. Fails if the file cannot be opened or the syslog socket does not answer;
+    /// the caller then logs to stderr and may try again at the next reload.
+    pub fn open(&mut self, log_type: &LogType) -> io::Result<SinkId> {
+        let existing = self
+            .slots
+            .iter()
+            .position(|slot| slot.as_ref().is_some_and(|sink| sink.log_type == *log_type));
+        if let Some(index) = existing {
+            return Ok(SinkId(index));
+        }
+        let dest = match log_type {
+            LogType::File { path, soft, hard } => Dest::File(FileSink::open(path, *soft, *hard)?),
+            LogType::Syslog { .. } => Dest::Syslog(SyslogSink {
+                socket: Some(connect(&self.syslog_socket)?),
+                priority: format!("<{}>", log_type.priority().unwrap_or_default()),
+                retry_at: Instant::now(),
+            }),
+        };
+        self.slots.push(Some(Sink {
+            log_type: log_type.clone(),
+            dest,
+            troubled: false,
+        }));
+        Ok(SinkId(self.slots.len() - 1))
+    }
+
+    /// Writes `message` as one line to `sink` with one syscall. A line that cannot go
+    /// at once (full socket, full disk, hard limit) is dropped.
+    pub fn write(&mut self, sink: SinkId, message: &str) {
+        let Some(Some(sink)) = self.slots.get_mut(sink.0) else {
+            return;
+        };
+        let line = &mut self.line;
+        line.clear();
+        let result = match &mut sink.dest {
+            Dest::File(file) => {
+                stamp::push_xinetd(line, &local_now());
+                line.extend_from_slice(b": ");
+                push_message(line, message);
+                line.push(b'\n');
+                file.write(line)
+            }
+            Dest::Syslog(syslog) => {
+                line.extend_from_slice(syslog.priority.as_bytes());
+                stamp::push_rfc3164(line, &local_now());
+                line.extend_from_slice(self.tag.as_bytes());
+                push_message(line, message);
+                syslog.send(line, &self.syslog_socket)
+            }
+        };
+        match result {
+            Ok(()) => sink.troubled = false,
+            Err(error) if !sink.troubled => {
+                sink.troubled = true;
+                warn!("log {}: {error}; dropping lines", describe(&sink.log_type));
+            }
+            Err(_) => {}
+        }
+        if line.capacity() > 16 * 1024 {
+            *line = Vec::with_capacity(512);
+        }
+    }
+
+    /// After SIGHUP: reopens every FILE by path (so a rotated file is replaced by a new
+    /// one, and a file under its hard limit again is written again) and reconnects
+    /// every SYSLOG. A sink that cannot be reopened keeps what it had.
+    pub fn reopen(&mut self) {
+        // SAFETY: glibc's tzset holds its time zone lock while it rereads TZ and
+        // /etc/localtime, so a changed zone shows from the next line on.
+        unsafe { tzset() };
+        for sink in self.slots.iter_mut().flatten() {
+            sink.troubled = false;
+            match &mut sink.dest {
+                Dest::File(file) => file.reopen(),
+                Dest::Syslog(syslog) => {
+                    if let Err(error) = syslog.reconnect(&self.syslog_socket) {
+                        warn!("log {}: {error}; dropping lines", describe(&sink.log_type));
+                        sink.troubled = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes every sink not in `used` (after a reload, `used` is every sink a
+    /// service still names); their ids write nothing from now on.
+    pub fn retain(&mut self, used: &[SinkId]) {
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            if !used.contains(&SinkId(index)) {
+                *slot = None;
+            }
+        }
+    }
+}
+
+unsafe extern "C" {
+    fn tzset();
+}
+
+impl FileSink {
+    fn open(path: &Path, soft: Option<u64>, hard: Option<u64>) -> io::Result<FileSink> {
+        let file = open_append(path)?;
+        let mut sink = FileSink {
+            path: path.to_path_buf(),
+            size: 0,
+            file,
+            soft,
+            hard,
+            soft_warned: false,
+            stopped: false,
+        };
+        sink.measure();
+        Ok(sink)
+    }
+
+    fn reopen(&mut self) {
+        match open_append(&self.path) {
+            Ok(file) => {
+                self.file = file;
+                self.measure();
+            }
+            Err(error) => warn!("log {error}; still writing to the file open before"),
+        }
+    }
+
+    /// Takes the file's size and whether its limits are already reached, warning when
+    /// one becomes reached (so a SIGHUP does not repeat a warning already given).
+    fn measure(&mut self) {
+        self.size = self.file.metadata().map(|meta| meta.len()).unwrap_or(0);
+        let (was_warned, was_stopped) = (self.soft_warned, self.stopped);
+        self.soft_warned = self.soft.is_some_and(|soft| self.size >= soft);
+        self.stopped = self.hard.is_some_and(|hard| self.size >= hard);
+        if self.soft_warned && !was_warned {
+            warn!(
+                "log file {}: {} bytes, at or above its soft limit",
+                self.path.display(),
+                self.size
+            );
+        }
+        if self.stopped && !was_stopped {
+            warn!(
+                "log file {}: at or above its hard limit; not written until it is rotated",
+                self.path.display()
+            );
+        }
+    }
+
+    fn write(&mut self, line: &[u8]) -> io::Result<()> {
+        if self.stopped {
+            return Ok(());
+        }
+        let length = line.len() as u64;
+        if let Some(hard) = self.hard
+            && self.size + length > hard
+        {
+            self.stopped = true;
+            warn!(
+                "log file {}: hard limit of {hard} bytes reached; not written until it is rotated",
+                self.path.display()
+            );
+            return Ok(());
+        }
+        write_line(self.file.as_raw_fd(), line)?;
+        self.size += length;
+        if let Some(soft) = self.soft
+            && self.size >= soft
+            && !self.soft_warned
+        {
+            self.soft_warned = true;
+            warn!(
+                "log file {}: soft limit of {soft} bytes exceeded",
+                self.path.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+impl SyslogSink {
+    fn send(&mut self, line: &[u8], path: &Path) -> io::Result<()> {
+        if self.socket.is_none() {
+            if Instant::now() < self.retry_at {
+                // Reported when the connection was lost; drop quietly until the retry.
+                return Err(io::ErrorKind::NotConnected.into());
+            }
+            self.reconnect(path)?;
+        }
+        match send(self.socket.as_ref(), line) {
+            Err(error)
+                if matches!(
+                    error.raw_os_error(),
+                    Some(libc::ECONNREFUSED | libc::ENOTCONN | libc::ENOENT)
+                ) =>
+            {
+                // syslogd restarted: its new socket is a new peer. Once, then drop.
+                self.reconnect(path)?;
+                send(self.socket.as_ref(), line)
+            }
+            result => result,
+        }
+    }
+
+    fn reconnect(&mut self, path: &Path) -> io::Result<()> {
+        self.socket = None;
+        self.retry_at = Instant::now() + RECONNECT_PAUSE;
+        self.socket = Some(connect(path)?);
+        Ok(())
+    }
+}
+
+fn send(socket: Option<&UnixDatagram>, line: &[u8]) -> io::Result<()> {
+    let socket = socket.ok_or(io::ErrorKind::NotConnected)?;
+    loop {
+        match socket.send(line) {
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            result => return result.map(drop),
+        }
+    }
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    // std adds O_CLOEXEC; O_APPEND keeps lines whole when several writers share it.
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .open(path)
+        .map_err(|error| {
+            io::Error::new(
+                error.kind(),
+                format!("cannot open log file {}: {error}", path.display()),
+            )
+        })
+}
+
+/// A non-blocking datagram socket connected to syslog: a full syslogd queue must cost
+/// us a dropped line, never a stalled event loop.
+fn connect(path: &Path) -> io::Result<UnixDatagram> {
+    let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+    let connected = socket(AddressFamily::Unix, SockType::Datagram, flags, None)
+        .map_err(io::Error::from)
+        .map(UnixDatagram::from)
+        .and_then(|socket| socket.connect(path).map(|()| socket));
+    connected.map_err(|error| {
+        io::Error::new(
+            error.kind(),
+            format!(
+                "cannot connect to syslog socket {}: {error}",
+                path.display()
+            ),
+        )
+    })
+}
+
+/// The message with line breaks made spaces: a peer-supplied word (an ident reply)
+/// must not be able to forge a log line.
+fn push_message(line: &mut Vec<u8>, message: &str) {
+    line.extend(message.bytes().map(|byte| {
+        if byte == b'\n' || byte == b'\r' {
+            b' '
+        } else {
+            byte
+        }
+    }));
+}
+
+fn describe(log_type: &LogType) -> String {
+    match log_type {
+        LogType::File { path, .. } => format!("file {}", path.display()),
+        LogType::Syslog { .. } => "syslog".to_string(),
+    }
+}
+
+fn local_now() -> Civil {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |now| now.as_secs());
+    let time = secs as libc::time_t;
+    // SAFETY: an all-zero `tm` is a valid value (integers and a null tm_zone pointer).
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call; localtime_r is reentrant.
+    if unsafe { libc::localtime_r(&time, &mut tm) }.is_null() {
+        return Civil::from_unix(secs as i64);
+    }
+    Civil {
+        year: i64::from(tm.tm_year) + 1900,
+        month: (tm.tm_mon + 1) as u32,
+        day: tm.tm_mday as u32,
+        hour: tm.tm_hour as u32,
+        minute: tm.tm_min as u32,
+        second: tm.tm_sec as u32,
+    }
+}
+
+#[cfg(test)]
+mod tests;
