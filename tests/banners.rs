@@ -135,7 +135,10 @@ fn refused_connection_gets_banner_then_banner_fail_then_eof() {
     let (daemon, port) = setup.start(&config);
     assert_bytes(&tcp_request(v4(port), b""), &concat(&[BANNER, FAIL]));
     daemon.wait_for_log("FAIL: svc address from=127.0.0.1");
-    assert!(!Path::new(&ran).exists(), "the server ran for a refused peer");
+    assert!(
+        !Path::new(&ran).exists(),
+        "the server ran for a refused peer"
+    );
 }
 
 #[test]
@@ -203,7 +206,10 @@ fn reload_reads_a_changed_banner_file() {
         "reload failed:\n{}",
         daemon.log()
     );
-    assert_bytes(&tcp_request(v4(port), b""), b"second\0banner\r\nserver-out\n");
+    assert_bytes(
+        &tcp_request(v4(port), b""),
+        b"second\0banner\r\nserver-out\n",
+    );
 }
 
 #[test]

@@ -182,9 +182,7 @@ fn pids_as_p(message: &str) -> String {
     let words: Vec<String> = message
         .split(' ')
         .map(|word| match word.strip_prefix("pid=") {
-            Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
-                "pid=P".to_owned()
-            }
+            Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => "pid=P".to_owned(),
             _ => word.to_owned(),
         })
         .collect();
@@ -208,11 +206,9 @@ fn printed_pid(output: &str) -> u32 {
 /// Waits until the process `pid` is gone, i.e. the daemon has reaped it.
 fn wait_reaped(pid: u32) {
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-    wait_until(
-        &format!("server {pid} reaped"),
-        READY_TIMEOUT,
-        || !proc_dir.exists(),
-    );
+    wait_until(&format!("server {pid} reaped"), READY_TIMEOUT, || {
+        !proc_dir.exists()
+    });
 }
 
 /// Serves the file log `svc.log` of a service with `log_on_success = LIST` and a second
@@ -427,7 +423,11 @@ fn exec_failure_eacces_logs_fail_with_errno_text_and_exit_127() {
 #[test]
 fn exec_failure_bad_interpreter_logs_fail_with_errno_text_and_exit_127() {
     let setup = Setup::new();
-    let server = write_script(setup.dir.path(), "broken.sh", "#!/nonexistent\necho never\n");
+    let server = write_script(
+        setup.dir.path(),
+        "broken.sh",
+        "#!/nonexistent\necho never\n",
+    );
     let server = server.to_str().unwrap().to_owned();
     assert_exec_failure(setup, &server, "root", "No such file or directory");
 }
@@ -449,7 +449,11 @@ fn refused_by_instances(log_on_failure: &str) -> Vec<String> {
     held.read_exact(&mut hi).unwrap();
     assert_eq!(&hi, b"hi\n");
     let mut refused = tcp_connect(v4(port));
-    assert_eq!(read_to_eof(&mut refused), b"", "refused connection got data");
+    assert_eq!(
+        read_to_eof(&mut refused),
+        b"",
+        "refused connection got data"
+    );
     held.write_all(b"x\n").unwrap();
     assert_eq!(read_to_eof(&mut held), b"bye\n");
     let messages = wait_file(Path::new(&log), "EXIT: svc", 1);
@@ -471,7 +475,11 @@ fn log_on_failure_empty_logs_no_fail_line() {
     let messages = refused_by_instances("[]");
     assert_eq!(with_prefix(&messages, "FAIL:"), Vec::<&str>::new());
     // The refusal did happen: only one server ever started.
-    assert_eq!(with_prefix(&messages, "START: svc").len(), 1, "{messages:#?}");
+    assert_eq!(
+        with_prefix(&messages, "START: svc").len(),
+        1,
+        "{messages:#?}"
+    );
 }
 
 /// Receives datagrams on `socket` until one contains `needle`; panics after 10 s.
