@@ -138,7 +138,7 @@ fn run(options: &Options) -> u8 {
     for spec in &config.services {
         log::debug!("loaded: {spec:?}");
     }
-    let mut daemon = match Daemon::new(&config_path, original_mask) {
+    let mut daemon = match Daemon::new(&config_path, original_mask, config.syslog_socket.clone()) {
         Ok(daemon) => daemon,
         Err(error) => {
             error!("cannot set up the event loop: {error}");

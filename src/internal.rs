@@ -66,12 +66,18 @@ impl Session {
                 read: !self.peer_closed,
                 write: true,
             },
+            // tcpmux is a request the daemon reads, not a session.
+            Internal::TcpMux => Interest {
+                read: false,
+                write: false,
+            },
         }
     }
 
     /// Does all the I/O the socket allows now. `Ok(false)` means the session is over.
     pub fn advance(&mut self) -> io::Result<bool> {
         match self.kind {
+            Internal::TcpMux => Ok(false),
             Internal::Echo => {
                 self.read_input(true)?;
                 self.flush()?;
@@ -153,7 +159,7 @@ pub fn dgram_reply<'a>(
     }
     match kind {
         Internal::Echo => Some(request),
-        Internal::Discard => None,
+        Internal::Discard | Internal::TcpMux => None,
         Internal::Daytime => {
             scratch.clear();
             scratch.extend_from_slice(daytime().as_bytes());

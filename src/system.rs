@@ -100,6 +100,15 @@ impl Host for System {
         std::fs::read_to_string(path)
     }
 
+    fn read_bytes(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+
+    fn rpc_number(&self, name: &str) -> Option<u32> {
+        let text = std::fs::read_to_string("/etc/rpc").ok()?;
+        crate::config::parse_rpc_number(&text, name)
+    }
+
     fn toml_files(&self, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
             .filter_map(|entry| entry.ok().map(|entry| entry.path()))

@@ -26,6 +26,9 @@ pub struct At<T> {
 pub enum ServiceType {
     Internal,
     Unlisted,
+    Rpc,
+    TcpMux,
+    TcpMuxPlus,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +39,30 @@ pub enum Flag {
     NoDelay,
     KeepAlive,
     NameInArgs,
+    Sensor,
+    IdOnly,
+    NoRetry,
+    NoLibwrap,
+    Intercept,
+}
+
+/// What `log_on_success` may name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnSuccess {
+    Pid,
+    Host,
+    UserId,
+    Exit,
+    Duration,
+    Traffic,
+}
+
+/// What `log_on_failure` may name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnFailure {
+    Host,
+    UserId,
+    Attempt,
 }
 
 macro_rules! service_keys {
@@ -79,11 +106,12 @@ service_keys! {
     groups: bool = "groups" by yes_no,
     server: PathBuf = "server" by |v| string(v).map(PathBuf::from),
     server_args: Vec<String> = "server_args" by server_args,
-    types: Vec<ServiceType> = "type" by |v| words(v)?.iter().map(|w| keyword(w, &[("internal", ServiceType::Internal), ("unlisted", ServiceType::Unlisted)], NOT_YET_TYPES)).collect(),
+    types: Vec<ServiceType> = "type" by |v| words(v)?.iter().map(|w| keyword(w, TYPES, &[])).collect(),
     id: String = "id" by name,
     disable: bool = "disable" by yes_no,
     bind: IpAddr = "bind" by address,
-    flags: Vec<Flag> = "flags" by |v| words(v)?.iter().map(|w| keyword(w, FLAGS, NOT_YET_FLAGS)).collect(),
+    interface: IpAddr = "interface" by address,
+    flags: Vec<Flag> = "flags" by |v| words(v)?.iter().map(|w| keyword(w, FLAGS, UNSUPPORTED_FLAGS)).collect(),
     env: Vec<(String, String)> = "env" by env,
     passenv: Vec<String> = "passenv" by passenv,
     instances: Instances = "instances" by instances,
@@ -97,7 +125,54 @@ service_keys! {
     rlimit_files: Limit = "rlimit_files" by limit,
     v6only: bool = "v6only" by yes_no,
     backlog: u32 = "backlog" by backlog,
+    only_from: Vec<String> = "only_from" by words,
+    no_access: Vec<String> = "no_access" by words,
+    access_times: Vec<String> = "access_times" by words,
+    max_load: f64 = "max_load" by max_load,
+    per_source: Instances = "per_source" by instances,
+    cps: Vec<String> = "cps" by words_or_numbers,
+    max_servers: u32 = "max_servers" by max_servers,
+    deny_time: String = "deny_time" by name,
+    log_type: String = "log_type" by string,
+    log_on_success: Vec<OnSuccess> = "log_on_success" by |v| words(v)?.iter().map(|w| keyword(w, ON_SUCCESS, &[])).collect(),
+    log_on_failure: Vec<OnFailure> = "log_on_failure" by |v| words(v)?.iter().map(|w| keyword(w, ON_FAILURE, &["record"])).collect(),
+    banner: PathBuf = "banner" by path,
+    banner_success: PathBuf = "banner_success" by path,
+    banner_fail: PathBuf = "banner_fail" by path,
+    redirect: (String, u16) = "redirect" by redirect,
+    connect_timeout: u32 = "connect_timeout" by seconds,
+    idle_timeout: u32 = "idle_timeout" by seconds,
+    rpc_version: (u32, u32) = "rpc_version" by rpc_version,
+    rpc_number: u32 = "rpc_number" by |v| u32::try_from(integer(v)?).map_err(|_| "rpc_number is out of range".to_string()),
+    disabled: Vec<String> = "disabled" by words,
+    enabled: Vec<String> = "enabled" by words,
 }
+
+/// Keys that describe the whole daemon, so only `[defaults]` may hold them.
+pub const DEFAULTS_ONLY: &[&str] = &["max_servers", "disabled", "enabled"];
+
+const TYPES: &[(&str, ServiceType)] = &[
+    ("internal", ServiceType::Internal),
+    ("unlisted", ServiceType::Unlisted),
+    ("rpc", ServiceType::Rpc),
+    ("tcpmux", ServiceType::TcpMux),
+    ("tcpmuxplus", ServiceType::TcpMuxPlus),
+];
+
+const ON_SUCCESS: &[(&str, OnSuccess)] = &[
+    ("pid", OnSuccess::Pid),
+    ("host", OnSuccess::Host),
+    ("userid", OnSuccess::UserId),
+    ("exit", OnSuccess::Exit),
+    ("duration", OnSuccess::Duration),
+    ("traffic", OnSuccess::Traffic),
+];
+
+const ON_FAILURE: &[(&str, OnFailure)] = &[
+    ("host", OnFailure::Host),
+    ("userid", OnFailure::UserId),
+    ("attempt", OnFailure::Attempt),
+];
 
 const FLAGS: &[(&str, Flag)] = &[
     ("ipv4", Flag::Ipv4),
@@ -106,46 +181,29 @@ const FLAGS: &[(&str, Flag)] = &[
     ("nodelay", Flag::NoDelay),
     ("keepalive", Flag::KeepAlive),
     ("nameinargs", Flag::NameInArgs),
+    ("sensor", Flag::Sensor),
+    ("idonly", Flag::IdOnly),
+    ("noretry", Flag::NoRetry),
+    ("nolibwrap", Flag::NoLibwrap),
+    ("intercept", Flag::Intercept),
 ];
 
-/// xinetd words this version knows but does not implement yet: said so, never ignored.
-const NOT_YET_FLAGS: &[&str] = &[
-    "intercept",
-    "noretry",
-    "idonly",
-    "nolibwrap",
-    "sensor",
-    "labeled",
-    "deny_time",
-];
-const NOT_YET_TYPES: &[&str] = &["rpc", "tcpmux", "tcpmuxplus"];
+/// xinetd words oxinetd does not implement: said so, never ignored.
+const UNSUPPORTED_FLAGS: &[&str] = &["labeled"];
 
-/// xinetd attributes this version does not implement yet.
-const NOT_YET_KEYS: &[&str] = &[
-    "only_from",
-    "no_access",
-    "access_times",
-    "log_type",
-    "log_on_success",
-    "log_on_failure",
-    "per_source",
-    "cps",
-    "max_load",
-    "deny_time",
-    "banner",
-    "banner_success",
-    "banner_fail",
-    "redirect",
-    "rpc_version",
-    "rpc_number",
-    "interface",
-    "mdns",
-    "libwrap",
+/// xinetd attributes oxinetd does not implement, and why.
+const UNSUPPORTED_KEYS: &[(&str, &str)] = &[
+    (
+        "libwrap",
+        "oxinetd has no libwrap (TCP wrappers); use only_from and no_access",
+    ),
+    ("mdns", "oxinetd does not announce services over mDNS"),
+    ("bind_to", "write `bind` (or `interface`)"),
 ];
 
 fn unknown_key(key: &str) -> String {
-    if NOT_YET_KEYS.contains(&key) {
-        return format!("xinetd's `{key}` is not supported by this version of oxinetd");
+    if let Some((_, why)) = UNSUPPORTED_KEYS.iter().find(|(name, _)| *name == key) {
+        return format!("xinetd's `{key}` is not supported: {why}");
     }
     match closest(key, KEYS) {
         Some(hint) => format!("unknown key (did you mean `{hint}`?)"),
@@ -229,9 +287,7 @@ fn keyword<T: Copy>(word: &str, choices: &[(&str, T)], not_yet: &[&str]) -> Resu
         return Ok(*choice);
     }
     if not_yet.contains(&folded.as_str()) {
-        return Err(format!(
-            "xinetd's `{word}` is not supported by this version of oxinetd"
-        ));
+        return Err(format!("xinetd's `{word}` is not supported by oxinetd"));
     }
     let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
     Err(format!("`{word}` is not one of: {}", names.join(", ")))
@@ -277,6 +333,104 @@ fn port(value: &Value) -> Result<u16, String> {
     match integer(value)? {
         n @ 1..=65535 => Ok(n as u16),
         n => Err(format!("port {n} is out of range 1-65535")),
+    }
+}
+
+fn seconds(value: &Value) -> Result<u32, String> {
+    match integer(value)? {
+        n @ 0..=86400 => Ok(n as u32),
+        n => Err(format!("{n} is out of range 0-86400 seconds")),
+    }
+}
+
+fn max_servers(value: &Value) -> Result<u32, String> {
+    match integer(value)? {
+        n @ 1..=0xffff_ffff => Ok(n as u32),
+        n => Err(format!("max_servers must be at least 1, found {n}")),
+    }
+}
+
+fn max_load(value: &Value) -> Result<f64, String> {
+    let load = match value {
+        Value::Float(load) => *load,
+        Value::Integer { .. } => integer(value)? as f64,
+        Value::String(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| format!("expected a number, found \"{text}\""))?,
+        other => return Err(expected("a number", other)),
+    };
+    if load.is_finite() && load > 0.0 {
+        Ok(load)
+    } else {
+        Err(format!("max_load must be a positive number, found {load}"))
+    }
+}
+
+fn path(value: &Value) -> Result<PathBuf, String> {
+    let path = PathBuf::from(string(value)?);
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err(format!("{} is not an absolute path", path.display()))
+    }
+}
+
+/// `"host port"`, as xinetd writes it; `"host:port"` is accepted too.
+fn redirect(value: &Value) -> Result<(String, u16), String> {
+    let text = string(value)?;
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let (host, port) = match words.as_slice() {
+        [host, port] => (*host, *port),
+        [one] => match one.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') || host.starts_with('[') => (host, port),
+            _ => return Err(format!("\"{text}\" is not \"host port\"")),
+        },
+        _ => return Err(format!("\"{text}\" is not \"host port\"")),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match port.parse::<u16>() {
+        Ok(port) if port > 0 => Ok((host.to_string(), port)),
+        _ => Err(format!("\"{port}\" is not a port number 1-65535")),
+    }
+}
+
+/// `"2"` or a range `"2-4"`.
+fn rpc_version(value: &Value) -> Result<(u32, u32), String> {
+    if let Value::Integer { .. } = value {
+        let version = u32::try_from(integer(value)?).map_err(|_| "out of range".to_string())?;
+        return Ok((version, version));
+    }
+    let text = string(value)?;
+    let number = |word: &str| {
+        word.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("\"{text}\" is not a version or a range like \"2-4\""))
+    };
+    let (low, high) = match text.split_once('-') {
+        Some((low, high)) => (number(low)?, number(high)?),
+        None => {
+            let version = number(&text)?;
+            (version, version)
+        }
+    };
+    if low > high {
+        return Err(format!("\"{text}\": the range is backwards"));
+    }
+    Ok((low, high))
+}
+
+/// A list of numbers or words, as an array or one space-separated string (`cps`).
+fn words_or_numbers(value: &Value) -> Result<Vec<String>, String> {
+    match value {
+        Value::Array(items) => items
+            .iter()
+            .map(|item| match item {
+                Value::Integer { .. } => integer(item).map(|n| n.to_string()),
+                other => string(other),
+            })
+            .collect(),
+        other => words(other),
     }
 }
 
@@ -441,13 +595,27 @@ mod tests {
         ok!("rlimit_files" = "64" => rlimit_files == Limit::Value(64));
         ok!("env" = "[\"A=b=c\"]" => env == vec![("A".to_string(), "b=c".to_string())]);
         ok!("bind" = "\"::1\"" => bind == "::1".parse::<IpAddr>().unwrap());
+        ok!("max_load" = "2.5" => max_load == 2.5);
+        ok!("max_load" = "2" => max_load == 2.0);
+        ok!("cps" = "[50, 10]" => cps == vec!["50", "10"]);
+        ok!("cps" = "\"50 10\"" => cps == vec!["50", "10"]);
+        ok!("only_from" = "[]" => only_from == Vec::<String>::new());
+        ok!("only_from" = "\"10.0.0.0 ::1\"" => only_from == vec!["10.0.0.0", "::1"]);
+        ok!("redirect" = "\"10.0.0.1 23\"" => redirect == ("10.0.0.1".to_string(), 23));
+        ok!("redirect" = "\"[::1]:8080\"" => redirect == ("::1".to_string(), 8080));
+        ok!("rpc_version" = "\"2-4\"" => rpc_version == (2, 4));
+        ok!("rpc_version" = "3" => rpc_version == (3, 3));
+        ok!("log_on_success" = "\"PID HOST\"" => log_on_success == vec![OnSuccess::Pid, OnSuccess::Host]);
+        ok!("log_on_failure" = "[]" => log_on_failure == vec![]);
+        ok!("flags" = "[\"SENSOR\", \"idonly\"]" => flags == vec![Flag::Sensor, Flag::IdOnly]);
+        ok!("type" = "\"TCPMUXPLUS\"" => types == vec![ServiceType::TcpMuxPlus]);
     }
 
     #[test]
     fn errors() {
         err!("sockettype" = "1" => "did you mean `socket_type`");
         err!("Port" = "1" => "did you mean `port`");
-        err!("only_from" = "\"x\"" => "not supported by this version");
+        err!("libwrap" = "\"x\"" => "no libwrap");
         err!("socket_type" = "\"raw\"" => "not one of: stream, dgram");
         err!("port" = "70000" => "out of range");
         err!("port" = "\"abc\"" => "expected a number");
@@ -457,11 +625,18 @@ mod tests {
         err!("umask" = "\"1777\"" => "from 000 to 777");
         err!("instances" = "0" => "at least 1");
         err!("rlimit_as" = "\"12Q\"" => "optional K, M or G");
-        err!("flags" = "[\"SENSOR\"]" => "not supported by this version");
+        err!("flags" = "[\"LABELED\"]" => "not supported by oxinetd");
         err!("flags" = "[\"IPv5\"]" => "not one of");
         err!("env" = "[\"NOVALUE\"]" => "NAME=value");
         err!("bind" = "\"localhost\"" => "not an IP address");
         err!("nice" = "40" => "out of range");
         err!("server_args" = "[1]" => "expected a string");
+        err!("max_load" = "0" => "positive");
+        err!("max_load" = "true" => "expected a number");
+        err!("redirect" = "\"host\"" => "not \"host port\"");
+        err!("redirect" = "\"host 0\"" => "not a port number");
+        err!("rpc_version" = "\"3-1\"" => "backwards");
+        err!("banner" = "\"motd\"" => "not an absolute path");
+        err!("log_on_success" = "\"PID FOO\"" => "not one of");
     }
 }

@@ -64,6 +64,10 @@ pub trait Host {
     fn somaxconn(&self) -> u32;
     fn environment(&self) -> Vec<(Vec<u8>, Vec<u8>)>;
     fn read(&self, path: &Path) -> std::io::Result<String>;
+    /// Banners are bytes, not text.
+    fn read_bytes(&self, path: &Path) -> std::io::Result<Vec<u8>>;
+    /// The program number of an RPC service in /etc/rpc.
+    fn rpc_number(&self, name: &str) -> Option<u32>;
     /// The `*.toml` files of a folder, in name order, dotfiles left out.
     fn toml_files(&self, dir: &Path) -> std::io::Result<Vec<PathBuf>>;
 }
@@ -79,10 +83,21 @@ pub struct Config {
     pub warnings: Vec<ConfigError>,
     pub fatal: bool,
     pub shutdown_grace: Duration,
+    /// `[defaults] max_servers`: all services' servers together (xinetd's `-limit`).
+    pub max_servers: Option<u32>,
+    /// Where `log_type = "SYSLOG ..."` lines are sent.
+    pub syslog_socket: PathBuf,
 }
 
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-const TOP_LEVEL_KEYS: &[&str] = &["includedir", "shutdown_grace", "defaults", "service"];
+pub const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "includedir",
+    "shutdown_grace",
+    "syslog_socket",
+    "defaults",
+    "service",
+];
 
 pub fn load(main: &Path, host: &dyn Host) -> Config {
     let mut config = Config {
@@ -92,6 +107,8 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
         warnings: Vec::new(),
         fatal: false,
         shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        max_servers: None,
+        syslog_socket: PathBuf::from(DEFAULT_SYSLOG_SOCKET),
     };
     let Some(table) = read_table(main, host, &mut config.errors) else {
         config.fatal = true;
@@ -126,10 +143,30 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
             )),
         }
     }
-    let defaults = match table.get("defaults") {
+    if let Some(entry) = table.get("syslog_socket") {
+        match &entry.value {
+            Value::String(path) if Path::new(path).is_absolute() => {
+                config.syslog_socket = PathBuf::from(path)
+            }
+            _ => config.errors.push(file_error(
+                main,
+                entry.line,
+                "syslog_socket",
+                "expected the absolute path of a unix datagram socket".to_string(),
+            )),
+        }
+    }
+    let mut defaults = match table.get("defaults") {
         Some(entry) => read_attrs(&entry.value, &file, None, &mut config.errors),
         None => Attrs::default(),
     };
+    config.max_servers = defaults.max_servers.take().map(|at| at.value);
+    let disabled = defaults
+        .disabled
+        .take()
+        .map(|at| at.value)
+        .unwrap_or_default();
+    let enabled = defaults.enabled.take().map(|at| at.value);
     let mut definitions = Vec::new();
     collect_services(&table, &file, &mut definitions, &mut config.errors);
     // Errors inside included files spoil their services, not the main file.
@@ -169,6 +206,13 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
             continue;
         }
         seen.insert(definition.id.clone(), definition.file.clone());
+        let switched_off = disabled.contains(&definition.id)
+            || enabled
+                .as_ref()
+                .is_some_and(|ids| !ids.contains(&definition.id));
+        if switched_off {
+            continue;
+        }
         // Combinations are checked even when some keys were bad, so every error shows at
         // once; a bad key is unset here, so errors about that key would only repeat it.
         let (attrs, key_errors) = definition.attrs;
@@ -196,7 +240,40 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
         config.errors.extend(errors);
         config.broken.push(definition.id);
     }
+    reject_tcpmux_clashes(&mut config);
     config
+}
+
+/// tcpmux finds services by name, ignoring case: two that differ only in case could
+/// not both be reached, so the later ones are errors.
+fn reject_tcpmux_clashes(config: &mut Config) {
+    let mut seen: Vec<String> = Vec::new();
+    let mut clashing = Vec::new();
+    for (at, spec) in config.services.iter().enumerate() {
+        if spec.tcpmux.is_none() {
+            continue;
+        }
+        let folded = spec.name.to_ascii_lowercase();
+        if seen.contains(&folded) {
+            clashing.push(at);
+        } else {
+            seen.push(folded);
+        }
+    }
+    for at in clashing.into_iter().rev() {
+        let spec = config.services.remove(at);
+        config.errors.push(ConfigError {
+            file: spec.file.clone(),
+            line: None,
+            service: Some(spec.id.clone()),
+            key: Some("type".to_string()),
+            message: format!(
+                "another TCPMUX service is also called {} (tcpmux names ignore case)",
+                spec.name
+            ),
+        });
+        config.broken.push(spec.id);
+    }
 }
 
 /// A `[service.NAME]` table, read key by key.
@@ -333,7 +410,12 @@ fn read_attrs(
             file: file.clone(),
             line: entry.line,
         };
-        if let Err(message) = attrs.set(&entry.key, &entry.value, origin) {
+        let result = if service.is_some() && attrs::DEFAULTS_ONLY.contains(&entry.key.as_str()) {
+            Err("this key is about the whole daemon: put it under [defaults]".to_string())
+        } else {
+            attrs.set(&entry.key, &entry.value, origin)
+        };
+        if let Err(message) = result {
             errors.push(ConfigError {
                 file: file.to_path_buf(),
                 line: Some(entry.line),
@@ -354,6 +436,19 @@ fn file_error(file: &Path, line: usize, key: &str, message: String) -> ConfigErr
         key: Some(key.to_string()),
         message,
     }
+}
+
+/// Finds `name`'s program number in the text of /etc/rpc (`name number aliases...`).
+pub fn parse_rpc_number(text: &str, name: &str) -> Option<u32> {
+    text.lines()
+        .map(|line| line.split('#').next().unwrap_or(""))
+        .find_map(|line| {
+            let mut words = line.split_whitespace();
+            let service = words.next()?;
+            let number = words.next()?;
+            let named = service == name || words.any(|alias| alias == name);
+            named.then(|| number.parse().ok())?
+        })
 }
 
 /// Finds `name/protocol` in the text of /etc/services.

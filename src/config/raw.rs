@@ -13,9 +13,11 @@ pub enum Value {
         radix: u32,
     },
     Boolean(bool),
+    /// Only `max_load` takes one.
+    Float(f64),
     Array(Vec<Value>),
     Table(Table),
-    /// Floats and datetimes: no key takes them, so only their kind is kept for the error.
+    /// Datetimes: no key takes them, so only their kind is kept for the error.
     Other(&'static str),
 }
 
@@ -25,6 +27,7 @@ impl Value {
             Value::String(_) => "a string",
             Value::Integer { .. } => "an integer",
             Value::Boolean(_) => "a boolean",
+            Value::Float(_) => "a float",
             Value::Array(_) => "an array",
             Value::Table(_) => "a table",
             Value::Other(kind) => kind,
@@ -104,7 +107,11 @@ fn convert_value(value: &DeValue<'_>, lines: &LineIndex) -> Value {
                 .collect(),
         ),
         DeValue::Table(table) => Value::Table(convert_table(table, lines)),
-        DeValue::Float(_) => Value::Other("a float"),
+        DeValue::Float(float) => float
+            .as_str()
+            .replace('_', "")
+            .parse()
+            .map_or(Value::Other("a float"), Value::Float),
         DeValue::Datetime(_) => Value::Other("a datetime"),
     }
 }

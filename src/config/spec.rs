@@ -2,6 +2,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::access::{AccessTimes, Rules};
+use crate::limits::DenyTime;
+use crate::logging::LogType;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SocketType {
@@ -47,6 +52,8 @@ pub enum Internal {
     Daytime,
     Time,
     Chargen,
+    /// RFC 1078: reads a service name, then runs that `TCPMUX`/`TCPMUXPLUS` service.
+    TcpMux,
 }
 
 impl Internal {
@@ -57,6 +64,7 @@ impl Internal {
             "daytime" => Some(Internal::Daytime),
             "time" => Some(Internal::Time),
             "chargen" => Some(Internal::Chargen),
+            "tcpmux" => Some(Internal::TcpMux),
             _ => None,
         }
     }
@@ -118,13 +126,93 @@ pub struct ExecSpec {
     pub rlimits: Vec<(Resource, Limit)>,
 }
 
+/// `redirect = "host port"`: the daemon relays bytes to `host`, resolved when a
+/// connection arrives.
 #[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedirectSpec {
+    pub host: String,
+    pub port: u16,
+    pub connect_timeout: Duration,
+    pub idle_timeout: Option<Duration>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
 pub enum Program {
     Internal(Internal),
     Exec(Box<ExecSpec>),
+    Redirect(RedirectSpec),
+    /// `flags = ["SENSOR"]`: runs nothing; its peers go on the global deny list.
+    Sensor(DenyTime),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// How a `TCPMUX`/`TCPMUXPLUS` service is reached: through the `tcpmux` service, never
+/// on a port of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpMux {
+    /// The server answers `+`/`-` itself.
+    Plain,
+    /// The daemon answers `+Go` before starting the server.
+    Plus,
+}
+
+/// Who may connect, and when.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Access {
+    pub rules: Rules,
+    pub times: Option<AccessTimes>,
+    pub max_load: Option<f64>,
+    /// `IDONLY`: refuse peers whose ident server does not answer.
+    pub ident_required: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Limits {
+    /// Concurrent servers per peer address.
+    pub per_source: Option<u32>,
+    /// `cps = [rate, pause]`.
+    pub cps: Option<(u32, Duration)>,
+}
+
+/// What `log_on_success` and `log_on_failure` ask for, and where lines go.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Logging {
+    /// `None`: the daemon's own log (stderr).
+    pub log_type: Option<LogType>,
+    pub pid: bool,
+    pub host: bool,
+    pub userid: bool,
+    pub exit: bool,
+    pub duration: bool,
+    pub traffic: bool,
+    /// Any `log_on_failure` at all: FAIL lines are written.
+    pub failures: bool,
+    pub failure_host: bool,
+    pub failure_userid: bool,
+}
+
+impl Logging {
+    /// Whether an ident query is needed for every connection.
+    pub fn wants_ident(&self) -> bool {
+        self.userid || self.failure_userid
+    }
+}
+
+/// Banner files, read at load: written byte for byte.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Banners {
+    pub always: Option<Vec<u8>>,
+    pub success: Option<Vec<u8>>,
+    pub fail: Option<Vec<u8>>,
+}
+
+/// `type = "RPC"`: registered with rpcbind for every version in the range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RpcSpec {
+    pub number: u32,
+    pub versions: (u32, u32),
+}
+
+#[derive(Clone, Debug, PartialEq)]
 pub struct ServiceSpec {
     /// What /etc/services and the internal services know it by.
     pub name: String,
@@ -135,6 +223,15 @@ pub struct ServiceSpec {
     pub wait: bool,
     pub program: Program,
     pub instances: Instances,
+    /// `Some` for services reached only through tcpmux: no listener of their own.
+    pub tcpmux: Option<TcpMux>,
+    pub access: Access,
+    pub limits: Limits,
+    pub logging: Logging,
+    pub banners: Banners,
+    pub rpc: Option<RpcSpec>,
+    /// `NORETRY`: a failed spawn is not retried after a pause.
+    pub no_retry: bool,
 }
 
 impl ServiceSpec {
@@ -146,7 +243,16 @@ impl ServiceSpec {
         let program = match &self.program {
             Program::Internal(_) => "internal".to_string(),
             Program::Exec(exec) => exec.server.display().to_string(),
+            Program::Redirect(to) => format!("redirect to {} {}", to.host, to.port),
+            Program::Sensor(_) => "sensor".to_string(),
         };
+        if let Some(kind) = self.tcpmux {
+            let kind = match kind {
+                TcpMux::Plain => "TCPMUX",
+                TcpMux::Plus => "TCPMUXPLUS",
+            };
+            return format!("{kind} {} via tcpmux, {program}", self.name);
+        }
         format!(
             "{} {}/{} wait={} {}",
             self.socket.address,

@@ -4,12 +4,17 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
-use super::attrs::{At, Attrs, Flag, Origin, ServiceType};
+use std::time::Duration;
+
+use super::attrs::{At, Attrs, Flag, OnFailure, OnSuccess, Origin, ServiceType};
 use super::spec::{
-    ExecSpec, Identity, Instances, Internal, Limit, Program, Protocol, Resource, ServiceSpec,
-    SocketSpec, SocketType,
+    Access, Banners, ExecSpec, Identity, Instances, Internal, Limit, Limits, Logging, Program,
+    Protocol, RedirectSpec, Resource, RpcSpec, ServiceSpec, SocketSpec, SocketType, TcpMux,
 };
 use super::{ConfigError, Host};
+use crate::access::{self, AccessTimes, Rules};
+use crate::limits::{self, DenyTime};
+use crate::logging;
 use crate::peer::CONNECTION_VARIABLES;
 
 /// What validating one service gives: a spec (or nothing for a disabled service),
@@ -97,9 +102,18 @@ fn build(
     let flags = value_or(&attrs.flags, Vec::new());
     let internal = types.contains(&ServiceType::Internal);
     let unlisted = types.contains(&ServiceType::Unlisted);
+    let tcpmux = tcpmux_kind(&types, attrs, report);
+    let sensor = flags.contains(&Flag::Sensor);
 
     let (socket_type, protocol) = socket_kind(attrs, table, report)?;
-    let port = port(name, attrs, protocol, unlisted, table, host, report);
+    let port = if tcpmux.is_some() {
+        // Reached through the tcpmux service by name; never listens itself.
+        Some(0)
+    } else if internal && name == "tcpmux" && attrs.port.is_none() {
+        Some(1)
+    } else {
+        port(name, attrs, protocol, unlisted, table, host, report)
+    };
     let address = address(attrs, &flags, report);
     let socket = port.zip(address).map(|(port, (ip, v6only))| SocketSpec {
         socket_type,
@@ -112,16 +126,94 @@ fn build(
     });
 
     let wait = attrs.wait.as_ref().map(|at| at.value);
-    let program = if internal {
+    let program = if sensor {
+        no_server("a SENSOR", attrs, report);
+        Some(Program::Sensor(deny_time(attrs, report)))
+    } else if let Some(at) = &attrs.redirect {
+        no_server("a redirect", attrs, report);
+        if socket_type != SocketType::Stream {
+            report.error(
+                "redirect",
+                at,
+                "only stream (tcp) services can be redirected",
+            );
+        }
+        Some(Program::Redirect(RedirectSpec {
+            host: at.value.0.clone(),
+            port: at.value.1,
+            connect_timeout: Duration::from_secs(
+                attrs
+                    .connect_timeout
+                    .as_ref()
+                    .map_or(10, |at| at.value)
+                    .max(1)
+                    .into(),
+            ),
+            idle_timeout: attrs
+                .idle_timeout
+                .as_ref()
+                .filter(|at| at.value > 0)
+                .map(|at| Duration::from_secs(at.value.into())),
+        }))
+    } else if internal {
         internal_program(name, attrs, table, report)
     } else {
         exec_program(attrs, &flags, table, host, report)
     };
+    if !sensor && let Some(at) = &attrs.deny_time {
+        report.warn(
+            "deny_time",
+            Some(&at.origin),
+            "deny_time only matters with flags = [\"SENSOR\"]",
+        );
+    }
+    if internal && name == "tcpmux" && socket_type != SocketType::Stream {
+        report.error_at(
+            "socket_type",
+            Some(table),
+            "tcpmux is a stream (tcp) service",
+        );
+    }
+    if tcpmux.is_some() && name.eq_ignore_ascii_case("help") {
+        report.error_at(
+            "type",
+            Some(table),
+            "a TCPMUX service cannot be called HELP: that word asks tcpmux for its list",
+        );
+    }
+    if tcpmux.is_some() && socket_type != SocketType::Stream {
+        report.error_at(
+            "socket_type",
+            Some(table),
+            "TCPMUX services are stream (tcp) services",
+        );
+    }
     // Without a program, what `wait` should be cannot be judged.
     let program = program?;
     let wait = match (&program, wait) {
-        // The daemon serves internal services itself; `wait` only says what xinetd did.
-        (Program::Internal(_), wait) => wait.unwrap_or(socket_type == SocketType::Dgram),
+        // The daemon serves these itself; `wait` only says what xinetd did.
+        (Program::Internal(_) | Program::Sensor(_), wait) => {
+            wait.unwrap_or(socket_type == SocketType::Dgram)
+        }
+        (Program::Redirect(_), Some(true)) => {
+            let at = attrs.wait.as_ref()?;
+            report.error(
+                "wait",
+                at,
+                "a redirect relays each connection: `wait = false`",
+            );
+            return None;
+        }
+        (Program::Redirect(_), _) => false,
+        (_, Some(true)) if tcpmux.is_some() => {
+            let at = attrs.wait.as_ref()?;
+            report.error(
+                "wait",
+                at,
+                "a TCPMUX service is started per connection: `wait = false`",
+            );
+            return None;
+        }
         (_, Some(false)) if socket_type == SocketType::Dgram => {
             let at = attrs.wait.as_ref()?;
             report.error(
@@ -138,6 +230,24 @@ fn build(
         }
     };
 
+    let access = access_rules(
+        attrs,
+        &flags,
+        wait && socket_type == SocketType::Stream,
+        report,
+    );
+    let limits = limits(attrs, report);
+    let logging = logging(attrs, &program, socket_type, report);
+    let banners = banners(attrs, host, report);
+    let rpc = rpc(name, &types, attrs, table, host, report);
+    if let Some(at) = &attrs.flags
+        && flags.contains(&Flag::Intercept)
+    {
+        {
+            report.warn("flags", Some(&at.origin), "INTERCEPT is not needed: oxinetd checks every connection and every datagram it reads in the daemon itself; a `wait` server's later peers are its own business");
+        }
+    }
+
     Some(ServiceSpec {
         name: name.to_string(),
         id: id.to_string(),
@@ -146,7 +256,281 @@ fn build(
         wait,
         program,
         instances: value_or(&attrs.instances, Instances::Unlimited),
+        tcpmux,
+        access: access?,
+        limits: limits?,
+        logging: logging?,
+        banners: banners?,
+        rpc: rpc?,
+        no_retry: flags.contains(&Flag::NoRetry),
     })
+}
+
+/// A service the daemon serves itself takes no `server` (nor `user`: nothing is exec'd).
+fn no_server(what: &str, attrs: &Attrs, report: &mut Report) {
+    if let Some(at) = &attrs.server {
+        report.error("server", at, format!("{what} service runs no server"));
+    }
+}
+
+fn tcpmux_kind(types: &[ServiceType], attrs: &Attrs, report: &mut Report) -> Option<TcpMux> {
+    let plain = types.contains(&ServiceType::TcpMux);
+    let plus = types.contains(&ServiceType::TcpMuxPlus);
+    match (plain, plus) {
+        (false, false) => None,
+        (true, true) => {
+            let origin = attrs.types.as_ref().map(|at| &at.origin);
+            report.error_at("type", origin, "TCPMUX and TCPMUXPLUS exclude each other");
+            None
+        }
+        (true, false) => Some(TcpMux::Plain),
+        (false, true) => Some(TcpMux::Plus),
+    }
+}
+
+fn deny_time(attrs: &Attrs, report: &mut Report) -> DenyTime {
+    match &attrs.deny_time {
+        None => DenyTime::Minutes(DEFAULT_DENY_MINUTES),
+        Some(at) => limits::parse_deny_time(&at.value).unwrap_or_else(|message| {
+            report.error("deny_time", at, message);
+            DenyTime::Never
+        }),
+    }
+}
+
+/// How long a peer that touched a SENSOR is refused everywhere, unless `deny_time` says.
+const DEFAULT_DENY_MINUTES: u32 = 60;
+/// Banners are sent from the event loop without blocking, so they must fit a socket buffer.
+const MAX_BANNER: usize = 64 * 1024;
+
+fn access_rules(
+    attrs: &Attrs,
+    flags: &[Flag],
+    server_accepts: bool,
+    report: &mut Report,
+) -> Option<Access> {
+    let mut ok = true;
+    let mut patterns = |key: &str, at: &Option<At<Vec<String>>>, report: &mut Report| {
+        let at = at.as_ref()?;
+        match access::parse_patterns(&at.value) {
+            Ok(patterns) => Some(patterns),
+            Err(message) => {
+                report.error(key, at, message);
+                ok = false;
+                None
+            }
+        }
+    };
+    let only_from = patterns("only_from", &attrs.only_from, report);
+    let no_access = patterns("no_access", &attrs.no_access, report).unwrap_or_default();
+    if let (Some(list), Some(at)) = (&only_from, &attrs.only_from)
+        && list.is_empty()
+    {
+        report.warn(
+            "only_from",
+            Some(&at.origin),
+            "the list is empty: every peer is refused",
+        );
+    }
+    let rules = Rules {
+        only_from,
+        no_access,
+    };
+    let times = match &attrs.access_times {
+        Some(at) => match AccessTimes::parse(&at.value) {
+            Ok(times) => Some(times),
+            Err(message) => {
+                report.error("access_times", at, message);
+                ok = false;
+                None
+            }
+        },
+        None => None,
+    };
+    if server_accepts && (!rules.is_open() || times.is_some()) {
+        let origin = attrs
+            .only_from
+            .as_ref()
+            .or(attrs.no_access.as_ref())
+            .map(|at| &at.origin);
+        report.warn(
+            "only_from",
+            origin,
+            "a `wait = true` stream server accepts its own connections: oxinetd cannot check them",
+        );
+    }
+    ok.then(|| Access {
+        rules,
+        times,
+        max_load: attrs.max_load.as_ref().map(|at| at.value),
+        ident_required: flags.contains(&Flag::IdOnly),
+    })
+}
+
+fn limits(attrs: &Attrs, report: &mut Report) -> Option<Limits> {
+    let cps = match &attrs.cps {
+        Some(at) => match limits::parse_cps(&at.value) {
+            Ok(cps) => Some(cps),
+            Err(message) => {
+                report.error("cps", at, message);
+                return None;
+            }
+        },
+        None => None,
+    };
+    let per_source = match attrs.per_source.as_ref().map(|at| at.value) {
+        Some(Instances::Limit(n)) => Some(n),
+        _ => None,
+    };
+    Some(Limits { per_source, cps })
+}
+
+fn logging(
+    attrs: &Attrs,
+    program: &Program,
+    socket_type: SocketType,
+    report: &mut Report,
+) -> Option<Logging> {
+    let log_type = match &attrs.log_type {
+        Some(at) => match logging::parse_log_type(&at.value) {
+            Ok(log_type) => Some(log_type),
+            Err(message) => {
+                report.error("log_type", at, message);
+                return None;
+            }
+        },
+        None => None,
+    };
+    let success = value_or(
+        &attrs.log_on_success,
+        vec![
+            OnSuccess::Pid,
+            OnSuccess::Host,
+            OnSuccess::Exit,
+            OnSuccess::Duration,
+        ],
+    );
+    let failure = value_or(&attrs.log_on_failure, vec![OnFailure::Host]);
+    let relayed = matches!(program, Program::Redirect(_));
+    if let Some(at) = &attrs.log_on_success
+        && success.contains(&OnSuccess::Traffic)
+        && !relayed
+    {
+        {
+            report.warn(
+                "log_on_success",
+                Some(&at.origin),
+                "TRAFFIC is only counted for redirected services",
+            );
+        }
+    }
+    let userid = success.contains(&OnSuccess::UserId) || failure.contains(&OnFailure::UserId);
+    if userid && socket_type != SocketType::Stream {
+        let origin = attrs
+            .log_on_success
+            .as_ref()
+            .map(|at| &at.origin)
+            .or(attrs.log_on_failure.as_ref().map(|at| &at.origin));
+        report.warn(
+            "log_on_success",
+            origin,
+            "USERID needs a connection: ignored for dgram services",
+        );
+    }
+    let stream = socket_type == SocketType::Stream;
+    Some(Logging {
+        log_type,
+        pid: success.contains(&OnSuccess::Pid),
+        host: success.contains(&OnSuccess::Host),
+        userid: stream && success.contains(&OnSuccess::UserId),
+        exit: success.contains(&OnSuccess::Exit),
+        duration: success.contains(&OnSuccess::Duration),
+        traffic: relayed && success.contains(&OnSuccess::Traffic),
+        failures: !failure.is_empty(),
+        failure_host: failure.contains(&OnFailure::Host),
+        failure_userid: stream && failure.contains(&OnFailure::UserId),
+    })
+}
+
+fn banners(attrs: &Attrs, host: &dyn Host, report: &mut Report) -> Option<Banners> {
+    let mut ok = true;
+    let mut read = |key: &str, at: &Option<At<std::path::PathBuf>>| {
+        let at = at.as_ref()?;
+        match host.read_bytes(&at.value) {
+            Ok(bytes) if bytes.len() > MAX_BANNER => {
+                report.error(
+                    key,
+                    at,
+                    format!("{} is larger than 64 KiB", at.value.display()),
+                );
+                ok = false;
+                None
+            }
+            Ok(bytes) => Some(bytes),
+            Err(error) => {
+                report.error(
+                    key,
+                    at,
+                    format!("cannot read {}: {error}", at.value.display()),
+                );
+                ok = false;
+                None
+            }
+        }
+    };
+    let banners = Banners {
+        always: read("banner", &attrs.banner),
+        success: read("banner_success", &attrs.banner_success),
+        fail: read("banner_fail", &attrs.banner_fail),
+    };
+    ok.then_some(banners)
+}
+
+fn rpc(
+    name: &str,
+    types: &[ServiceType],
+    attrs: &Attrs,
+    table: &Origin,
+    host: &dyn Host,
+    report: &mut Report,
+) -> Option<Option<RpcSpec>> {
+    if !types.contains(&ServiceType::Rpc) {
+        let origin = attrs
+            .rpc_number
+            .as_ref()
+            .map(|at| &at.origin)
+            .or(attrs.rpc_version.as_ref().map(|at| &at.origin));
+        if origin.is_some() {
+            report.warn(
+                "rpc_number",
+                origin,
+                "only RPC services (type = \"RPC\") are registered with rpcbind",
+            );
+        }
+        return Some(None);
+    }
+    let Some(versions) = &attrs.rpc_version else {
+        report.error_at(
+            "rpc_version",
+            Some(table),
+            "an RPC service needs `rpc_version` (\"2\" or a range like \"2-4\")",
+        );
+        return None;
+    };
+    let number = match &attrs.rpc_number {
+        Some(at) => at.value,
+        None => match host.rpc_number(name) {
+            Some(number) => number,
+            None => {
+                report.error_at("rpc_number", Some(table), format!("{name} is not in /etc/rpc: set `rpc_number` (and `type = [\"RPC\", \"UNLISTED\"]`)"));
+                return None;
+            }
+        },
+    };
+    Some(Some(RpcSpec {
+        number,
+        versions: versions.value,
+    }))
 }
 
 fn value_or<T: Clone>(at: &Option<At<T>>, default: T) -> T {
@@ -253,7 +637,18 @@ fn address(attrs: &Attrs, flags: &[Flag], report: &mut Report) -> Option<(IpAddr
         );
         return None;
     }
-    let ip = match &attrs.bind {
+    let bind = match (&attrs.bind, &attrs.interface) {
+        (Some(_), Some(at)) => {
+            report.error(
+                "interface",
+                at,
+                "`interface` is another name for `bind`: give one",
+            );
+            return None;
+        }
+        (bind, interface) => bind.as_ref().or(interface.as_ref()),
+    };
+    let ip = match bind {
         Some(at) if (ipv4 && at.value.is_ipv6()) || (ipv6 && at.value.is_ipv4()) => {
             report.error(
                 "bind",

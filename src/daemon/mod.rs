@@ -2,15 +2,21 @@
 //! internal stream session. It calls the pure layers (config, reload plan) and the
 //! spawner; it owns every fd and every child.
 
+mod admission;
 pub mod listeners;
+pub mod lookup;
+pub mod relay;
 pub mod reload;
+mod service_log;
+mod sessions;
 
 use std::collections::HashMap;
 use std::io;
 use std::mem::MaybeUninit;
-use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
@@ -20,16 +26,20 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use socket2::{SockAddr, Socket};
+use socket2::Socket;
 
-use crate::config::spec::{Program, SocketType};
+use crate::config::spec::Program;
 use crate::config::{self, Config, ServiceSpec};
-use crate::internal::{self, Session};
+use crate::limits::{Cps, DenyList, PerSource};
 use crate::peer;
-use crate::spawn::{Connection, Prepared, Spawner};
+use crate::rpc;
+use crate::spawn::{Prepared, Spawner};
 use crate::system::System;
 use listeners::Queue;
+use lookup::Lookups;
 use reload::Change;
+use service_log::{Lines, Outcome, ServiceLog};
+use sessions::SessionEntry;
 
 /// Connections accepted per listener per wakeup, so one busy service cannot starve
 /// the others.
@@ -45,7 +55,10 @@ const FD_EXHAUSTION_PAUSE: Duration = Duration::from_millis(100);
 const KILL_WAIT: Duration = Duration::from_secs(2);
 
 const SIGNALS_TOKEN: u64 = u64::MAX;
+const LOOKUPS_TOKEN: u64 = u64::MAX - 1;
 const SESSION_BIT: u64 = 1 << 63;
+/// Threads for DNS and ident lookups; started only when a service needs one.
+const LOOKUP_THREADS: usize = 4;
 
 /// An epoll token: slot index and the slot's generation, so an event for a slot that
 /// has since been freed and reused is recognised and dropped.
@@ -63,13 +76,22 @@ fn untoken(token: u64) -> (usize, u32, bool) {
 
 struct Service {
     spec: ServiceSpec,
+    log: Rc<ServiceLog>,
     prepared: Option<Prepared>,
-    socket: Socket,
+    /// `None` for TCPMUX services, which are reached through the tcpmux service.
+    socket: Option<Socket>,
     armed: bool,
+    /// Servers, sessions and relays of this service.
     running: usize,
     /// `wait` services: quick exits in a row that served nobody.
     idle_exits: u32,
     queue_at_spawn: Queue,
+    per_source: PerSource,
+    cps: Option<Cps>,
+    /// Spawning failed for want of processes; logged once per episode.
+    fork_failing: bool,
+    /// Refused datagrams are logged at most once a second, so a flood is no log flood.
+    datagram_refusal_logged: Option<Instant>,
 }
 
 /// Slots are reused; the generation tells old tokens and children from new ones.
@@ -94,18 +116,21 @@ fn vacant<T>(slots: &mut Vec<Slot<T>>) -> usize {
 
 struct Child {
     service: (usize, u32),
-    id: String,
+    log: Rc<ServiceLog>,
+    /// Counted against `per_source` until the child exits.
+    peer: Option<IpAddr>,
     started: Instant,
     holds_socket: bool,
 }
 
-struct SessionEntry {
-    session: Session,
-    service: (usize, u32),
-}
-
 enum Timer {
     Arm(usize, u32),
+    /// A session's connect, idle or request deadline may have passed.
+    Session(usize, u32),
+    /// A parked connection's lookup took too long.
+    Parked(usize, u32),
+    /// Forget cps buckets and deny-list entries that expired.
+    Housekeeping,
 }
 
 pub struct Daemon {
@@ -115,8 +140,18 @@ pub struct Daemon {
     spawner: Spawner,
     services: Vec<Slot<Service>>,
     sessions: Vec<Slot<SessionEntry>>,
+    parked: Vec<Slot<admission::Parked>>,
     children: HashMap<Pid, Child>,
     timers: Vec<(Instant, Timer)>,
+    lines: Lines,
+    lookups: Lookups,
+    lookups_watched: bool,
+    deny_list: DenyList,
+    load: admission::LoadAverage,
+    /// Exec'd servers of all services, against `max_servers`.
+    servers: usize,
+    max_servers: Option<u32>,
+    housekeeping_due: Option<Instant>,
     shutdown_grace: Duration,
     /// Set once shutdown begins: when to SIGKILL, then when to give up waiting.
     stopping: Option<Instant>,
@@ -153,7 +188,11 @@ fn handled_signals() -> SigSet {
 }
 
 impl Daemon {
-    pub fn new(config_path: &Path, original_mask: libc::sigset_t) -> io::Result<Daemon> {
+    pub fn new(
+        config_path: &Path,
+        original_mask: libc::sigset_t,
+        syslog_socket: PathBuf,
+    ) -> io::Result<Daemon> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         let signals = SignalFd::with_flags(
             &handled_signals(),
@@ -170,8 +209,17 @@ impl Daemon {
             spawner: Spawner::new(original_mask),
             services: Vec::new(),
             sessions: Vec::new(),
+            parked: Vec::new(),
             children: HashMap::new(),
             timers: Vec::new(),
+            lines: Lines::new(syslog_socket),
+            lookups: Lookups::new(LOOKUP_THREADS)?,
+            lookups_watched: false,
+            deny_list: DenyList::new(),
+            load: admission::LoadAverage::default(),
+            servers: 0,
+            max_servers: None,
+            housekeeping_due: None,
             shutdown_grace: config::DEFAULT_SHUTDOWN_GRACE,
             stopping: None,
             killed: false,
@@ -184,6 +232,7 @@ impl Daemon {
     /// Starts every service of a loaded configuration; returns how many listen.
     pub fn start(&mut self, config: Config) -> usize {
         self.shutdown_grace = config.shutdown_grace;
+        self.max_servers = config.max_servers;
         for spec in config.services {
             let name = spec.id.clone();
             if let Err(message) = self.add_service(spec) {
@@ -215,12 +264,18 @@ impl Daemon {
                     self.handle_signals();
                     continue;
                 }
+                if event.data() == LOOKUPS_TOKEN {
+                    self.on_lookup_answers();
+                    continue;
+                }
                 match untoken(event.data()) {
                     (index, generation, true) => self.on_session(index, generation),
                     (index, generation, false) => self.on_listener(index, generation),
                 }
             }
-            self.run_timers();
+            if self.timers_due() {
+                self.run_timers();
+            }
             if self.stopping.is_some() && (self.children.is_empty() || self.gave_up_waiting()) {
                 info!("shutdown: done");
                 return Ok(());
@@ -255,32 +310,61 @@ impl Daemon {
 
     fn add_service(&mut self, spec: ServiceSpec) -> Result<(), String> {
         let prepared = prepare(&spec)?;
-        let socket = open_socket(&spec)?;
+        let socket = match spec.tcpmux {
+            Some(_) => None,
+            None => Some(open_socket(&spec)?),
+        };
         let index = vacant(&mut self.services);
         let generation = self.services[index].generation;
-        self.epoll
-            .add(
-                &socket,
-                EpollEvent::new(EpollFlags::EPOLLIN, token(index, generation, false)),
-            )
-            .map_err(|errno| format!("epoll: {errno}"))?;
-        info!("service {}: listening on {}", spec.id, spec.describe());
+        if let Some(socket) = &socket {
+            self.epoll
+                .add(
+                    socket,
+                    EpollEvent::new(EpollFlags::EPOLLIN, token(index, generation, false)),
+                )
+                .map_err(|errno| format!("epoll: {errno}"))?;
+            info!("service {}: listening on {}", spec.id, spec.describe());
+        } else {
+            info!("service {}: {}", spec.id, spec.describe());
+        }
+        if let (Some(rpc), Some(socket)) = (&spec.rpc, &socket) {
+            register_rpc(&spec, rpc, socket, true);
+        }
+        let log = self.service_log(&spec);
         self.services[index].value = Some(Service {
+            cps: spec.limits.cps.map(|(rate, pause)| Cps::new(rate, pause)),
             spec,
+            log,
             prepared,
             socket,
             armed: true,
             running: 0,
             idle_exits: 0,
             queue_at_spawn: Queue::Empty,
+            per_source: PerSource::new(),
+            fork_failing: false,
+            datagram_refusal_logged: None,
         });
         Ok(())
+    }
+
+    fn service_log(&mut self, spec: &ServiceSpec) -> Rc<ServiceLog> {
+        Rc::new(ServiceLog {
+            id: Rc::from(spec.id.as_str()),
+            logging: spec.logging.clone(),
+            sink: self.lines.open(&spec.id, &spec.logging),
+        })
     }
 
     fn remove_service(&mut self, index: usize) {
         let slot = &mut self.services[index];
         if let Some(service) = slot.value.take() {
-            let _ = self.epoll.delete(&service.socket);
+            if let Some(socket) = &service.socket {
+                let _ = self.epoll.delete(socket);
+                if let Some(rpc) = &service.spec.rpc {
+                    register_rpc(&service.spec, rpc, socket, false);
+                }
+            }
             info!(
                 "service {}: stopped ({} running to finish)",
                 service.spec.id, service.running
@@ -302,289 +386,19 @@ impl Daemon {
         if service.armed == armed {
             return;
         }
+        let Some(socket) = &service.socket else {
+            return;
+        };
         let flags = if armed {
             EpollFlags::EPOLLIN
         } else {
             EpollFlags::empty()
         };
         let mut event = EpollEvent::new(flags, token(index, generation, false));
-        if let Err(errno) = epoll.modify(&service.socket, &mut event) {
+        if let Err(errno) = epoll.modify(socket, &mut event) {
             error!("service {}: epoll: {errno}", service.spec.id);
         }
         service.armed = armed;
-    }
-
-    fn on_listener(&mut self, index: usize, generation: u32) {
-        let Some(service) = self.service(index, generation) else {
-            return;
-        };
-        match (&service.spec.program, service.spec.socket.socket_type) {
-            (Program::Internal(kind), SocketType::Dgram) => {
-                let kind = *kind;
-                self.serve_datagrams(index, kind);
-            }
-            (Program::Exec(_), _) if service.spec.wait => {
-                self.spawn_holding_socket(index, generation)
-            }
-            _ => self.accept_batch(index, generation),
-        }
-    }
-
-    /// `wait = no` stream services and internal stream services.
-    fn accept_batch(&mut self, index: usize, generation: u32) {
-        for _ in 0..ACCEPT_BATCH {
-            let Some(service) = self.service(index, generation) else {
-                return;
-            };
-            let internal = matches!(service.spec.program, Program::Internal(_));
-            let (fd, remote) = match accept(&service.socket, internal) {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    self.accept_failed(index, generation, error);
-                    return;
-                }
-            };
-            self.fd_exhaustion_logged = false;
-            let Some(service) = self.service(index, generation) else {
-                return;
-            };
-            let from = remote.ip().to_canonical();
-            if !service.spec.instances.admits(service.running) {
-                // The connection closes here, in the parent: one accept, one close.
-                info!("FAIL: {} service_limit from={from}", service.spec.id);
-                continue;
-            }
-            match &service.spec.program {
-                Program::Internal(kind) => {
-                    let session = Session::new(*kind, TcpStream::from(fd));
-                    self.start_session(session, (index, generation));
-                }
-                Program::Exec(_) => self.spawn_for_connection(index, generation, fd, remote),
-            }
-        }
-    }
-
-    fn accept_failed(&mut self, index: usize, generation: u32, error: io::Error) {
-        match error.raw_os_error() {
-            Some(libc::EAGAIN | libc::ECONNABORTED | libc::EINTR) => {}
-            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
-                // Out of fds: stop accepting for a moment rather than spin on a
-                // listener that stays readable.
-                if !self.fd_exhaustion_logged {
-                    warn!(
-                        "accept: {error}; pausing accepts for {} ms",
-                        FD_EXHAUSTION_PAUSE.as_millis()
-                    );
-                    self.fd_exhaustion_logged = true;
-                }
-                self.set_armed(index, generation, false);
-                self.timers.push((
-                    Instant::now() + FD_EXHAUSTION_PAUSE,
-                    Timer::Arm(index, generation),
-                ));
-            }
-            _ => warn!("accept: {error}"),
-        }
-    }
-
-    fn spawn_for_connection(
-        &mut self,
-        index: usize,
-        generation: u32,
-        fd: OwnedFd,
-        remote: SocketAddr,
-    ) {
-        let Some(service) = self.services[index].value.as_ref() else {
-            return;
-        };
-        let Some(prepared) = &service.prepared else {
-            return;
-        };
-        let bound = service.spec.socket.address;
-        let local = if bound.ip().is_unspecified() {
-            local_address(&fd)
-        } else {
-            Some(bound)
-        };
-        let connection = Connection {
-            fd: fd.as_fd(),
-            protocol: service.spec.socket.protocol,
-            remote: Some(remote),
-            local,
-        };
-        let result = self.spawner.spawn(prepared, &connection);
-        let id = service.spec.id.clone();
-        self.record_spawn(index, generation, result, &id, Some(remote.ip()), false);
-        // `fd` closes here: the server has its own copies on 0-2.
-    }
-
-    /// `wait = yes`: the server gets the socket itself, and the loop stops watching it
-    /// until the server exits.
-    fn spawn_holding_socket(&mut self, index: usize, generation: u32) {
-        let Some(service) = self.services[index].value.as_mut() else {
-            return;
-        };
-        let Some(prepared) = &service.prepared else {
-            return;
-        };
-        let socket_type = service.spec.socket.socket_type;
-        // Servers expect a blocking socket, and O_NONBLOCK is shared with every copy.
-        // From now on the loop only waits on it and peeks without blocking.
-        if let Err(error) = service.socket.set_nonblocking(false) {
-            warn!(
-                "service {}: cannot make the socket blocking: {error}",
-                service.spec.id
-            );
-        }
-        let remote = match socket_type {
-            SocketType::Dgram => peek_sender(&service.socket),
-            SocketType::Stream => None,
-        };
-        service.queue_at_spawn = Queue::of(&service.socket, socket_type);
-        let connection = Connection {
-            fd: service.socket.as_fd(),
-            protocol: service.spec.socket.protocol,
-            remote,
-            local: Some(service.spec.socket.address),
-        };
-        let result = self.spawner.spawn(prepared, &connection);
-        let id = service.spec.id.clone();
-        let spawned = result.is_ok() || result.as_ref().is_err_and(|e| e.pid.is_some());
-        self.record_spawn(index, generation, result, &id, remote.map(|r| r.ip()), true);
-        self.set_armed(index, generation, false);
-        if !spawned {
-            // No child will return the socket: try again shortly instead of spinning.
-            self.timers.push((
-                Instant::now() + FIRST_BACKOFF,
-                Timer::Arm(index, generation),
-            ));
-        }
-    }
-
-    fn record_spawn(
-        &mut self,
-        index: usize,
-        generation: u32,
-        result: Result<Pid, crate::spawn::SpawnError>,
-        id: &str,
-        remote: Option<IpAddr>,
-        holds_socket: bool,
-    ) {
-        let from = remote
-            .map(|ip| ip.to_canonical().to_string())
-            .unwrap_or_else(|| "-".to_string());
-        let pid = match result {
-            Ok(pid) => {
-                info!("START: {id} pid={pid} from={from}");
-                pid
-            }
-            Err(failure) => {
-                error!(
-                    "FAIL: {id} {}: {} from={from}",
-                    failure.stage.action(),
-                    failure.errno.desc()
-                );
-                match failure.pid {
-                    Some(pid) => pid,
-                    None => return,
-                }
-            }
-        };
-        if let Some(service) = self.service(index, generation) {
-            service.running += 1;
-        }
-        self.children.insert(
-            pid,
-            Child {
-                service: (index, generation),
-                id: id.to_string(),
-                started: Instant::now(),
-                holds_socket,
-            },
-        );
-    }
-
-    fn serve_datagrams(&mut self, index: usize, kind: crate::config::spec::Internal) {
-        let Some(service) = self.services[index].value.as_ref() else {
-            return;
-        };
-        for _ in 0..DGRAM_BATCH {
-            let (length, from) = match service.socket.recv_from(as_uninit(&mut self.datagram)) {
-                Ok((length, from)) => match from.as_socket() {
-                    Some(from) => (length, from),
-                    None => continue,
-                },
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                Err(error) => {
-                    debug!("service {}: recvfrom: {error}", service.spec.id);
-                    continue;
-                }
-            };
-            let request = &self.datagram[..length.min(self.datagram.len())];
-            let Some(reply) = internal::dgram_reply(kind, from, request, &mut self.scratch) else {
-                continue;
-            };
-            // A full send buffer drops the reply, as UDP may.
-            if let Err(error) = service.socket.send_to(reply, &SockAddr::from(from)) {
-                debug!("service {}: sendto {from}: {error}", service.spec.id);
-            }
-        }
-    }
-
-    fn start_session(&mut self, mut session: Session, service: (usize, u32)) {
-        match session.advance() {
-            Ok(true) => {}
-            Ok(false) | Err(_) => return,
-        }
-        let index = vacant(&mut self.sessions);
-        let generation = self.sessions[index].generation;
-        let event = EpollEvent::new(session_flags(&session), token(index, generation, true));
-        if let Err(errno) = self.epoll.add(&session.stream, event) {
-            error!("epoll: {errno}");
-            return;
-        }
-        self.sessions[index].value = Some(SessionEntry { session, service });
-        if let Some(service) = self.service(service.0, service.1) {
-            service.running += 1;
-        }
-    }
-
-    fn on_session(&mut self, index: usize, generation: u32) {
-        let Some(slot) = self
-            .sessions
-            .get_mut(index)
-            .filter(|slot| slot.generation == generation)
-        else {
-            return;
-        };
-        let Some(entry) = slot.value.as_mut() else {
-            return;
-        };
-        let before = session_flags(&entry.session);
-        match entry.session.advance() {
-            Ok(true) => {
-                let after = session_flags(&entry.session);
-                if after != before {
-                    let mut event = EpollEvent::new(after, token(index, generation, true));
-                    if let Err(errno) = self.epoll.modify(&entry.session.stream, &mut event) {
-                        error!("epoll: {errno}");
-                    }
-                }
-            }
-            Ok(false) | Err(_) => self.end_session(index),
-        }
-    }
-
-    fn end_session(&mut self, index: usize) {
-        let slot = &mut self.sessions[index];
-        slot.generation = slot.generation.wrapping_add(1) & 0x7fff_ffff;
-        if let Some(entry) = slot.value.take() {
-            let _ = self.epoll.delete(&entry.session.stream);
-            if let Some(service) = self.service(entry.service.0, entry.service.1) {
-                service.running -= 1;
-            }
-        }
     }
 
     fn handle_signals(&mut self) {
@@ -606,6 +420,8 @@ impl Daemon {
         if stop && self.stopping.is_none() {
             self.begin_shutdown();
         } else if reload && self.stopping.is_none() {
+            // Rotated log files are reopened with the reload, as xinetd's users expect.
+            self.lines.sinks.reopen();
             self.reload();
         }
     }
@@ -613,10 +429,8 @@ impl Daemon {
     fn reap(&mut self) {
         loop {
             let (pid, outcome) = match nix::sys::wait::waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) => (pid, format!("status={code}")),
-                Ok(WaitStatus::Signaled(pid, signal, _)) => {
-                    (pid, format!("signal={}", signal as i32))
-                }
+                Ok(WaitStatus::Exited(pid, code)) => (pid, Outcome::Status(code)),
+                Ok(WaitStatus::Signaled(pid, signal, _)) => (pid, Outcome::Signal(signal as i32)),
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
                 Ok(_) => continue,
                 Err(Errno::EINTR) => continue,
@@ -629,16 +443,17 @@ impl Daemon {
                 continue;
             };
             let lived = child.started.elapsed();
-            info!(
-                "EXIT: {} {outcome} pid={pid} duration={:.3}s",
-                child.id,
-                lived.as_secs_f64()
-            );
+            self.lines
+                .exit(&child.log, outcome, pid.as_raw() as u32, lived);
+            self.servers = self.servers.saturating_sub(1);
             let (index, generation) = child.service;
             let Some(service) = self.service(index, generation) else {
                 continue;
             };
             service.running = service.running.saturating_sub(1);
+            if let Some(peer) = child.peer {
+                service.per_source.remove(peer);
+            }
             if child.holds_socket && self.stopping.is_none() {
                 self.socket_returned(index, generation, lived);
             }
@@ -652,7 +467,10 @@ impl Daemon {
         let Some(service) = self.service(index, generation) else {
             return;
         };
-        let queue = Queue::of(&service.socket, service.spec.socket.socket_type);
+        let Some(socket) = &service.socket else {
+            return;
+        };
+        let queue = Queue::of(socket, service.spec.socket.socket_type);
         let served = lived >= SERVED_AFTER || service.queue_at_spawn.drained_to(queue);
         if served {
             service.idle_exits = 0;
@@ -674,6 +492,12 @@ impl Daemon {
             .push((Instant::now() + delay, Timer::Arm(index, generation)));
     }
 
+    fn timers_due(&self) -> bool {
+        let now = Instant::now();
+        self.timers.iter().any(|(at, _)| *at <= now)
+            || self.stopping.is_some_and(|deadline| now >= deadline)
+    }
+
     fn run_timers(&mut self) {
         let now = Instant::now();
         let due: Vec<Timer> = {
@@ -685,6 +509,9 @@ impl Daemon {
         for timer in due {
             match timer {
                 Timer::Arm(index, generation) => self.set_armed(index, generation, true),
+                Timer::Session(index, generation) => self.session_deadline(index, generation),
+                Timer::Parked(index, generation) => self.parked_deadline(index, generation),
+                Timer::Housekeeping => self.housekeeping(now),
             }
         }
         if let Some(deadline) = self.stopping
@@ -721,6 +548,9 @@ impl Daemon {
         for index in 0..self.sessions.len() {
             self.end_session(index);
         }
+        for index in 0..self.parked.len() {
+            self.unpark(index);
+        }
         for pid in self.children.keys() {
             signal_group(*pid, Signal::SIGTERM);
         }
@@ -736,6 +566,7 @@ impl Daemon {
             return;
         }
         self.shutdown_grace = config.shutdown_grace;
+        self.max_servers = config.max_servers;
         let running: Vec<&ServiceSpec> = self
             .services
             .iter()
@@ -748,6 +579,12 @@ impl Daemon {
         for change in changes {
             self.apply(change);
         }
+        let used: Vec<_> = self
+            .services
+            .iter()
+            .filter_map(|slot| slot.value.as_ref()?.log.sink)
+            .collect();
+        self.lines.sinks.retain(&used);
         info!("reload: done ({} services)", self.service_count());
     }
 
@@ -790,15 +627,58 @@ impl Daemon {
         };
         let prepared = prepare(&spec)?;
         if rebind {
-            let socket = match open_socket(&spec) {
+            self.rebind(index, &spec)?;
+        }
+        let log = self.service_log(&spec);
+        let service = self.services[index]
+            .value
+            .as_mut()
+            .expect("index_of found it");
+        info!("service {}: updated: {}", spec.id, spec.describe());
+        let hands_over_socket = spec.wait && prepared.is_some();
+        if let Some(socket) = &service.socket
+            && !hands_over_socket
+            && let Err(error) = socket.set_nonblocking(true)
+        {
+            return Err(format!("cannot make the socket non-blocking: {error}"));
+        }
+        if service.spec.limits.cps != spec.limits.cps {
+            service.cps = spec.limits.cps.map(|(rate, pause)| Cps::new(rate, pause));
+        }
+        service.spec = spec;
+        service.log = log;
+        service.prepared = prepared;
+        Ok(())
+    }
+
+    /// A new socket for a service whose address or kind changed; the old one closes only
+    /// once the new one is open, unless the new address overlaps the old.
+    fn rebind(&mut self, index: usize, spec: &ServiceSpec) -> Result<(), String> {
+        let old_rpc = self.services[index].value.as_ref().and_then(|service| {
+            let socket = service.socket.as_ref()?;
+            Some((
+                service.spec.clone(),
+                service.spec.rpc?,
+                socket.try_clone().ok()?,
+            ))
+        });
+        if let Some((old_spec, rpc, socket)) = &old_rpc {
+            register_rpc(old_spec, rpc, socket, false);
+        }
+        let socket = if spec.tcpmux.is_some() {
+            None
+        } else {
+            Some(match open_socket(spec) {
                 Ok(socket) => socket,
                 Err(_) => {
-                    // The new address may overlap the old one: free it and try again.
-                    let old = self.services[index].value.as_ref().map(|s| &s.socket);
+                    let old = self.services[index]
+                        .value
+                        .as_ref()
+                        .and_then(|s| s.socket.as_ref());
                     if let Some(old) = old {
                         let _ = self.epoll.delete(old);
                     }
-                    match open_socket(&spec) {
+                    match open_socket(spec) {
                         Ok(socket) => socket,
                         Err(message) => {
                             self.remove_service(index);
@@ -806,34 +686,30 @@ impl Daemon {
                         }
                     }
                 }
-            };
-            let generation = self.services[index].generation;
-            let service = self.services[index]
-                .value
-                .as_mut()
-                .expect("index_of found it");
-            let _ = self.epoll.delete(&service.socket);
-            self.epoll
-                .add(
-                    &socket,
-                    EpollEvent::new(EpollFlags::EPOLLIN, token(index, generation, false)),
-                )
-                .map_err(|errno| format!("epoll: {errno}"))?;
-            service.socket = socket;
-            service.armed = true;
-            service.idle_exits = 0;
-        }
+            })
+        };
+        let generation = self.services[index].generation;
         let service = self.services[index]
             .value
             .as_mut()
             .expect("index_of found it");
-        info!("service {}: updated: {}", spec.id, spec.describe());
-        let hands_over_socket = spec.wait && prepared.is_some();
-        if !hands_over_socket && let Err(error) = service.socket.set_nonblocking(true) {
-            return Err(format!("cannot make the socket non-blocking: {error}"));
+        if let Some(old) = &service.socket {
+            let _ = self.epoll.delete(old);
         }
-        service.spec = spec;
-        service.prepared = prepared;
+        if let Some(socket) = &socket {
+            self.epoll
+                .add(
+                    socket,
+                    EpollEvent::new(EpollFlags::EPOLLIN, token(index, generation, false)),
+                )
+                .map_err(|errno| format!("epoll: {errno}"))?;
+            if let Some(rpc) = &spec.rpc {
+                register_rpc(spec, rpc, socket, true);
+            }
+        }
+        service.socket = socket;
+        service.armed = true;
+        service.idle_exits = 0;
         Ok(())
     }
 }
@@ -878,7 +754,7 @@ pub fn log_diagnostics(config: &Config) {
 fn prepare(spec: &ServiceSpec) -> Result<Option<Prepared>, String> {
     match &spec.program {
         Program::Exec(exec) => Prepared::new(exec).map(Some),
-        Program::Internal(_) => Ok(None),
+        Program::Internal(_) | Program::Redirect(_) | Program::Sensor(_) => Ok(None),
     }
 }
 
@@ -899,29 +775,45 @@ fn open_socket(spec: &ServiceSpec) -> Result<Socket, String> {
     }
 }
 
-fn session_flags(session: &Session) -> EpollFlags {
-    let interest = session.interest();
-    let mut flags = EpollFlags::empty();
-    if interest.read {
-        flags |= EpollFlags::EPOLLIN;
+/// Registers (or withdraws) every version of an RPC service with rpcbind. A missing
+/// rpcbind is logged; the service still listens for clients that know its port.
+fn register_rpc(spec: &ServiceSpec, rpc: &config::spec::RpcSpec, socket: &Socket, set: bool) {
+    let Some(port) = socket
+        .local_addr()
+        .ok()
+        .and_then(|address| address.as_socket())
+        .map(|address| address.port())
+    else {
+        return;
+    };
+    for version in rpc.versions.0..=rpc.versions.1 {
+        let mapping = rpc::Mapping {
+            program: rpc.number,
+            version,
+            protocol: spec.socket.protocol,
+            port,
+        };
+        let result = if set {
+            rpc::set(&mapping)
+        } else {
+            rpc::unset(&mapping)
+        };
+        match result {
+            Ok(()) if set => info!(
+                "service {}: registered RPC program {} version {version} on port {port}",
+                spec.id, rpc.number
+            ),
+            Ok(()) => {}
+            Err(error) if set => {
+                error!("service {}: cannot register with rpcbind: {error}", spec.id);
+                return;
+            }
+            Err(error) => {
+                debug!("service {}: rpcbind unset: {error}", spec.id);
+                return;
+            }
+        }
     }
-    if interest.write {
-        flags |= EpollFlags::EPOLLOUT;
-    }
-    flags
-}
-
-/// Accepts close-on-exec (socket2 uses accept4), and non-blocking for connections
-/// the daemon serves itself; a server's stdin stays blocking as servers expect.
-fn accept(listener: &Socket, nonblocking: bool) -> io::Result<(OwnedFd, SocketAddr)> {
-    let (connection, address) = listener.accept()?;
-    if nonblocking {
-        connection.set_nonblocking(true)?;
-    }
-    let remote = address
-        .as_socket()
-        .ok_or_else(|| io::Error::other("peer is not an IP address"))?;
-    Ok((connection.into(), remote))
 }
 
 fn local_address(fd: &OwnedFd) -> Option<SocketAddr> {

@@ -3,7 +3,7 @@
 
 use crate::config::ServiceSpec;
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Change<'a> {
     /// Same definition: nothing to do.
     Keep(&'a str),
@@ -67,6 +67,13 @@ mod tests {
             wait: false,
             program: Program::Internal(Internal::Echo),
             instances: Instances::Unlimited,
+            tcpmux: None,
+            access: Default::default(),
+            limits: Default::default(),
+            logging: Default::default(),
+            banners: Default::default(),
+            rpc: None,
+            no_retry: false,
         }
     }
 

@@ -1,0 +1,200 @@
+//! xinetd's per-service lines (START, EXIT, FAIL, USERID, NOID, TRAFFIC, SENSOR), each
+//! formatted into one reused buffer and sent to the service's `log_type` or stderr.
+
+use std::fmt::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use log::{info, warn};
+
+use crate::config::spec::Logging;
+use crate::logging::{SinkId, Sinks};
+
+/// What a service's lines need, shared by the service and its running children, so a
+/// child's EXIT line is right even after a reload changed or removed its service.
+#[derive(Debug)]
+pub struct ServiceLog {
+    pub id: Rc<str>,
+    pub logging: Logging,
+    pub sink: Option<SinkId>,
+}
+
+/// How a server ended.
+#[derive(Clone, Copy, Debug)]
+pub enum Outcome {
+    Status(i32),
+    Signal(i32),
+}
+
+/// Why a connection was refused: xinetd's words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    Address,
+    Time,
+    Load,
+    ServiceLimit,
+    PerSourceLimit,
+    ProcessLimit,
+    Cps,
+    Fork,
+    ServiceNotFound,
+    Lookup,
+}
+
+impl Reason {
+    pub fn word(self) -> &'static str {
+        match self {
+            Reason::Address => "address",
+            Reason::Time => "time",
+            Reason::Load => "load",
+            Reason::ServiceLimit => "service_limit",
+            Reason::PerSourceLimit => "per_source_limit",
+            Reason::ProcessLimit => "process_limit",
+            Reason::Cps => "cps",
+            Reason::Fork => "fork",
+            Reason::ServiceNotFound => "service_not_found",
+            Reason::Lookup => "lookup_overload",
+        }
+    }
+}
+
+pub struct Lines {
+    pub sinks: Sinks,
+    buffer: String,
+}
+
+impl Lines {
+    pub fn new(syslog_socket: PathBuf) -> Lines {
+        Lines {
+            sinks: Sinks::new(syslog_socket),
+            buffer: String::with_capacity(256),
+        }
+    }
+
+    /// Opens the service's destination; on failure its lines go to stderr.
+    pub fn open(&mut self, id: &str, logging: &Logging) -> Option<SinkId> {
+        let log_type = logging.log_type.as_ref()?;
+        match self.sinks.open(log_type) {
+            Ok(sink) => Some(sink),
+            Err(error) => {
+                warn!("service {id}: log_type: {error}; logging to stderr instead");
+                None
+            }
+        }
+    }
+
+    pub fn start(&mut self, log: &ServiceLog, pid: u32, peer: Option<IpAddr>) {
+        let logging = &log.logging;
+        self.begin("START", log);
+        if logging.pid {
+            let _ = write!(self.buffer, " pid={pid}");
+        }
+        if logging.host {
+            push_from(&mut self.buffer, peer);
+        }
+        self.emit(log.sink);
+    }
+
+    pub fn exit(&mut self, log: &ServiceLog, outcome: Outcome, pid: u32, lived: Duration) {
+        let logging = &log.logging;
+        if !logging.exit && !logging.duration {
+            return;
+        }
+        self.begin("EXIT", log);
+        if logging.exit {
+            let _ = match outcome {
+                Outcome::Status(code) => write!(self.buffer, " status={code}"),
+                Outcome::Signal(signal) => write!(self.buffer, " signal={signal}"),
+            };
+        }
+        if logging.pid {
+            let _ = write!(self.buffer, " pid={pid}");
+        }
+        if logging.duration {
+            let _ = write!(self.buffer, " duration={}(sec)", lived.as_secs());
+        }
+        self.emit(log.sink);
+    }
+
+    pub fn fail(&mut self, log: &ServiceLog, reason: Reason, peer: Option<IpAddr>) {
+        if !log.logging.failures {
+            return;
+        }
+        self.begin("FAIL", log);
+        let _ = write!(self.buffer, " {}", reason.word());
+        if log.logging.failure_host {
+            push_from(&mut self.buffer, peer);
+        }
+        self.emit(log.sink);
+    }
+
+    /// A server could not be started for a reason only the OS can word.
+    pub fn fail_with(&mut self, log: &ServiceLog, what: &str, peer: Option<IpAddr>) {
+        if !log.logging.failures {
+            return;
+        }
+        self.begin("FAIL", log);
+        let _ = write!(self.buffer, " {what}");
+        if log.logging.failure_host {
+            push_from(&mut self.buffer, peer);
+        }
+        self.emit(log.sink);
+    }
+
+    pub fn userid(&mut self, log: &ServiceLog, user: &str) {
+        self.begin("USERID", log);
+        let _ = write!(self.buffer, " {user}");
+        self.emit(log.sink);
+    }
+
+    pub fn noid(&mut self, log: &ServiceLog, peer: IpAddr) {
+        self.begin("NOID", log);
+        let _ = write!(self.buffer, " {peer} no ident answer");
+        self.emit(log.sink);
+    }
+
+    pub fn traffic(&mut self, log: &ServiceLog, bytes_in: u64, bytes_out: u64) {
+        if !log.logging.traffic {
+            return;
+        }
+        self.begin("TRAFFIC", log);
+        let _ = write!(self.buffer, " in={bytes_in}(bytes) out={bytes_out}(bytes)");
+        self.emit(log.sink);
+    }
+
+    /// `minutes`: `None` forever, `Some(0)` logged only.
+    pub fn sensor(&mut self, log: &ServiceLog, peer: IpAddr, minutes: Option<u32>) {
+        self.begin("SENSOR", log);
+        let _ = match minutes {
+            None => write!(self.buffer, " {peer} denied forever"),
+            Some(0) => write!(self.buffer, " {peer} logged only"),
+            Some(minutes) => write!(self.buffer, " {peer} denied for {minutes} minutes"),
+        };
+        self.emit(log.sink);
+    }
+
+    fn begin(&mut self, kind: &str, log: &ServiceLog) {
+        self.buffer.clear();
+        self.buffer.push_str(kind);
+        self.buffer.push_str(": ");
+        self.buffer.push_str(&log.id);
+    }
+
+    fn emit(&mut self, sink: Option<SinkId>) {
+        match sink {
+            Some(sink) => self.sinks.write(sink, &self.buffer),
+            None => info!("{}", self.buffer),
+        }
+    }
+}
+
+fn push_from(buffer: &mut String, peer: Option<IpAddr>) {
+    match peer {
+        Some(peer) => {
+            let _ = write!(buffer, " from={peer}");
+        }
+        None => buffer.push_str(" from=-"),
+    }
+}
