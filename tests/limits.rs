@@ -247,3 +247,89 @@ fn max_load_refuses_at_or_above_the_load() {
     let served = hold(high, "127.0.0.1");
     drop(served);
 }
+
+#[test]
+fn limit_refusals_get_the_banners_too() {
+    // "A refused connection is accepted and closed in the parent, after banner_fail."
+    let dir = common::tempdir();
+    let banner = dir.path().join("banner");
+    let fail = dir.path().join("fail");
+    fs::write(&banner, b"hello\r\n").unwrap();
+    fs::write(&fail, b"busy\r\n").unwrap();
+    let (instances, per_source) = (free_port(), free_port());
+    let banners = format!(
+        "banner = {}\nbanner_fail = {}",
+        common::toml_string(banner.to_str().unwrap()),
+        common::toml_string(fail.to_str().unwrap())
+    );
+    let config = format!(
+        "{}{}",
+        holding_service("one", instances, &format!("instances = 1\n{banners}")),
+        holding_service("each", per_source, &format!("per_source = 1\n{banners}"))
+    );
+    let daemon = Oxinetd::start_with(
+        &config,
+        common::Launch {
+            dir: Some(dir),
+            ..common::Launch::default()
+        },
+    );
+    for (id, port, reason) in [
+        ("one", instances, "service_limit"),
+        ("each", per_source, "per_source_limit"),
+    ] {
+        let mut held = tcp_connect_from(ip("127.0.0.1"), v4(port));
+        assert_eq!(read_line(&mut held), "hello\r\n");
+        assert_eq!(read_line(&mut held), "hi\n");
+        let out = tcp_request_from(ip("127.0.0.1"), v4(port), b"");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "hello\r\nbusy\r\n",
+            "refused by {reason}"
+        );
+        daemon.wait_for_log(&format!("FAIL: {id} {reason} from=127.0.0.1"));
+    }
+}
+
+#[test]
+fn per_source_on_a_dual_stack_service_counts_ipv4_peers_as_ipv4() {
+    let port = free_port();
+    let config = holding_service("svc", port, "per_source = 1")
+        .replace("bind = \"127.0.0.1\"", "bind = \"::\"");
+    let daemon = Oxinetd::start(&config);
+    let first = hold(port, "127.0.0.1");
+    assert_refused(&daemon, "svc", port, "127.0.0.1", "per_source_limit");
+    // ::1 is another peer.
+    let mut six = tcp_connect_from(ip("::1"), common::v6(port));
+    assert_eq!(read_line(&mut six), "hi\n", "::1 was not served");
+    drop((first, six));
+}
+
+#[test]
+fn servers_started_before_a_reload_still_count() {
+    let (a, b) = (free_port(), free_port());
+    let config = format!(
+        "[defaults]\nmax_servers = 4\n\n{}{}",
+        holding_service("one", a, "instances = 1"),
+        holding_service("each", b, "per_source = 1")
+    );
+    let daemon = Oxinetd::start(&config);
+    let held_one = hold(a, "127.0.0.1");
+    let held_each = hold(b, "127.0.0.1");
+    let held_each2 = hold(b, "127.0.0.2");
+
+    daemon.reload();
+    daemon.wait_for_log("reload: done");
+    // Three run: each check below meets one limit only.
+    assert_refused(&daemon, "one", a, "127.0.0.2", "service_limit");
+    assert_refused(&daemon, "each", b, "127.0.0.1", "per_source_limit");
+    let held_each3 = hold(b, "127.0.0.3");
+    assert_refused(&daemon, "each", b, "127.0.0.4", "process_limit");
+
+    // And they are released when those servers exit.
+    release(&daemon, held_one, "one", 1);
+    release(&daemon, held_each, "each", 1);
+    let again_one = hold(a, "127.0.0.2");
+    let again_each = hold(b, "127.0.0.1");
+    drop((held_each2, held_each3, again_one, again_each));
+}
