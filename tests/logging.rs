@@ -91,13 +91,14 @@ fn file_message(line: &str) -> &str {
     let (date, time) = stamp
         .split_once('@')
         .unwrap_or_else(|| panic!("stamp without '@': {line:?}"));
-    let check = |part: &str, sep: char, ranges: [(u32, u32); 3]| {
+    // xinetd's "%02d/%d/%d@%02d:%02d:%02d": month and day are not padded.
+    let check = |part: &str, sep: char, ranges: [(u32, u32); 3], widths: [&[usize]; 3]| {
         let fields: Vec<&str> = part.split(sep).collect();
         assert_eq!(fields.len(), 3, "bad stamp in {line:?}");
-        for (field, (low, high)) in fields.iter().zip(ranges) {
+        for ((field, (low, high)), width) in fields.iter().zip(ranges).zip(widths) {
             assert!(
-                field.len() == 2 && field.bytes().all(|b| b.is_ascii_digit()),
-                "stamp field {field:?} is not two digits in {line:?}"
+                width.contains(&field.len()) && field.bytes().all(|b| b.is_ascii_digit()),
+                "stamp field {field:?} has the wrong width in {line:?}"
             );
             let value: u32 = field.parse().unwrap();
             assert!(
@@ -106,8 +107,13 @@ fn file_message(line: &str) -> &str {
             );
         }
     };
-    check(date, '/', [(0, 99), (1, 12), (1, 31)]);
-    check(time, ':', [(0, 23), (0, 59), (0, 60)]);
+    check(
+        date,
+        '/',
+        [(0, 99), (1, 12), (1, 31)],
+        [&[2], &[1, 2], &[1, 2]],
+    );
+    check(time, ':', [(0, 23), (0, 59), (0, 60)], [&[2], &[2], &[2]]);
     message
 }
 
