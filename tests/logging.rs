@@ -598,7 +598,9 @@ fn sighup_reopens_the_log_file_so_it_can_be_rotated() {
 #[test]
 fn file_hard_limit_stops_the_log_growing_and_the_service_goes_on() {
     let setup = Setup::new();
-    let log = PathBuf::from(setup.path("svc.log"));
+    // Outside the daemon's dir, which `stop` removes.
+    let log_dir = tempdir();
+    let log = log_dir.path().join("svc.log");
     let config = setup.service(&format!(
         "log_type = {}\n{}",
         toml_str(&format!("FILE {} 1K 2K", log.display())),
