@@ -519,8 +519,9 @@ fn syslog_message(datagram: &str, pri: u32, daemon_pid: i32) -> String {
         .to_owned()
 }
 
-#[test]
-fn syslog_lines_go_to_syslog_socket_with_facility_and_level() {
+/// Serves `svc` with `log_type` (a SYSLOG one) sending to a unix datagram socket bound in
+/// the test's dir, connects once, and checks the START and EXIT datagrams carry `pri`.
+fn assert_syslog(log_type: &str, pri: u32) {
     let setup = Setup::new();
     let socket_path = setup.path("log.sock");
     // Bound before the daemon starts, as /dev/log is.
@@ -529,22 +530,22 @@ fn syslog_lines_go_to_syslog_socket_with_facility_and_level() {
         "syslog_socket = {}\n{}",
         toml_str(&socket_path),
         setup.service(&format!(
-            "log_type = \"SYSLOG local3 warning\"\n{}",
+            "log_type = {}\n{}",
+            toml_str(log_type),
             sh("echo $$")
         ))
     );
     let (daemon, port) = setup.start(&config);
     let pid = printed_pid(&output(port));
     let mut seen = Vec::new();
-    // local3 = 19, warning = 4: PRI 19 * 8 + 4.
     let start = recv_containing(&syslog, "START: svc", &mut seen);
     assert_eq!(
-        syslog_message(&start, 156, daemon.pid()),
+        syslog_message(&start, pri, daemon.pid()),
         format!("START: svc pid={pid} from=127.0.0.1")
     );
     let exit = recv_containing(&syslog, "EXIT: svc", &mut seen);
     assert_eq!(
-        durations_as_d(&syslog_message(&exit, 156, daemon.pid()), 1),
+        durations_as_d(&syslog_message(&exit, pri, daemon.pid()), 1),
         format!("EXIT: svc status=0 pid={pid} duration=D(sec)")
     );
     let stderr = daemon.log();
@@ -552,6 +553,18 @@ fn syslog_lines_go_to_syslog_socket_with_facility_and_level() {
         !stderr.contains("START: svc") && !stderr.contains("EXIT: svc"),
         "service lines also went to stderr:\n{stderr}"
     );
+}
+
+#[test]
+fn syslog_lines_go_to_syslog_socket_with_facility_and_level() {
+    // local3 = 19, warning = 4: PRI 19 * 8 + 4.
+    assert_syslog("SYSLOG local3 warning", 156);
+}
+
+#[test]
+fn syslog_level_defaults_to_info() {
+    // daemon = 3, info = 6: PRI 3 * 8 + 6.
+    assert_syslog("SYSLOG daemon", 30);
 }
 
 #[test]
