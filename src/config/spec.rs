@@ -191,6 +191,11 @@ pub struct Logging {
 }
 
 impl Logging {
+    /// xinetd writes START for any `log_on_success` word, and nothing for none.
+    pub fn any_success(&self) -> bool {
+        self.pid || self.host || self.userid || self.exit || self.duration || self.traffic
+    }
+
     /// Whether an ident query is needed for every connection.
     pub fn wants_ident(&self) -> bool {
         self.userid || self.failure_userid

@@ -111,6 +111,9 @@ fn build(
         Some(0)
     } else if internal && name == "tcpmux" && attrs.port.is_none() {
         Some(1)
+    } else if types.contains(&ServiceType::Rpc) && attrs.port.is_none() {
+        // Any free port: rpcbind tells clients which one.
+        Some(0)
     } else {
         port(name, attrs, protocol, unlisted, table, host, report)
     };

@@ -166,10 +166,22 @@ impl Daemon {
         else {
             return;
         };
+        let was_connected = matches!(&entry.work, Work::Relay(relay) if relay.connected());
         let result = match &mut entry.work {
             Work::Internal(session) => session.advance().map(|open| open.then_some(())),
             Work::Relay(relay) => match relay.advance() {
-                Ok(Progress::Open) => Ok(Some(())),
+                Ok(Progress::Open) => {
+                    if !was_connected && relay.connected() {
+                        // The pending timer is the connect deadline; now idleness counts.
+                        let service = entry.service;
+                        let idle = running_spec_timeouts(self, service).and_then(|(_, idle)| idle);
+                        if let Some(idle) = idle {
+                            self.timers
+                                .push((Instant::now() + idle, Timer::Session(index, generation)));
+                        }
+                    }
+                    Ok(Some(()))
+                }
                 Ok(Progress::Done) => Ok(None),
                 Err(error) => {
                     let connected = relay.connected();
