@@ -228,7 +228,15 @@ fn upstream_down_closes_the_client_promptly_and_logs_a_failure() {
         "EOF took {:?}",
         started.elapsed()
     );
-    daemon.wait_for_log("FAIL: svc");
+    let log = daemon.wait_for_log("FAIL: svc");
+    let fail = log
+        .lines()
+        .find_map(|l| l.find("FAIL: svc").map(|i| &l[i..]))
+        .unwrap();
+    assert!(
+        fail.ends_with(" from=127.0.0.1"),
+        "FAIL line without the peer: {fail:?}"
+    );
     // Each connection connects anew: once the upstream is there, it is reached.
     serve(
         TcpListener::bind(v4(down)).expect("bind the upstream port"),
