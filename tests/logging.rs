@@ -609,6 +609,35 @@ fn sighup_reopens_the_log_file_so_it_can_be_rotated() {
 }
 
 #[test]
+fn reload_moves_a_services_lines_to_a_new_log_type() {
+    let setup = Setup::new();
+    let log = PathBuf::from(setup.path("svc.log"));
+    let plain = setup.service(&sh("echo $$"));
+    let with_file = setup.service(&format!(
+        "log_type = {}\n{}",
+        toml_str(&format!("FILE {}", log.display())),
+        sh("echo $$")
+    ));
+    let (daemon, port) = setup.start(&plain);
+    let first = printed_pid(&output(port));
+    daemon.wait_for_log(&format!("EXIT: svc status=0 pid={first}"));
+
+    daemon.write_config(&with_file);
+    daemon.reload();
+    let second = printed_pid(&output(port));
+    let messages = wait_file(&log, "EXIT: svc", 1);
+    assert_eq!(
+        with_prefix(&messages, "START:"),
+        [format!("START: svc pid={second} from=127.0.0.1")]
+    );
+    assert!(
+        !daemon.log().contains(&format!("pid={second}")),
+        "the new server's lines also went to stderr:\n{}",
+        daemon.log()
+    );
+}
+
+#[test]
 fn file_hard_limit_stops_the_log_growing_and_the_service_goes_on() {
     let setup = Setup::new();
     // Outside the daemon's dir, which `stop` removes.
@@ -755,12 +784,18 @@ fn userid_from_the_peers_identd_is_logged() {
     let queries = fake_identd(client_ip, "alice");
     let setup = Setup::new();
     let log = setup.path("svc.log");
-    let config = setup.service(&format!(
-        "log_type = {}\nlog_on_success = [\"PID\", \"HOST\", \"USERID\", \"EXIT\", \"DURATION\"]\n{}",
-        toml_str(&format!("FILE {log}")),
-        sh("echo served")
-    ));
-    let (_daemon, port) = setup.start(&config);
+    let idonly_port = free_port();
+    let config = format!(
+        "{}\n[service.idsvc]\nsocket_type = \"stream\"\nwait = false\nport = {idonly_port}\n\
+         flags = [\"IDONLY\"]\nlog_on_success = [\"HOST\", \"USERID\"]\n{}",
+        setup.service(&format!(
+            "log_type = {}\nlog_on_success = [\"PID\", \"HOST\", \"USERID\", \"EXIT\", \"DURATION\"]\n{}",
+            toml_str(&format!("FILE {log}")),
+            sh("echo served")
+        )),
+        sh("echo identified"),
+    );
+    let (daemon, port) = setup.start(&config);
     let mut stream = connect_from(client_ip, port);
     let client_port = stream.local_addr().unwrap().port();
     assert_eq!(read_to_eof(&mut stream), b"served\n");
@@ -783,6 +818,15 @@ fn userid_from_the_peers_identd_is_logged() {
         starts[0].ends_with(" from=127.0.0.113"),
         "START line {:?}",
         starts[0]
+    );
+
+    // IDONLY admits a peer whose identd answers.
+    let mut stream = connect_from(client_ip, idonly_port);
+    assert_eq!(read_to_eof(&mut stream), b"identified\n");
+    let stderr = daemon.wait_for_log("USERID: idsvc");
+    assert_eq!(
+        stderr_events(&stderr, "USERID: idsvc"),
+        ["USERID: idsvc alice"]
     );
 }
 
