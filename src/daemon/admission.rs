@@ -230,7 +230,7 @@ impl Daemon {
         names: Option<&[String]>,
     ) -> Check {
         let now = Instant::now();
-        if self.deny_list.denies(peer, now) {
+        if !self.deny_list.is_empty() && self.deny_list.denies(peer, now) {
             return Check::Refuse(Reason::Address);
         }
         let load = &mut self.load;
@@ -617,7 +617,9 @@ impl Daemon {
             return;
         };
         service.running += 1;
-        let counted_peer = if holds_socket { None } else { peer };
+        // Counting costs a hash per connection: only where `per_source` asks for it.
+        let counted_peer =
+            peer.filter(|_| !holds_socket && service.spec.limits.per_source.is_some());
         if let Some(peer) = counted_peer {
             service.per_source.add(peer);
         }
