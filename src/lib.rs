@@ -20,14 +20,24 @@
 //! configured identity (setgroups, setgid, setuid, in that order), and an environment
 //! made at load time plus the connection's variables (`REMOTE_ADDR`, `TCPREMOTEIP`...).
 //!
-//! `instances` bounds the servers of a service: a connection beyond it is accepted and
-//! closed at once in the parent, so the cost of refusing is one accept and one close.
+//! Every accepted connection is admitted or refused in the parent before anything runs
+//! (`daemon::admission`): the sensors' deny list, `only_from`/`no_access`, `access_times`,
+//! `max_load`, then the limits `instances`, `per_source`, `max_servers` and `cps`. A
+//! refused connection gets `banner_fail` and is closed: one accept, one close, one log
+//! line. When a rule needs the peer's host name, or the service wants its ident (RFC
+//! 1413) user, the connection waits in the parent while a lookup thread asks; the loop
+//! goes on serving everyone else. Services the daemon serves itself, without a process,
+//! are the internal ones, `redirect` relays, SENSOR traps and the tcpmux request line.
 //!
 //! # The layers
 //!
 //! - `config` is pure: TOML text to validated `ServiceSpec`s, with every error located
 //!   by file, line, service and key. It asks a `Host` about users and ports and never
-//!   touches the network. `daemon::reload::plan` is pure too.
+//!   touches the network. `daemon::reload::plan` is pure too, and so are the decisions:
+//!   `access` (who may connect), `limits` (how many, how fast, the deny list) and
+//!   `tcpmux` (the RFC 1078 request line).
+//! - `logging` writes the daemon's own lines to stderr, one write per line, and a
+//!   service's lines to its `log_type` (a file with size limits, or syslog).
 //! - `daemon` is the imperative shell: the epoll loop, signals through a signalfd,
 //!   listeners, children, reload and shutdown.
 //! - `spawn` turns a connection into a running server with `clone(CLONE_VM |
@@ -39,6 +49,10 @@
 //! - Every fd oxinetd opens is close-on-exec; fds 0-2 are always open, so a connection
 //!   is never one of them.
 //! - The loop never blocks: sockets are non-blocking and every wait is an epoll wait.
+//!   DNS and ident run on helper threads (`daemon::lookup`), started only when a service
+//!   needs them; they block every signal and touch nothing the spawner uses. RPC
+//!   registration is the one exception: a bounded (≤ 1 s) exchange with rpcbind when an
+//!   RPC service starts or stops.
 //! - A reload never drops a live connection: unchanged services keep their sockets, and
 //!   running servers are never touched.
 

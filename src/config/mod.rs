@@ -240,7 +240,57 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
         config.errors.extend(errors);
         config.broken.push(definition.id);
     }
+    reject_tcpmux_clashes(&mut config);
+    let muxed = config.services.iter().find(|spec| spec.tcpmux.is_some());
+    let muxer = config.services.iter().any(|spec| {
+        matches!(
+            spec.program,
+            spec::Program::Internal(spec::Internal::TcpMux)
+        )
+    });
+    if let (Some(spec), false) = (muxed, muxer) {
+        config.warnings.push(ConfigError {
+            file: spec.file.clone(),
+            line: None,
+            service: Some(spec.id.clone()),
+            key: Some("type".to_string()),
+            message: "no tcpmux service is defined, so TCPMUX services cannot be reached"
+                .to_string(),
+        });
+    }
     config
+}
+
+/// tcpmux finds services by name, ignoring case: two that differ only in case could
+/// not both be reached, so the later ones are errors.
+fn reject_tcpmux_clashes(config: &mut Config) {
+    let mut seen: Vec<String> = Vec::new();
+    let mut clashing = Vec::new();
+    for (at, spec) in config.services.iter().enumerate() {
+        if spec.tcpmux.is_none() {
+            continue;
+        }
+        let folded = spec.name.to_ascii_lowercase();
+        if seen.contains(&folded) {
+            clashing.push(at);
+        } else {
+            seen.push(folded);
+        }
+    }
+    for at in clashing.into_iter().rev() {
+        let spec = config.services.remove(at);
+        config.errors.push(ConfigError {
+            file: spec.file.clone(),
+            line: None,
+            service: Some(spec.id.clone()),
+            key: Some("type".to_string()),
+            message: format!(
+                "another TCPMUX service is also called {} (tcpmux names ignore case)",
+                spec.name
+            ),
+        });
+        config.broken.push(spec.id);
+    }
 }
 
 /// A `[service.NAME]` table, read key by key.

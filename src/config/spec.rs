@@ -191,9 +191,15 @@ pub struct Logging {
 }
 
 impl Logging {
-    /// Whether an ident query is needed for every connection.
+    /// xinetd writes START for any `log_on_success` word, and nothing for none.
+    pub fn any_success(&self) -> bool {
+        self.pid || self.host || self.userid || self.exit || self.duration || self.traffic
+    }
+
+    /// Whether an ident query is needed for every admitted connection. USERID in
+    /// `log_on_failure` asks nothing: refusals are decided without talking to the peer.
     pub fn wants_ident(&self) -> bool {
-        self.userid || self.failure_userid
+        self.userid
     }
 }
 

@@ -412,3 +412,170 @@ fn services_file_lookup() {
     assert_eq!(parse_services_port(text, "http", Protocol::Udp), Some(80));
     assert_eq!(parse_services_port(text, "ftp", Protocol::Tcp), None);
 }
+
+/// The issue-3 keys: each read into the spec, one line per case.
+#[test]
+fn access_limits_logging_and_banners() {
+    let spec = |extra: &str| one(&format!("{HELLO}{extra}"));
+    let rules = spec("only_from = \"127.0.0.1 10.0.{1,2}\"\nno_access = [\"10.0.1.5\"]\n")
+        .access
+        .rules;
+    assert_eq!(rules.only_from.as_ref().map(Vec::len), Some(3));
+    assert_eq!(rules.no_access.len(), 1);
+    assert!(spec("").access.rules.is_open());
+    assert!(
+        spec("access_times = \"08:00-12:00 22:00-02:00\"\n")
+            .access
+            .times
+            .is_some()
+    );
+    assert_eq!(spec("max_load = 2.5\n").access.max_load, Some(2.5));
+    assert!(spec("flags = [\"IDONLY\"]\n").access.ident_required);
+    assert_eq!(spec("per_source = 3\n").limits.per_source, Some(3));
+    assert_eq!(spec("per_source = \"UNLIMITED\"\n").limits.per_source, None);
+    assert_eq!(
+        spec("cps = [50, 10]\n").limits.cps,
+        Some((50, std::time::Duration::from_secs(10)))
+    );
+    let logging = spec("").logging;
+    assert!(logging.pid && logging.host && logging.exit && logging.duration && !logging.traffic);
+    assert!(logging.failures && logging.failure_host);
+    let logging = spec("log_on_success = []\nlog_on_failure = []\n").logging;
+    assert!(!logging.pid && !logging.exit && !logging.failures);
+    assert!(spec("log_on_success = \"USERID\"\n").logging.wants_ident());
+    assert!(
+        spec("log_type = \"FILE /var/log/hello.log 5M\"\n")
+            .logging
+            .log_type
+            .is_some()
+    );
+    assert!(spec("flags = \"NORETRY NOLIBWRAP\"\n").no_retry);
+    assert_eq!(
+        spec("interface = \"127.0.0.3\"\n")
+            .socket
+            .address
+            .to_string(),
+        "127.0.0.3:9000"
+    );
+}
+
+#[test]
+fn services_that_run_no_server() {
+    let sensor = one(
+        "[service.trap]\ntype = \"UNLISTED\"\nsocket_type = \"stream\"\nport = 9\nflags = \"SENSOR\"\n",
+    );
+    assert_eq!(
+        sensor.program,
+        Program::Sensor(crate::limits::DenyTime::Minutes(60))
+    );
+    assert!(!sensor.wait);
+    let redirect = one(
+        "[service.web]\ntype = \"UNLISTED\"\nsocket_type = \"stream\"\nport = 80\nredirect = \"10.0.0.2 8080\"\nidle_timeout = 30\n",
+    );
+    let Program::Redirect(to) = &redirect.program else {
+        panic!("not a redirect: {:?}", redirect.program);
+    };
+    assert_eq!((to.host.as_str(), to.port), ("10.0.0.2", 8080));
+    assert_eq!(to.connect_timeout.as_secs(), 10);
+    assert_eq!(to.idle_timeout.map(|d| d.as_secs()), Some(30));
+    let mux = one(&HELLO.replace("port = 9000\n", "type = \"TCPMUXPLUS\"\n"));
+    assert_eq!(mux.tcpmux, Some(spec::TcpMux::Plus));
+    let tcpmux = one("[service.tcpmux]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\n");
+    assert_eq!(tcpmux.socket.address.port(), 1);
+    let rpc = one(&format!(
+        "{HELLO}type = [\"RPC\", \"UNLISTED\"]\nrpc_number = 300999\nrpc_version = \"1-2\"\n"
+    ));
+    assert_eq!(
+        rpc.rpc,
+        Some(spec::RpcSpec {
+            number: 300999,
+            versions: (1, 2)
+        })
+    );
+}
+
+#[test]
+fn issue_3_errors_name_the_key() {
+    assert!(
+        error(&format!("{HELLO}only_from = \"10.0.0.0/33\"\n"))
+            .contains(":7: service hello: key only_from: \"10.0.0.0/33\"")
+    );
+    assert!(
+        error(&format!("{HELLO}access_times = \"25:00-26:00\"\n")).contains("key access_times:")
+    );
+    assert!(error(&format!("{HELLO}cps = [0, 10]\n")).contains("key cps:"));
+    assert!(error(&format!("{HELLO}log_type = \"FILE relative.log\"\n")).contains("key log_type:"));
+    assert!(
+        error(&format!("{HELLO}banner = \"/missing\"\n"))
+            .contains("key banner: cannot read /missing")
+    );
+    assert!(
+        error(&format!("{HELLO}max_servers = 3\n"))
+            .contains("key max_servers: this key is about the whole daemon")
+    );
+    assert!(
+        error(&format!("{HELLO}bind = \"::1\"\ninterface = \"::1\"\n")).contains("key interface:")
+    );
+    assert!(
+        error(&format!("{HELLO}redirect = \"x 1\"\n"))
+            .contains("key server: a redirect service runs no server")
+    );
+    assert!(
+        error(&format!("{HELLO}type = \"RPC\"\n"))
+            .contains("key rpc_version: an RPC service needs")
+    );
+    assert!(
+        error(&format!(
+            "{HELLO}type = \"RPC UNLISTED\"\nrpc_version = 2\n"
+        ))
+        .contains("not in /etc/rpc")
+    );
+    assert!(
+        error(
+            &HELLO
+                .replace("wait = false", "wait = true")
+                .replace("port = 9000\n", "type = \"TCPMUX\"\n")
+        )
+        .contains("`wait = false`")
+    );
+    let mux = HELLO.replace("port = 9000\n", "type = \"TCPMUX\"\n");
+    assert!(
+        error(&format!("{mux}{}", mux.replace("hello]", "Hello]")))
+            .contains("tcpmux names ignore case")
+    );
+    let warned = |extra: &str| {
+        load_as(0, &format!("{HELLO}{extra}"))
+            .warnings
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(warned("only_from = []\n").contains("every peer is refused"));
+    assert!(
+        warned("log_on_success = \"TRAFFIC\"\n").contains("TRAFFIC is only counted for redirected")
+    );
+    assert!(warned("deny_time = 5\n").contains("deny_time only matters"));
+}
+
+#[test]
+fn defaults_switch_services_on_and_off() {
+    let two = format!(
+        "{HELLO}{}",
+        HELLO.replace("hello]", "other]").replace("9000", "9001")
+    );
+    let ids = |defaults: &str| {
+        let config = load_as(0, &format!("[defaults]\n{defaults}\n{two}"));
+        assert!(config.errors.is_empty(), "{:?}", config.errors);
+        config
+            .services
+            .iter()
+            .map(|s| s.id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(""), ["hello", "other"]);
+    assert_eq!(ids("disabled = \"hello\""), ["other"]);
+    assert_eq!(ids("enabled = [\"hello\"]"), ["hello"]);
+    let config = load_as(0, &format!("[defaults]\nmax_servers = 7\n{two}"));
+    assert_eq!(config.max_servers, Some(7));
+}

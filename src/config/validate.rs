@@ -111,6 +111,9 @@ fn build(
         Some(0)
     } else if internal && name == "tcpmux" && attrs.port.is_none() {
         Some(1)
+    } else if types.contains(&ServiceType::Rpc) && attrs.port.is_none() {
+        // Any free port: rpcbind tells clients which one.
+        Some(0)
     } else {
         port(name, attrs, protocol, unlisted, table, host, report)
     };
@@ -167,6 +170,20 @@ fn build(
             "deny_time only matters with flags = [\"SENSOR\"]",
         );
     }
+    if internal && name == "tcpmux" && socket_type != SocketType::Stream {
+        report.error_at(
+            "socket_type",
+            Some(table),
+            "tcpmux is a stream (tcp) service",
+        );
+    }
+    if tcpmux.is_some() && name.eq_ignore_ascii_case("help") {
+        report.error_at(
+            "type",
+            Some(table),
+            "a TCPMUX service cannot be called HELP: that word asks tcpmux for its list",
+        );
+    }
     if tcpmux.is_some() && socket_type != SocketType::Stream {
         report.error_at(
             "socket_type",
@@ -216,12 +233,10 @@ fn build(
         }
     };
 
-    let access = access_rules(
-        attrs,
-        &flags,
-        wait && socket_type == SocketType::Stream,
-        report,
-    );
+    // Only an exec'd `wait` stream server accepts its own connections.
+    let server_accepts =
+        wait && socket_type == SocketType::Stream && matches!(program, Program::Exec(_));
+    let access = access_rules(attrs, &flags, server_accepts, report);
     let limits = limits(attrs, report);
     let logging = logging(attrs, &program, socket_type, report);
     let banners = banners(attrs, host, report);
@@ -334,13 +349,19 @@ fn access_rules(
         None => None,
     };
     if server_accepts && (!rules.is_open() || times.is_some()) {
-        let origin = attrs
-            .only_from
-            .as_ref()
-            .or(attrs.no_access.as_ref())
-            .map(|at| &at.origin);
+        let (key, origin) = [
+            ("only_from", attrs.only_from.as_ref().map(|at| &at.origin)),
+            ("no_access", attrs.no_access.as_ref().map(|at| &at.origin)),
+            (
+                "access_times",
+                attrs.access_times.as_ref().map(|at| &at.origin),
+            ),
+        ]
+        .into_iter()
+        .find(|(_, origin)| origin.is_some())
+        .unwrap_or(("only_from", None));
         report.warn(
-            "only_from",
+            key,
             origin,
             "a `wait = true` stream server accepts its own connections: oxinetd cannot check them",
         );

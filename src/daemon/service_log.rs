@@ -87,6 +87,9 @@ impl Lines {
 
     pub fn start(&mut self, log: &ServiceLog, pid: u32, peer: Option<IpAddr>) {
         let logging = &log.logging;
+        if !logging.any_success() {
+            return;
+        }
         self.begin("START", log);
         if logging.pid {
             let _ = write!(self.buffer, " pid={pid}");

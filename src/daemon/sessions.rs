@@ -37,6 +37,8 @@ pub struct SessionEntry {
     service: (usize, u32),
     log: Rc<ServiceLog>,
     peer: IpAddr,
+    /// Counted against `per_source`.
+    counted: bool,
     started: Instant,
     /// The flags each fd is in the epoll set with; empty means not in the set, since
     /// epoll reports hang-ups whatever the flags and would wake the loop forever.
@@ -107,6 +109,7 @@ impl Daemon {
             service,
             log,
             peer,
+            counted: false,
             started: Instant::now(),
             registered: [EpollFlags::empty(); 2],
         });
@@ -116,7 +119,12 @@ impl Daemon {
         }
         if let Some(service) = self.service(service.0, service.1) {
             service.running += 1;
-            service.per_source.add(peer);
+            if service.spec.limits.per_source.is_some() {
+                service.per_source.add(peer);
+                if let Some(entry) = self.sessions[index].value.as_mut() {
+                    entry.counted = true;
+                }
+            }
         }
         if let Some(deadline) = deadline {
             self.timers
@@ -166,10 +174,22 @@ impl Daemon {
         else {
             return;
         };
+        let was_connected = matches!(&entry.work, Work::Relay(relay) if relay.connected());
         let result = match &mut entry.work {
             Work::Internal(session) => session.advance().map(|open| open.then_some(())),
             Work::Relay(relay) => match relay.advance() {
-                Ok(Progress::Open) => Ok(Some(())),
+                Ok(Progress::Open) => {
+                    if !was_connected && relay.connected() {
+                        // The pending timer is the connect deadline; now idleness counts.
+                        let service = entry.service;
+                        let idle = running_spec_timeouts(self, service).and_then(|(_, idle)| idle);
+                        if let Some(idle) = idle {
+                            self.timers
+                                .push((Instant::now() + idle, Timer::Session(index, generation)));
+                        }
+                    }
+                    Ok(Some(()))
+                }
                 Ok(Progress::Done) => Ok(None),
                 Err(error) => {
                     let connected = relay.connected();
@@ -229,7 +249,9 @@ impl Daemon {
         }
         if let Some(service) = self.service(entry.service.0, entry.service.1) {
             service.running = service.running.saturating_sub(1);
-            service.per_source.remove(entry.peer);
+            if entry.counted {
+                service.per_source.remove(entry.peer);
+            }
         }
         Some(entry)
     }
@@ -340,12 +362,6 @@ impl Daemon {
         // The server expects a blocking socket, like any exec'd server.
         let stream = request.stream;
         if stream.set_nonblocking(false).is_err() {
-            return;
-        }
-        let exec = self
-            .service(target, target_generation)
-            .is_some_and(|service| matches!(service.spec.program, Program::Exec(_)));
-        if !exec {
             return;
         }
         // The target's own identity, access rules and limits apply (CVE-2013-4342).

@@ -529,3 +529,105 @@ pub fn run_ok(command: &mut Command, timeout: Duration) -> Output {
     );
     output
 }
+
+// ---- Helpers for access control, limits, sensors and resource tests (issue 3) ----
+
+/// A TCP stream to `addr` from the local address `from` (port chosen by the kernel), so a
+/// test can be a different peer (127.0.0.2, ::1); retries while refused, for up to 10 s.
+pub fn tcp_connect_from(from: std::net::IpAddr, addr: impl ToSocketAddrs) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let addr = resolve(addr);
+    let deadline = Instant::now() + IO_TIMEOUT;
+    loop {
+        let socket =
+            Socket::new(Domain::for_address(addr), Type::STREAM, None).expect("client socket");
+        socket
+            .bind(&SocketAddr::new(from, 0).into())
+            .unwrap_or_else(|e| panic!("bind client socket to {from}: {e}"));
+        match socket.connect_timeout(&addr.into(), IO_TIMEOUT) {
+            Ok(()) => {
+                let stream: TcpStream = socket.into();
+                stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+                stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+                return stream;
+            }
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused && Instant::now() < deadline => {
+                thread::sleep(POLL);
+            }
+            Err(e) => panic!("connect from {from} to {addr}: {e}"),
+        }
+    }
+}
+
+/// Like `tcp_request`, from the local address `from`: connects, writes `input`, shuts down
+/// the write side and reads to EOF.
+pub fn tcp_request_from(from: std::net::IpAddr, addr: impl ToSocketAddrs, input: &[u8]) -> Vec<u8> {
+    let mut stream = tcp_connect_from(from, addr);
+    let mut writer = stream.try_clone().expect("clone stream");
+    thread::scope(|s| {
+        let written = s.spawn(move || {
+            let result = writer.write_all(input);
+            let _ = writer.shutdown(Shutdown::Write);
+            result
+        });
+        let out = read_to_eof(&mut stream);
+        match written.join().expect("writer thread") {
+            Ok(()) => {}
+            // A refused connection is closed at once; the reply (none) is what matters.
+            Err(e) if matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) => {}
+            Err(e) => panic!("write request: {e}"),
+        }
+        out
+    })
+}
+
+/// A UDP socket bound to `from` (port chosen by the kernel), 5 s read timeout.
+pub fn udp_socket_from(from: std::net::IpAddr) -> UdpSocket {
+    let socket = UdpSocket::bind(SocketAddr::new(from, 0))
+        .unwrap_or_else(|e| panic!("bind UDP client to {from}: {e}"));
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    socket
+}
+
+/// How many lines of `log` contain `needle`.
+pub fn count_lines(log: &str, needle: &str) -> usize {
+    log.lines().filter(|l| l.contains(needle)).count()
+}
+
+/// The CPU time (user + system) process `pid` has used so far, from /proc/PID/stat.
+pub fn cpu_time(pid: i32) -> Duration {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/stat: {e}"));
+    // The command name (field 2) may hold spaces: count fields after its closing paren.
+    let after = &stat[stat.rfind(')').expect("comm in stat") + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+/// A TOML basic string holding `s`.
+pub fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A TOML array of basic strings.
+pub fn toml_strings(items: &[&str]) -> String {
+    let items: Vec<String> = items.iter().map(|s| toml_string(s)).collect();
+    format!("[{}]", items.join(", "))
+}

@@ -1,0 +1,809 @@
+//! Access control run against the binary: `only_from`/`no_access` (addresses, CIDR, xinetd's
+//! trailing-zero and factorized forms, IPv6, hostnames), `access_times` and banners.
+//!
+//! Other peers are other loopback addresses (127.0.0.2, 127.1.0.1, ::1): the client binds
+//! one before connecting. A refused peer sees EOF (after `banner_fail`), never the server.
+mod common;
+
+use std::fs;
+use std::io::ErrorKind;
+use std::net::{IpAddr, SocketAddr};
+use std::process::Command;
+
+use common::{
+    Launch, Oxinetd, check_file, count_lines, free_port, tcp_request_from, tempdir, toml_string,
+    toml_strings, udp_socket_from,
+};
+
+/// The temp dir holding the config and the marker files servers leave behind.
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        Setup { dir: tempdir() }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir
+            .path()
+            .join(name)
+            .to_str()
+            .expect("utf-8 path")
+            .to_owned()
+    }
+
+    /// An exec'd stream nowait service `name` on `bind`:`port` plus `keys`. Its server
+    /// leaves a marker `ran-NAME-$REMOTE_ADDR` and prints `served`.
+    fn service(&self, name: &str, port: u16, bind: &str, keys: &str) -> String {
+        let script = format!(
+            "touch {}-\"$REMOTE_ADDR\"; echo served",
+            self.path(&format!("ran-{name}"))
+        );
+        format!(
+            "[service.{name}]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
+             server = \"/bin/sh\"\nserver_args = {}\nport = {port}\nbind = \"{bind}\"\n{keys}\n\n",
+            toml_strings(&["-c", &script])
+        )
+    }
+
+    fn start(self, config: &str) -> Oxinetd {
+        let launch = Launch {
+            dir: Some(self.dir),
+            ..Launch::default()
+        };
+        Oxinetd::start_with(config, launch)
+    }
+}
+
+/// Whether service `name` ran a server for a peer at `from` (its marker is there).
+fn ran(daemon: &Oxinetd, name: &str, from: &str) -> bool {
+    daemon.dir().join(format!("ran-{name}-{from}")).exists()
+}
+
+/// One exec'd service `svc` with `keys` on `bind`; the daemon and the port.
+fn start_svc_on(bind: &str, keys: &str) -> (Oxinetd, u16) {
+    let setup = Setup::new();
+    let port = free_port();
+    let config = setup.service("svc", port, bind, keys);
+    (setup.start(&config), port)
+}
+
+/// One exec'd service `svc` on 127.0.0.1 with `keys`; the daemon and the port.
+fn start_svc(keys: &str) -> (Oxinetd, u16) {
+    start_svc_on("127.0.0.1", keys)
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse()
+        .unwrap_or_else(|e| panic!("bad test address {s}: {e}"))
+}
+
+/// Where a peer at `from` reaches `port`: loopback of the same family.
+fn target(from: &str, port: u16) -> SocketAddr {
+    match ip(from) {
+        IpAddr::V4(_) => common::v4(port),
+        IpAddr::V6(_) => common::v6(port),
+    }
+}
+
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).expect("UTF-8 output")
+}
+
+/// A connection from `from` to `port` reaches the server.
+fn assert_served(port: u16, from: &str) {
+    assert_eq!(
+        text(tcp_request_from(ip(from), target(from, port), b"")),
+        "served\n",
+        "connection from {from} to port {port} was not served"
+    );
+}
+
+/// A connection from `from` to service `id` on `port` is closed unserved, and the daemon
+/// logs `FAIL: ID REASON from=FROM` for it.
+fn assert_refused(daemon: &Oxinetd, id: &str, port: u16, from: &str, reason: &str) {
+    let line = format!("FAIL: {id} {reason} from={from}");
+    let before = count_lines(&daemon.log(), &line);
+    assert_eq!(
+        text(tcp_request_from(ip(from), target(from, port), b"")),
+        "",
+        "connection from {from} to {id} should have been refused ({reason})"
+    );
+    daemon.wait_for_log_count(&line, before + 1);
+}
+
+#[test]
+fn single_address_is_allowed_and_others_refused() {
+    let (daemon, port) = start_svc("only_from = [\"127.0.0.1\"]");
+    assert_served(port, "127.0.0.1");
+    assert_refused(&daemon, "svc", port, "127.0.0.2", "address");
+    // The refusal is per connection: the allowed peer is still served afterwards.
+    assert_served(port, "127.0.0.1");
+}
+
+#[test]
+fn refused_connection_never_runs_the_server() {
+    let (daemon, port) = start_svc("only_from = [\"127.0.0.1\"]");
+    assert_refused(&daemon, "svc", port, "127.0.0.2", "address");
+    // A served connection after the refusal: had the refused one started a server, its
+    // marker would be there by the time this one's is.
+    assert_served(port, "127.0.0.1");
+    daemon.wait_for_log("EXIT: svc");
+    assert!(
+        ran(&daemon, "svc", "127.0.0.1"),
+        "the allowed server left no marker"
+    );
+    assert!(
+        !ran(&daemon, "svc", "127.0.0.2"),
+        "a server ran for the refused peer"
+    );
+    let log = daemon.log();
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("START: svc") && l.contains("from=127.0.0.2")),
+        "a server was started for the refused peer; log:\n{log}"
+    );
+}
+
+#[test]
+fn no_access_alone_refuses_only_its_entries() {
+    let (daemon, port) = start_svc("no_access = [\"127.0.0.2\"]");
+    assert_served(port, "127.0.0.1");
+    assert_served(port, "127.0.0.3");
+    assert_refused(&daemon, "svc", port, "127.0.0.2", "address");
+}
+
+#[test]
+fn list_may_be_one_space_separated_string() {
+    let (daemon, port) = start_svc("only_from = \"127.0.0.2  127.0.0.3\"");
+    assert_served(port, "127.0.0.2");
+    assert_served(port, "127.0.0.3");
+    assert_refused(&daemon, "svc", port, "127.0.0.1", "address");
+}
+
+#[test]
+fn cidr_32_matches_exactly_one_address() {
+    let (daemon, port) = start_svc("only_from = [\"127.0.0.2/32\"]");
+    assert_served(port, "127.0.0.2");
+    assert_refused(&daemon, "svc", port, "127.0.0.3", "address");
+    assert_refused(&daemon, "svc", port, "127.0.0.1", "address");
+}
+
+#[test]
+fn cidr_8_and_30_match_their_networks() {
+    let setup = Setup::new();
+    let (wide, narrow, other) = (free_port(), free_port(), free_port());
+    let config = [
+        setup.service("wide", wide, "0.0.0.0", "only_from = [\"127.0.0.0/8\"]"),
+        setup.service(
+            "narrow",
+            narrow,
+            "0.0.0.0",
+            "only_from = [\"127.0.0.0/30\"]",
+        ),
+        setup.service("other", other, "0.0.0.0", "only_from = [\"10.0.0.0/8\"]"),
+    ]
+    .concat();
+    let daemon = setup.start(&config);
+    assert_served(wide, "127.0.0.1");
+    assert_served(wide, "127.200.1.1");
+    assert_served(narrow, "127.0.0.3");
+    assert_refused(&daemon, "narrow", narrow, "127.0.0.4", "address");
+    assert_refused(&daemon, "other", other, "127.0.0.1", "address");
+}
+
+#[test]
+fn trailing_zero_octets_are_wildcards() {
+    let setup = Setup::new();
+    let (net8, net16) = (free_port(), free_port());
+    let config = [
+        setup.service("net8", net8, "0.0.0.0", "only_from = [\"127.0.0.0\"]"),
+        setup.service("net16", net16, "0.0.0.0", "only_from = [\"127.1.0.0\"]"),
+    ]
+    .concat();
+    let daemon = setup.start(&config);
+    // 127.0.0.0 is 127.0.0.0/8.
+    assert_served(net8, "127.0.0.2");
+    assert_served(net8, "127.5.6.7");
+    // 127.1.0.0 is 127.1.0.0/16.
+    assert_served(net16, "127.1.2.3");
+    assert_refused(&daemon, "net16", net16, "127.2.0.1", "address");
+    assert_refused(&daemon, "net16", net16, "127.0.0.1", "address");
+}
+
+#[test]
+fn factorized_entry_expands_to_one_network_per_value() {
+    // 127.0.{0,1} is 127.0.0.0/24 and 127.0.1.0/24.
+    let (daemon, port) = start_svc_on("0.0.0.0", "only_from = [\"127.0.{0,1}\"]");
+    assert_served(port, "127.0.0.2");
+    assert_served(port, "127.0.1.9");
+    assert_refused(&daemon, "svc", port, "127.1.0.1", "address");
+    assert_refused(&daemon, "svc", port, "127.0.2.1", "address");
+}
+
+#[test]
+fn zero_address_allows_every_ipv4_peer_but_no_ipv6_one() {
+    let setup = Setup::new();
+    let (v4only, dual) = (free_port(), free_port());
+    let config = [
+        setup.service("v4only", v4only, "0.0.0.0", "only_from = [\"0.0.0.0\"]"),
+        setup.service("dual", dual, "::", "only_from = [\"0.0.0.0\"]"),
+    ]
+    .concat();
+    let daemon = setup.start(&config);
+    assert_served(v4only, "127.0.0.1");
+    assert_served(v4only, "127.9.9.9");
+    assert_served(dual, "127.0.0.2");
+    // The contract: `0.0.0.0` is all IPv4, not all addresses.
+    assert_refused(&daemon, "dual", dual, "::1", "address");
+}
+
+#[test]
+fn more_specific_no_access_wins_over_only_from() {
+    let (daemon, port) = start_svc("only_from = [\"127.0.0.0/8\"]\nno_access = [\"127.0.0.2\"]");
+    assert_refused(&daemon, "svc", port, "127.0.0.2", "address");
+    assert_served(port, "127.0.0.3");
+}
+
+#[test]
+fn more_specific_only_from_wins_over_no_access() {
+    let (daemon, port) = start_svc("only_from = [\"127.0.0.2\"]\nno_access = [\"127.0.0.0/8\"]");
+    assert_served(port, "127.0.0.2");
+    assert_refused(&daemon, "svc", port, "127.0.0.3", "address");
+}
+
+#[test]
+fn equally_specific_entries_in_both_lists_deny() {
+    // 127.0.0.2 and 127.0.0.2/32 are equally specific; 127.0.0.3 only matches the /8.
+    let (daemon, port) =
+        start_svc("only_from = [\"127.0.0.2\", \"127.0.0.0/8\"]\nno_access = [\"127.0.0.2/32\"]");
+    assert_refused(&daemon, "svc", port, "127.0.0.2", "address");
+    assert_served(port, "127.0.0.3");
+}
+
+#[test]
+fn equal_networks_in_both_lists_deny() {
+    let (daemon, port) = start_svc("only_from = [\"127.0.0.0/8\"]\nno_access = [\"127.0.0.0\"]");
+    assert_refused(&daemon, "svc", port, "127.0.0.3", "address");
+}
+
+#[test]
+fn empty_only_from_denies_everyone_and_is_warned() {
+    let (daemon, port) = start_svc("only_from = []");
+    assert_refused(&daemon, "svc", port, "127.0.0.1", "address");
+    assert_refused(&daemon, "svc", port, "127.0.0.2", "address");
+    let log = daemon.log();
+    let ready_at = log.find("ready:").expect("ready line");
+    assert!(
+        log[..ready_at]
+            .lines()
+            .any(|l| l.contains("only_from") && l.contains("svc")),
+        "no start-up warning naming svc and only_from; log:\n{log}"
+    );
+
+    // --check accepts it (a warning, not an error) and says so too.
+    let dir = tempdir();
+    let path = dir.path().join("oxinetd.toml");
+    fs::write(&path, fs::read_to_string(daemon.config_path()).unwrap()).unwrap();
+    let out = check_file(&path);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "--check output:\n{all}");
+    assert!(
+        all.lines().any(|l| l.contains("only_from")),
+        "--check did not warn about the empty only_from:\n{all}"
+    );
+}
+
+#[test]
+fn ipv6_entries_on_a_dual_stack_service() {
+    let setup = Setup::new();
+    let (six, six_net, banned) = (free_port(), free_port(), free_port());
+    let config = [
+        setup.service("six", six, "::", "only_from = [\"::1\"]"),
+        setup.service("sixnet", six_net, "::", "only_from = [\"::1/128\"]"),
+        setup.service("banned", banned, "::", "no_access = [\"::1\"]"),
+    ]
+    .concat();
+    let daemon = setup.start(&config);
+    assert_served(six, "::1");
+    assert_refused(&daemon, "six", six, "127.0.0.1", "address");
+    assert_served(six_net, "::1");
+    assert_refused(&daemon, "sixnet", six_net, "127.0.0.1", "address");
+    assert_refused(&daemon, "banned", banned, "::1", "address");
+    assert_served(banned, "127.0.0.1");
+}
+
+#[test]
+fn ipv4_entries_match_ipv4_peers_on_a_dual_stack_service() {
+    let setup = Setup::new();
+    let port = free_port();
+    let config = setup.service("svc", port, "::", "only_from = [\"127.0.0.0/24\"]");
+    let daemon = setup.start(&config);
+    assert_served(port, "127.0.0.1");
+    assert_served(port, "127.0.0.2");
+    assert_refused(&daemon, "svc", port, "127.0.1.1", "address");
+    assert_refused(&daemon, "svc", port, "::1", "address");
+    // The peer is shown as plain IPv4, in the log and to the server.
+    let log = daemon.wait_for_log("START: svc");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("START: svc pid=") && l.contains("from=127.0.0.1")),
+        "no START line with from=127.0.0.1; log:\n{log}"
+    );
+    assert!(
+        ran(&daemon, "svc", "127.0.0.1"),
+        "REMOTE_ADDR was not 127.0.0.1"
+    );
+}
+
+/// The first name the resolver gives for `addr`, if any.
+fn name_of(addr: &str) -> Option<String> {
+    let out = Command::new("getent").args(["hosts", addr]).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_whitespace().nth(1).map(str::to_owned)
+}
+
+/// Whether `name` resolves (forward) to `addr`.
+fn resolves_to(name: &str, addr: &str) -> bool {
+    let Ok(out) = Command::new("getent").args(["ahosts", name]).output() else {
+        return false;
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(addr))
+}
+
+#[test]
+fn hostname_entry_matches_the_confirmed_reverse_name() {
+    if name_of("127.0.0.1").as_deref() != Some("localhost")
+        || !resolves_to("localhost", "127.0.0.1")
+    {
+        eprintln!("skipped: 127.0.0.1 and localhost do not map to each other here");
+        return;
+    }
+    if name_of("127.0.0.2").is_some() {
+        eprintln!("skipped: 127.0.0.2 has a name here");
+        return;
+    }
+    let (daemon, port) = start_svc("only_from = [\"localhost\"]");
+    assert_served(port, "127.0.0.1");
+    assert_refused(&daemon, "svc", port, "127.0.0.2", "address");
+}
+
+#[test]
+fn domain_suffix_entry_matches_names_under_it() {
+    // Needs a loopback address whose name has a dot (like `box.localdomain`) in /etc/hosts.
+    let hosts = fs::read_to_string("/etc/hosts").unwrap_or_default();
+    let found = hosts.lines().find_map(|l| {
+        let mut fields = l.split('#').next()?.split_whitespace();
+        let addr = fields.next()?;
+        if !addr.starts_with("127.") {
+            return None;
+        }
+        let name = name_of(addr)?;
+        let dot = name.find('.')?;
+        resolves_to(&name, addr).then(|| (addr.to_owned(), name[dot..].to_owned()))
+    });
+    let Some((addr, suffix)) = found else {
+        eprintln!("skipped: no loopback address has a dotted name in /etc/hosts");
+        return;
+    };
+    let other = if addr == "127.0.0.254" {
+        "127.0.0.253"
+    } else {
+        "127.0.0.254"
+    };
+    if name_of(other).is_some() {
+        eprintln!("skipped: {other} has a name here");
+        return;
+    }
+    let keys = format!("only_from = [{}]", toml_string(&suffix));
+    let (daemon, port) = start_svc_on("0.0.0.0", &keys);
+    assert_served(port, &addr);
+    assert_refused(&daemon, "svc", port, other, "address");
+}
+
+#[test]
+fn internal_stream_service_is_refused_too() {
+    let port = free_port();
+    let daemon = Oxinetd::start(&format!(
+        "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\nport = {port}\n\
+         bind = \"127.0.0.1\"\nonly_from = [\"127.0.0.1\"]\n"
+    ));
+    assert_eq!(
+        tcp_request_from(ip("127.0.0.1"), common::v4(port), b"ping\n"),
+        b"ping\n"
+    );
+    let before = count_lines(&daemon.log(), "FAIL: echo address from=127.0.0.2");
+    assert_eq!(
+        text(tcp_request_from(
+            ip("127.0.0.2"),
+            common::v4(port),
+            b"ping\n"
+        )),
+        "",
+        "refused peer got an echo"
+    );
+    daemon.wait_for_log_count("FAIL: echo address from=127.0.0.2", before + 1);
+}
+
+#[test]
+fn internal_dgram_service_drops_refused_datagrams() {
+    let port = free_port();
+    let daemon = Oxinetd::start(&format!(
+        "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"dgram\"\nwait = true\n\
+         port = {port}\nbind = \"127.0.0.1\"\nonly_from = [\"127.0.0.1\"]\n"
+    ));
+    let stranger = udp_socket_from(ip("127.0.0.2"));
+    stranger.send_to(b"from two", common::v4(port)).unwrap();
+    daemon.wait_for_log("FAIL: echo address from=127.0.0.2");
+
+    let friend = udp_socket_from(ip("127.0.0.1"));
+    friend.send_to(b"from one", common::v4(port)).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = friend.recv_from(&mut buf).expect("echo reply to 127.0.0.1");
+    assert_eq!(&buf[..n], b"from one");
+
+    // The daemon handles datagrams in order: a reply to the refused one would be queued
+    // by now.
+    stranger.set_nonblocking(true).unwrap();
+    match stranger.recv_from(&mut buf) {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        Ok((n, _)) => panic!(
+            "refused peer got a reply: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+        Err(e) => panic!("recv on the refused peer's socket: {e}"),
+    }
+}
+
+#[test]
+fn banners_are_sent_byte_for_byte() {
+    let setup = Setup::new();
+    let port = free_port();
+    let banner: &[u8] = b"welcome\r\n\x00\xff";
+    let success: &[u8] = b"you are in\n";
+    let failure: &[u8] = b"\x01go away\r\n";
+    fs::write(setup.path("banner"), banner).unwrap();
+    fs::write(setup.path("success"), success).unwrap();
+    fs::write(setup.path("fail"), failure).unwrap();
+    let keys = format!(
+        "only_from = [\"127.0.0.1\"]\nbanner = {}\nbanner_success = {}\nbanner_fail = {}",
+        toml_string(&setup.path("banner")),
+        toml_string(&setup.path("success")),
+        toml_string(&setup.path("fail"))
+    );
+    let config = setup.service("svc", port, "127.0.0.1", &keys);
+    let daemon = setup.start(&config);
+
+    let refused = tcp_request_from(ip("127.0.0.2"), common::v4(port), b"");
+    assert_eq!(
+        String::from_utf8_lossy(&refused),
+        String::from_utf8_lossy(&[banner, failure].concat())
+    );
+    daemon.wait_for_log("FAIL: svc address from=127.0.0.2");
+
+    let served = tcp_request_from(ip("127.0.0.1"), common::v4(port), b"");
+    assert_eq!(
+        String::from_utf8_lossy(&served),
+        String::from_utf8_lossy(&[banner, success, b"served\n"].concat())
+    );
+}
+
+/// Minutes since local midnight, as the daemon sees the clock.
+fn local_minutes() -> u32 {
+    // SAFETY: time(NULL) and localtime_r with valid pointers have no other effects.
+    unsafe {
+        let now = libc::time(std::ptr::null_mut());
+        let mut tm: libc::tm = std::mem::zeroed();
+        assert!(!libc::localtime_r(&now, &mut tm).is_null(), "localtime_r");
+        (tm.tm_hour * 60 + tm.tm_min) as u32
+    }
+}
+
+/// `HH:MM` of `minutes` after midnight, wrapped to one day.
+fn hhmm(minutes: i64) -> String {
+    let m = minutes.rem_euclid(24 * 60);
+    format!("{:02}:{:02}", m / 60, m % 60)
+}
+
+/// `access_times = [RANGE]` for `svc`: a connection from 127.0.0.1 is served or refused.
+fn check_access_times(range: &str, allowed: bool) {
+    let keys = format!("access_times = [{}]", toml_string(range));
+    let (daemon, port) = start_svc(&keys);
+    if allowed {
+        assert_served(port, "127.0.0.1");
+    } else {
+        assert_refused(&daemon, "svc", port, "127.0.0.1", "time");
+    }
+}
+
+#[test]
+fn access_times_range_around_now_allows() {
+    // now-1h .. now+1h: crosses midnight when run within an hour of it.
+    let now = i64::from(local_minutes());
+    check_access_times(&format!("{}-{}", hhmm(now - 60), hhmm(now + 60)), true);
+}
+
+#[test]
+fn access_times_range_excluding_now_refuses() {
+    // now+1h .. now-1h: every time but the two hours around now.
+    let now = i64::from(local_minutes());
+    check_access_times(&format!("{}-{}", hhmm(now + 60), hhmm(now - 60)), false);
+}
+
+#[test]
+fn access_times_range_crossing_midnight_holds_both_sides() {
+    let now = i64::from(local_minutes());
+    // Starts late in the day, ends early in the next: now is in its evening or morning part.
+    let around = if now >= 12 * 60 {
+        format!("{}-01:00", hhmm(now - 60))
+    } else {
+        format!("23:00-{}", hhmm(now + 60))
+    };
+    check_access_times(&around, true);
+    if (2..=1435).contains(&now) {
+        // Crossing midnight and leaving now out: ends before now, starts after it.
+        let gap = format!("{}-{}", hhmm(now / 2), hhmm(now + (1439 - now) / 2));
+        let (start, end) = gap.split_once('-').unwrap();
+        assert!(start < end, "test bug: {gap} does not leave now out");
+        check_access_times(&format!("{end}-{start}"), false);
+    }
+}
+
+#[test]
+fn access_times_list_allows_when_any_range_holds() {
+    let now = i64::from(local_minutes());
+    let keys = format!(
+        "access_times = \"{}-{} {}-{}\"",
+        hhmm(now + 120),
+        hhmm(now + 180),
+        hhmm(now - 60),
+        hhmm(now + 60)
+    );
+    let (_daemon, port) = start_svc(&keys);
+    assert_served(port, "127.0.0.1");
+}
+
+/// `--check` on `svc` with `key = VALUE`: exit 1 with an error naming file, line, service
+/// and key.
+fn assert_bad_entry(key: &str, value: &str) {
+    let dir = tempdir();
+    let path = dir.path().join("oxinetd.toml");
+    let config = format!(
+        "[service.svc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
+         server = \"/bin/cat\"\nport = {}\n{key} = [\"127.0.0.1\", {}]\n",
+        free_port(),
+        toml_string(value)
+    );
+    fs::write(&path, &config).unwrap();
+    let out = check_file(&path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{key} = {value} was accepted; stderr:\n{stderr}"
+    );
+    let want = format!("{}:7: service svc: key {key}: ", path.display());
+    assert!(
+        stderr.lines().any(|l| l.contains(&want)),
+        "no error line {want:?} for {value}; stderr:\n{stderr}"
+    );
+}
+
+#[test]
+fn prefix_longer_than_32_is_a_config_error() {
+    assert_bad_entry("only_from", "10.0.0.0/33");
+}
+
+#[test]
+fn host_bits_set_under_the_prefix_is_a_config_error() {
+    assert_bad_entry("no_access", "10.0.0.1/8");
+}
+
+#[test]
+fn bad_access_times_are_config_errors() {
+    for bad in ["25:00-26:00", "08:00", "08:60-09:00"] {
+        let dir = tempdir();
+        let path = dir.path().join("oxinetd.toml");
+        let config = format!(
+            "[service.svc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
+             server = \"/bin/cat\"\nport = {}\naccess_times = [{}]\n",
+            free_port(),
+            toml_string(bad)
+        );
+        fs::write(&path, &config).unwrap();
+        let out = check_file(&path);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{bad} accepted; stderr:\n{stderr}"
+        );
+        let want = format!("{}:7: service svc: key access_times: ", path.display());
+        assert!(
+            stderr.lines().any(|l| l.contains(&want)),
+            "no error line {want:?} for {bad}; stderr:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn hostname_entry_in_no_access_refuses_that_host() {
+    if name_of("127.0.0.1").as_deref() != Some("localhost")
+        || !resolves_to("localhost", "127.0.0.1")
+    {
+        eprintln!("skipped: 127.0.0.1 and localhost do not map to each other here");
+        return;
+    }
+    let (daemon, port) = start_svc_on("0.0.0.0", "no_access = [\"localhost\"]");
+    assert_refused(&daemon, "svc", port, "127.0.0.1", "address");
+    assert_served(port, "127.0.0.2");
+}
+
+#[test]
+fn hostname_entries_never_match_datagrams() {
+    // No lookups per datagram: a datagram from 127.0.0.1 does not match `localhost`.
+    let port = free_port();
+    let daemon = Oxinetd::start(&format!(
+        "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"dgram\"\nwait = true\n\
+         port = {port}\nbind = \"127.0.0.1\"\nonly_from = [\"localhost\", \"127.0.0.2\"]\n"
+    ));
+    let named = udp_socket_from(ip("127.0.0.1"));
+    named.send_to(b"by name", common::v4(port)).unwrap();
+    daemon.wait_for_log("FAIL: echo address from=127.0.0.1");
+
+    let numbered = udp_socket_from(ip("127.0.0.2"));
+    numbered.send_to(b"by number", common::v4(port)).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = numbered
+        .recv_from(&mut buf)
+        .expect("echo reply to 127.0.0.2");
+    assert_eq!(&buf[..n], b"by number");
+    named.set_nonblocking(true).unwrap();
+    match named.recv_from(&mut buf) {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        Ok((n, _)) => panic!(
+            "a hostname entry matched a datagram: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+        Err(e) => panic!("recv on 127.0.0.1's socket: {e}"),
+    }
+}
+
+#[test]
+fn wait_dgram_service_drops_a_refused_first_datagram_without_a_server() {
+    // The server reads one datagram into a file named after its pid.
+    let setup = Setup::new();
+    let port = free_port();
+    let script = format!(
+        "dd bs=65536 count=1 of={}-$$ 2>/dev/null",
+        setup.path("got")
+    );
+    let config = format!(
+        "[service.svc]\nsocket_type = \"dgram\"\nwait = true\nuser = \"root\"\n\
+         server = \"/bin/sh\"\nserver_args = {}\nport = {port}\nbind = \"127.0.0.1\"\n\
+         only_from = [\"127.0.0.1\"]\n",
+        toml_strings(&["-c", &script])
+    );
+    let daemon = setup.start(&config);
+    let stranger = udp_socket_from(ip("127.0.0.2"));
+    stranger.send_to(b"from two", common::v4(port)).unwrap();
+    daemon.wait_for_log("FAIL: svc address from=127.0.0.2");
+
+    let friend = udp_socket_from(ip("127.0.0.1"));
+    friend.send_to(b"from one", common::v4(port)).unwrap();
+    daemon.wait_for_log("EXIT: svc");
+    let got: Vec<String> = fs::read_dir(daemon.dir())
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("got-"))
+        .map(|e| fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert_eq!(got, ["from one"], "datagrams the servers read");
+    let log = daemon.log();
+    assert_eq!(count_lines(&log, "START: svc"), 1, "log:\n{log}");
+}
+
+#[test]
+fn access_rules_on_a_wait_stream_service_are_warned() {
+    // The server accepts, so the daemon never sees the peer: the rule cannot be applied.
+    let port = free_port();
+    let daemon = Oxinetd::start(&format!(
+        "[service.waiter]\nsocket_type = \"stream\"\nwait = true\nuser = \"root\"\n\
+         server = \"/bin/cat\"\nport = {port}\nbind = \"127.0.0.1\"\n\
+         only_from = [\"127.0.0.1\"]\n"
+    ));
+    let log = daemon.log();
+    let ready_at = log.find("ready:").expect("ready line");
+    assert!(
+        log[..ready_at]
+            .lines()
+            .any(|l| l.contains("waiter") && (l.contains("only_from") || l.contains("access"))),
+        "no warning about access rules on the wait service; log:\n{log}"
+    );
+}
+
+#[test]
+fn wait_stream_warning_names_the_key_that_is_set() {
+    // Only `no_access` is set: the warning points at it, by line and by name.
+    let dir = tempdir();
+    let path = dir.path().join("oxinetd.toml");
+    let config = format!(
+        "[service.waiter]\nsocket_type = \"stream\"\nwait = true\nuser = \"root\"\n\
+         server = \"/bin/cat\"\nport = {}\nno_access = [\"127.0.0.2\"]\n",
+        free_port()
+    );
+    fs::write(&path, &config).unwrap();
+    let out = check_file(&path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
+    let want = format!("{}:7: service waiter: key no_access: ", path.display());
+    assert!(
+        stderr.lines().any(|l| l.contains(&want)),
+        "no warning {want:?}; stderr:\n{stderr}"
+    );
+}
+
+#[test]
+fn access_rules_follow_a_reload() {
+    let setup = Setup::new();
+    let port = free_port();
+    let before = setup.service("svc", port, "127.0.0.1", "only_from = [\"127.0.0.1\"]");
+    let after = setup.service("svc", port, "127.0.0.1", "only_from = [\"127.0.0.2\"]");
+    let daemon = setup.start(&before);
+    assert_served(port, "127.0.0.1");
+    assert_refused(&daemon, "svc", port, "127.0.0.2", "address");
+
+    daemon.write_config(&after);
+    daemon.reload();
+    daemon.wait_for_log("reload: done");
+    assert_served(port, "127.0.0.2");
+    assert_refused(&daemon, "svc", port, "127.0.0.1", "address");
+}
+
+#[test]
+fn banner_files_are_read_again_on_reload() {
+    let setup = Setup::new();
+    let port = free_port();
+    let banner = setup.path("banner");
+    fs::write(&banner, "old banner\n").unwrap();
+    let keys = format!("banner = {}", toml_string(&banner));
+    let config = setup.service("svc", port, "127.0.0.1", &keys);
+    let daemon = setup.start(&config);
+    assert_eq!(
+        text(tcp_request_from(ip("127.0.0.1"), common::v4(port), b"")),
+        "old banner\nserved\n"
+    );
+    // Same config, new file contents.
+    fs::write(&banner, "new banner\n").unwrap();
+    daemon.reload();
+    daemon.wait_for_log("reload: done");
+    assert_eq!(
+        text(tcp_request_from(ip("127.0.0.1"), common::v4(port), b"")),
+        "new banner\nserved\n"
+    );
+}
+
+#[test]
+fn defaults_supply_access_rules_a_service_leaves_unset() {
+    let setup = Setup::new();
+    let (plain, own) = (free_port(), free_port());
+    let config = format!(
+        "[defaults]\nonly_from = [\"127.0.0.1\"]\n\n{}{}",
+        setup.service("plain", plain, "127.0.0.1", ""),
+        setup.service("own", own, "127.0.0.1", "only_from = [\"127.0.0.2\"]")
+    );
+    let daemon = setup.start(&config);
+    assert_served(plain, "127.0.0.1");
+    assert_refused(&daemon, "plain", plain, "127.0.0.2", "address");
+    // A service's own list replaces the default one.
+    assert_served(own, "127.0.0.2");
+    assert_refused(&daemon, "own", own, "127.0.0.1", "address");
+}

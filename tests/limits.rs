@@ -1,0 +1,335 @@
+//! Connection limits run against the binary: `instances`, `per_source`, `max_servers`,
+//! `cps` and `max_load`. A refused connection is closed unserved (EOF) and logged as
+//! `FAIL: ID REASON from=ADDR`; a limit frees up when a server exits.
+mod common;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{IpAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{
+    Oxinetd, count_lines, free_port, read_to_eof, tcp_connect_from, tcp_request_from, toml_strings,
+    v4,
+};
+
+/// An exec'd stream nowait service `name` on 127.0.0.1:`port` with `keys`; its server prints
+/// `hi`, then waits for a line (or EOF) from the client.
+fn holding_service(name: &str, port: u16, keys: &str) -> String {
+    format!(
+        "[service.{name}]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
+         server = \"/bin/sh\"\nserver_args = {}\nport = {port}\nbind = \"127.0.0.1\"\n{keys}\n\n",
+        toml_strings(&["-c", "echo hi; read line"])
+    )
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse()
+        .unwrap_or_else(|e| panic!("bad test address {s}: {e}"))
+}
+
+/// Reads one line (up to and including '\n'); panics on EOF or timeout.
+fn read_line(stream: &mut TcpStream) -> String {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\n") {
+        match stream.read(&mut byte) {
+            Ok(0) => panic!("EOF after {:?}", String::from_utf8_lossy(&line)),
+            Ok(_) => line.push(byte[0]),
+            Err(e) => panic!("read line: {e} after {:?}", String::from_utf8_lossy(&line)),
+        }
+    }
+    String::from_utf8(line).expect("UTF-8 line")
+}
+
+/// A connection from `from` whose server has started (it said `hi`); it runs until the
+/// stream is released.
+fn hold(port: u16, from: &str) -> TcpStream {
+    let mut stream = tcp_connect_from(ip(from), v4(port));
+    assert_eq!(
+        read_line(&mut stream),
+        "hi\n",
+        "connection from {from} was not served"
+    );
+    stream
+}
+
+/// Ends a held connection's server and waits until the daemon has reaped it (the
+/// `EXIT: ID` lines reach `exits`).
+fn release(daemon: &Oxinetd, mut stream: TcpStream, id: &str, exits: usize) {
+    stream.write_all(b"bye\n").unwrap();
+    assert_eq!(read_to_eof(&mut stream), b"", "server said more than hi");
+    daemon.wait_for_log_count(&format!("EXIT: {id} "), exits);
+}
+
+/// A connection from `from` to `port` is closed unserved and the daemon logs
+/// `FAIL: ID REASON from=FROM` for it.
+fn assert_refused(daemon: &Oxinetd, id: &str, port: u16, from: &str, reason: &str) {
+    let line = format!("FAIL: {id} {reason} from={from}");
+    let before = count_lines(&daemon.log(), &line);
+    let out = tcp_request_from(ip(from), v4(port), b"");
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "",
+        "connection from {from} to {id} should have been refused ({reason})"
+    );
+    daemon.wait_for_log_count(&line, before + 1);
+}
+
+#[test]
+fn instances_limit_refuses_with_service_limit_until_a_server_exits() {
+    let port = free_port();
+    let daemon = Oxinetd::start(&holding_service("svc", port, "instances = 1"));
+    let first = hold(port, "127.0.0.1");
+    assert_refused(&daemon, "svc", port, "127.0.0.1", "service_limit");
+    // Another peer does not get round the limit either.
+    assert_refused(&daemon, "svc", port, "127.0.0.2", "service_limit");
+    release(&daemon, first, "svc", 1);
+    let again = hold(port, "127.0.0.1");
+    drop(again);
+}
+
+#[test]
+fn per_source_limits_each_peer_separately_until_its_server_exits() {
+    let port = free_port();
+    let daemon = Oxinetd::start(&holding_service("svc", port, "per_source = 1"));
+    let first = hold(port, "127.0.0.1");
+    assert_refused(&daemon, "svc", port, "127.0.0.1", "per_source_limit");
+    // A different peer has its own count.
+    let other = hold(port, "127.0.0.2");
+    assert_refused(&daemon, "svc", port, "127.0.0.2", "per_source_limit");
+
+    release(&daemon, first, "svc", 1);
+    let again = hold(port, "127.0.0.1");
+    // Still one at a time for that peer.
+    assert_refused(&daemon, "svc", port, "127.0.0.1", "per_source_limit");
+    drop((other, again));
+}
+
+#[test]
+fn per_source_unlimited_allows_many_from_one_peer() {
+    let port = free_port();
+    let daemon = Oxinetd::start(&holding_service("svc", port, "per_source = \"UNLIMITED\""));
+    let held: Vec<TcpStream> = (0..4).map(|_| hold(port, "127.0.0.1")).collect();
+    assert_eq!(count_lines(&daemon.log(), "FAIL: svc"), 0);
+    drop(held);
+}
+
+#[test]
+fn max_servers_counts_servers_of_all_services() {
+    let (a, b) = (free_port(), free_port());
+    let config = format!(
+        "[defaults]\nmax_servers = 2\n\n{}{}",
+        holding_service("a", a, ""),
+        holding_service("b", b, "")
+    );
+    let daemon = Oxinetd::start(&config);
+    let on_a = hold(a, "127.0.0.1");
+    let on_b = hold(b, "127.0.0.2");
+    assert_refused(&daemon, "a", a, "127.0.0.3", "process_limit");
+    assert_refused(&daemon, "b", b, "127.0.0.3", "process_limit");
+
+    // A server of `a` exiting frees a slot for `b`.
+    release(&daemon, on_a, "a", 1);
+    let second_b = hold(b, "127.0.0.3");
+    assert_refused(&daemon, "a", a, "127.0.0.1", "process_limit");
+    drop((on_b, second_b));
+}
+
+/// Lines of `log` that are exactly the start-of-episode line `FAIL: ID cps from=ADDR`
+/// (after any timestamp and level prefix): the end-of-episode summary is not one of them.
+fn cps_episodes(log: &str, id: &str, from: &str) -> usize {
+    let line = format!("FAIL: {id} cps from={from}");
+    log.lines()
+        .filter(|l| l.trim_end().ends_with(&line))
+        .count()
+}
+
+#[test]
+fn cps_sheds_only_the_fast_peer_for_the_pause_and_logs_once() {
+    let port = free_port();
+    let daemon = Oxinetd::start(&format!(
+        "[service.svc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
+         server = \"/bin/sh\"\nserver_args = {}\nport = {port}\nbind = \"127.0.0.1\"\n\
+         cps = [2, 1]\n",
+        toml_strings(&["-c", "echo served"])
+    ));
+    // All ten are queued by the kernel first, so the daemon meets them as one burst.
+    let mut burst: Vec<TcpStream> = (0..10)
+        .map(|_| tcp_connect_from(ip("127.0.0.2"), v4(port)))
+        .collect();
+    let outputs: Vec<String> = burst
+        .iter_mut()
+        .map(|s| String::from_utf8_lossy(&read_to_eof(s)).into_owned())
+        .collect();
+    let mut want = vec![String::new(); 10];
+    want[0] = "served\n".into();
+    want[1] = "served\n".into();
+    assert_eq!(outputs, want, "a burst of 10 against cps = [2, 1]");
+    daemon.wait_for_log("FAIL: svc cps from=127.0.0.2");
+
+    // Another peer is served meanwhile: only the fast one is shed.
+    assert_eq!(
+        tcp_request_from(ip("127.0.0.3"), v4(port), b""),
+        b"served\n",
+        "127.0.0.3 was shed with 127.0.0.2"
+    );
+    let log = daemon.wait_for_log("from=127.0.0.3");
+    let started = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("START: svc") && l.contains("from=127.0.0.2"))
+            .count()
+    };
+    assert_eq!(
+        started(&log),
+        2,
+        "servers started for the burst; log:\n{log}"
+    );
+
+    // After the pause (1 s) the peer is served again. Tries come every 600 ms, slower than
+    // the rate: a peer that keeps connecting faster than `rate` may be kept out (the pause
+    // may count from its last excess connection). One within the pause is shed like the
+    // burst, without another FAIL line.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let out = tcp_request_from(ip("127.0.0.2"), v4(port), b"");
+        if out == b"served\n" {
+            break;
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "",
+            "shed connection got data"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "127.0.0.2 still shed 5 s after a 1 s pause ({tries} tries); log:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(600));
+    }
+    let log = daemon.log();
+    assert_eq!(
+        cps_episodes(&log, "svc", "127.0.0.2"),
+        1,
+        "one FAIL line per shedding episode, not per connection; log:\n{log}"
+    );
+    assert_eq!(cps_episodes(&log, "svc", "127.0.0.3"), 0, "log:\n{log}");
+}
+
+/// The 1-minute load average.
+fn load_average() -> f64 {
+    let text = fs::read_to_string("/proc/loadavg").expect("read /proc/loadavg");
+    text.split_whitespace()
+        .next()
+        .and_then(|w| w.parse().ok())
+        .expect("a load average")
+}
+
+#[test]
+fn max_load_refuses_at_or_above_the_load() {
+    let load = load_average();
+    // Below 0.05 the load may reach 0.00 between this read and the daemon's.
+    if load < 0.05 {
+        eprintln!("skipped: the 1-minute load average is {load}, too close to 0");
+        return;
+    }
+    let (low, high) = (free_port(), free_port());
+    let config = format!(
+        "{}{}",
+        holding_service("low", low, "max_load = 0.00001"),
+        holding_service("high", high, "max_load = 1000")
+    );
+    let daemon = Oxinetd::start(&config);
+    assert_refused(&daemon, "low", low, "127.0.0.1", "load");
+    let served = hold(high, "127.0.0.1");
+    drop(served);
+}
+
+#[test]
+fn limit_refusals_get_the_banners_too() {
+    // "A refused connection is accepted and closed in the parent, after banner_fail."
+    let dir = common::tempdir();
+    let banner = dir.path().join("banner");
+    let fail = dir.path().join("fail");
+    fs::write(&banner, b"hello\r\n").unwrap();
+    fs::write(&fail, b"busy\r\n").unwrap();
+    let (instances, per_source) = (free_port(), free_port());
+    let banners = format!(
+        "banner = {}\nbanner_fail = {}",
+        common::toml_string(banner.to_str().unwrap()),
+        common::toml_string(fail.to_str().unwrap())
+    );
+    let config = format!(
+        "{}{}",
+        holding_service("one", instances, &format!("instances = 1\n{banners}")),
+        holding_service("each", per_source, &format!("per_source = 1\n{banners}"))
+    );
+    let daemon = Oxinetd::start_with(
+        &config,
+        common::Launch {
+            dir: Some(dir),
+            ..common::Launch::default()
+        },
+    );
+    for (id, port, reason) in [
+        ("one", instances, "service_limit"),
+        ("each", per_source, "per_source_limit"),
+    ] {
+        let mut held = tcp_connect_from(ip("127.0.0.1"), v4(port));
+        assert_eq!(read_line(&mut held), "hello\r\n");
+        assert_eq!(read_line(&mut held), "hi\n");
+        let out = tcp_request_from(ip("127.0.0.1"), v4(port), b"");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "hello\r\nbusy\r\n",
+            "refused by {reason}"
+        );
+        daemon.wait_for_log(&format!("FAIL: {id} {reason} from=127.0.0.1"));
+    }
+}
+
+#[test]
+fn per_source_on_a_dual_stack_service_counts_ipv4_peers_as_ipv4() {
+    let port = free_port();
+    let config = holding_service("svc", port, "per_source = 1")
+        .replace("bind = \"127.0.0.1\"", "bind = \"::\"");
+    let daemon = Oxinetd::start(&config);
+    let first = hold(port, "127.0.0.1");
+    assert_refused(&daemon, "svc", port, "127.0.0.1", "per_source_limit");
+    // ::1 is another peer.
+    let mut six = tcp_connect_from(ip("::1"), common::v6(port));
+    assert_eq!(read_line(&mut six), "hi\n", "::1 was not served");
+    drop((first, six));
+}
+
+#[test]
+fn servers_started_before_a_reload_still_count() {
+    let (a, b) = (free_port(), free_port());
+    let config = format!(
+        "[defaults]\nmax_servers = 4\n\n{}{}",
+        holding_service("one", a, "instances = 1"),
+        holding_service("each", b, "per_source = 1")
+    );
+    let daemon = Oxinetd::start(&config);
+    let held_one = hold(a, "127.0.0.1");
+    let held_each = hold(b, "127.0.0.1");
+    let held_each2 = hold(b, "127.0.0.2");
+
+    daemon.reload();
+    daemon.wait_for_log("reload: done");
+    // Three run: each check below meets one limit only.
+    assert_refused(&daemon, "one", a, "127.0.0.2", "service_limit");
+    assert_refused(&daemon, "each", b, "127.0.0.1", "per_source_limit");
+    let held_each3 = hold(b, "127.0.0.3");
+    assert_refused(&daemon, "each", b, "127.0.0.4", "process_limit");
+
+    // And they are released when those servers exit.
+    release(&daemon, held_one, "one", 1);
+    release(&daemon, held_each, "each", 1);
+    let again_one = hold(a, "127.0.0.2");
+    let again_each = hold(b, "127.0.0.1");
+    drop((held_each2, held_each3, again_one, again_each));
+}

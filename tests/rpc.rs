@@ -1,0 +1,185 @@
+//! RPC services: registered with the local rpcbind while the daemon runs (checked with
+//! `rpcinfo -p`, when an rpcbind answers on 127.0.0.1:111) and withdrawn when it stops;
+//! and the configuration errors of `rpc_number` / `rpc_version` (always).
+mod common;
+
+use std::io::ErrorKind;
+use std::net::{Ipv4Addr, UdpSocket};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Oxinetd, check, run_command, tcp_request, v4};
+
+/// A program number no real service registers.
+const PROGRAM: u32 = 300_999;
+
+/// A stream RPC service `rpcsvc` for PROGRAM with `extra` keys.
+fn rpc_service(extra: &str) -> String {
+    format!(
+        "[service.rpcsvc]\ntype = [\"RPC\", \"UNLISTED\"]\nsocket_type = \"stream\"\n\
+         protocol = \"tcp\"\nwait = false\nuser = \"root\"\nserver = \"/bin/sh\"\n\
+         server_args = [\"-c\", \"echo rpc-served\"]\n{extra}\n"
+    )
+}
+
+/// Whether `program` is on PATH.
+fn have(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
+}
+
+/// Whether a portmapper answers a NULL call (program 100000 version 2 procedure 0) on
+/// 127.0.0.1:111 over UDP within a second.
+fn portmapper_answers() -> bool {
+    let Ok(socket) = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)) else {
+        return false;
+    };
+    if socket.connect((Ipv4Addr::LOCALHOST, 111)).is_err() {
+        return false;
+    }
+    let xid: u32 = 0x6f78_6931 ^ std::process::id();
+    // xid, CALL, RPC version 2, program, version, procedure, AUTH_NONE cred and verifier.
+    let call: Vec<u8> = [xid, 0, 2, 100_000, 2, 0, 0, 0, 0, 0]
+        .iter()
+        .flat_map(|word| word.to_be_bytes())
+        .collect();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    for _ in 0..2 {
+        if socket.send(&call).is_err() {
+            return false;
+        }
+        match socket.recv(&mut buf) {
+            // xid echoed and REPLY (1).
+            Ok(n) if n >= 8 && buf[..4] == xid.to_be_bytes() && buf[4..8] == [0, 0, 0, 1] => {
+                return true;
+            }
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+/// `(version, protocol, port)` of every registration of PROGRAM, from `rpcinfo -p`.
+fn registrations() -> Vec<(u32, String, u16)> {
+    let output = run_command(
+        Command::new("rpcinfo").args(["-p", "127.0.0.1"]),
+        Duration::from_secs(10),
+    );
+    assert!(
+        output.status.success(),
+        "rpcinfo -p failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut found: Vec<(u32, String, u16)> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            // `   program vers proto   port  service`
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if words.len() < 4 || words[0] != PROGRAM.to_string() {
+                return None;
+            }
+            Some((
+                words[1].parse().ok()?,
+                words[2].to_owned(),
+                words[3].parse().ok()?,
+            ))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn rpc_service_is_registered_while_running_and_withdrawn_at_stop() {
+    if !have("rpcbind") || !have("rpcinfo") {
+        eprintln!("skipped: rpcbind or rpcinfo (package rpcbind) is not installed");
+        return;
+    }
+    if !portmapper_answers() {
+        eprintln!("skipped: no portmapper answers on 127.0.0.1:111/udp (rpcbind not running)");
+        return;
+    }
+    // A registration left by an earlier run that was killed would hide a missing one.
+    for version in ["1", "2"] {
+        let _ = run_command(
+            Command::new("rpcinfo").args(["-d", &PROGRAM.to_string(), version]),
+            Duration::from_secs(10),
+        );
+    }
+    assert_eq!(
+        registrations(),
+        [],
+        "precondition: {PROGRAM} not registered"
+    );
+
+    let daemon = Oxinetd::start(&rpc_service(&format!(
+        "rpc_number = {PROGRAM}\nrpc_version = \"1-2\""
+    )));
+    let found = registrations();
+    assert_eq!(found.len(), 2, "registrations of {PROGRAM}: {found:?}");
+    let port = found[0].2;
+    assert_eq!(
+        found,
+        [(1, "tcp".to_owned(), port), (2, "tcp".to_owned(), port)],
+        "registrations of {PROGRAM}"
+    );
+    // The registered port is the service's.
+    assert_eq!(tcp_request(v4(port), b""), b"rpc-served\n");
+
+    assert!(daemon.stop().success());
+    assert_eq!(registrations(), [], "{PROGRAM} still registered after stop");
+}
+
+#[test]
+fn valid_rpc_service_passes_the_check() {
+    let output = check(&rpc_service(&format!(
+        "rpc_number = {PROGRAM}\nrpc_version = \"1-2\""
+    )));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{said}");
+    assert!(said.contains("configuration OK: 1 service"), "{said}");
+}
+
+#[test]
+fn unlisted_rpc_service_without_rpc_number_is_a_config_error() {
+    let output = check(&rpc_service("rpc_version = \"1-2\""));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("service rpcsvc: ") && stderr.contains("rpc_number"),
+        "error does not name the service and rpc_number: {stderr}"
+    );
+}
+
+#[test]
+fn bad_rpc_version_is_a_config_error_naming_the_key() {
+    // The same service with a good version is valid: the version alone is wrong below.
+    let good = check(&rpc_service(&format!(
+        "rpc_number = {PROGRAM}\nrpc_version = \"3\""
+    )));
+    assert!(
+        good.status.success(),
+        "rpc_version = \"3\" rejected: {}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    for bad in ["3-1", "x", "1-", "-2", "1-2-3"] {
+        let output = check(&rpc_service(&format!(
+            "rpc_number = {PROGRAM}\nrpc_version = \"{bad}\""
+        )));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{bad:?}: {stderr}");
+        assert!(
+            stderr.contains("service rpcsvc: key rpc_version: "),
+            "{bad:?}: error does not name the key: {stderr}"
+        );
+    }
+}
