@@ -276,6 +276,13 @@ udp_addr() { if [ "$1" = inetd ]; then echo "[::1]:7"; else echo "[::1]:$(($(por
 
 declare -A DPID=()
 
+# Every daemon starts with the environment systemd gives a service (its default PATH),
+# not the shell's: oxinetd, xinetd and tcpserver pass their environment on to each
+# server, and execve copies it, so a long interactive environment (this benchmark's
+# machine had 35 variables, 1.3 KB) would make the figures depend on who ran the script.
+# (An array, not a function: the daemon must stay the process whose pid is taken.)
+DAEMON_ENV=(env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
+
 # start_peer PEER PHASE: starts the daemon on CPU 0, waits until it serves; sets DPID[PEER].
 start_peer() {
 	local peer=$1 phase=$2 conf=$WORK/$1-$2.conf dlog=$WORK/$1-$2.log p pid ok=1
@@ -288,7 +295,7 @@ start_peer() {
 	socat) [ -x "$SOCAT" ] || return 1; set -- "$SOCAT" "TCP-LISTEN:$p,reuseaddr,fork,bind=127.0.0.1,backlog=128" "EXEC:$ONELINE" ;;
 	floor) set -- "$FLOOR" "$p" "$ONELINE" ;;
 	esac
-	taskset -c "$DCPU" "$@" >"$dlog" 2>&1 </dev/null &
+	"${DAEMON_ENV[@]}" taskset -c "$DCPU" "$@" >"$dlog" 2>&1 </dev/null &
 	pid=$!
 	PIDS+=("$pid")
 	case $phase in
@@ -416,10 +423,10 @@ phase_thousand() {
 			local dlog=$WORK/$peer-1k-$i.log
 			if [ $peer = oxinetd ]; then
 				out=$("$LOADGEN" --mode start-ready --log "$dlog" --pattern "ready: " --timeout-ms 20000 -- \
-					taskset -c "$DCPU" "$OXINETD" -f "$WORK/ox1k.toml")
+					"${DAEMON_ENV[@]}" taskset -c "$DCPU" "$OXINETD" -f "$WORK/ox1k.toml")
 			else
 				out=$("$LOADGEN" --mode start-ready --log "$dlog" --pattern "Started working" --timeout-ms 20000 -- \
-					taskset -c "$DCPU" "$XINETD" -dontfork -filelog "$dlog" -f "$WORK/xi1k.conf")
+					"${DAEMON_ENV[@]}" taskset -c "$DCPU" "$XINETD" -dontfork -filelog "$dlog" -f "$WORK/xi1k.conf")
 			fi
 			pid=$(kv pid "$out")
 			[ -n "$pid" ] && PIDS+=("$pid")
