@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # benches/compare.sh: oxinetd side by side with xinetd, OpenBSD inetd, tcpserver, socat and
-# a minimal vfork accept loop (the floor), all in the same run, all spawning the same tiny
+# a minimal vfork accept loop (the floor; also run with setsid in the child, as
+# floor-setsid), all in the same run, all spawning the same tiny
 # static server (benches/oneline.c), driven by our own load generator (benches/loadgen).
 #
 # usage: benches/compare.sh [--short] [--runs N] [--duration SECS] [--no-install] [--keep]
@@ -159,6 +160,7 @@ port_of() {
 	case $1 in
 	oxinetd) echo $((BASE + 0)) ;; xinetd) echo $((BASE + 10)) ;; inetd) echo $((BASE + 20)) ;;
 	tcpserver) echo $((BASE + 30)) ;; socat) echo $((BASE + 40)) ;; floor) echo $((BASE + 50)) ;;
+	floor-setsid) echo $((BASE + 55)) ;;
 	esac
 }
 
@@ -294,6 +296,7 @@ start_peer() {
 	tcpserver) [ -x "$TCPSERVER" ] || return 1; set -- "$TCPSERVER" -c 1000 -b 128 -H -R -l0 127.0.0.1 "$p" "$ONELINE" ;;
 	socat) [ -x "$SOCAT" ] || return 1; set -- "$SOCAT" "TCP-LISTEN:$p,reuseaddr,fork,bind=127.0.0.1,backlog=128" "EXEC:$ONELINE" ;;
 	floor) set -- "$FLOOR" "$p" "$ONELINE" ;;
+	floor-setsid) set -- "$FLOOR" "$p" "$ONELINE" setsid ;;
 	esac
 	"${DAEMON_ENV[@]}" taskset -c "$DCPU" "$@" >"$dlog" 2>&1 </dev/null &
 	pid=$!
@@ -352,7 +355,7 @@ stop_all() {
 }
 
 # ---------------------------------------------------------------- workloads
-EXEC_PEERS="oxinetd floor xinetd inetd tcpserver socat"
+EXEC_PEERS="oxinetd floor floor-setsid xinetd inetd tcpserver socat"
 ECHO_PEERS="oxinetd xinetd inetd"
 
 phase_stream() {

@@ -1,10 +1,13 @@
 /* The floor of benches/compare.sh: the least a spawn-per-connection superserver can do.
  *
- * usage: floor PORT SERVER
+ * usage: floor PORT SERVER [setsid]
  * Listens on 127.0.0.1:PORT; per connection: accept4, vfork, dup2 onto fds 0-2, execve
  * SERVER with an empty environment; the parent closes the connection and reaps with
  * WNOHANG (so children's times land in cutime/cstime like the other peers'). No logging,
- * no limits, no identity change. */
+ * no limits, no identity change. With `setsid`, the child also starts a new session
+ * first, as oxinetd's, xinetd's and inetd's servers do: the same loop plus the one call
+ * whose cost is the kernel's (a scheduling autogroup per session where autogroups are
+ * on), shown as its own row. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,10 +21,11 @@
 
 int main(int argc, char **argv)
 {
-	if (argc != 3) {
-		fprintf(stderr, "usage: floor PORT SERVER\n");
+	if (argc < 3 || argc > 4 || (argc == 4 && strcmp(argv[3], "setsid") != 0)) {
+		fprintf(stderr, "usage: floor PORT SERVER [setsid]\n");
 		return 2;
 	}
+	int new_session = argc == 4;
 	int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	int one = 1;
 	setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -42,6 +46,8 @@ int main(int argc, char **argv)
 		}
 		pid_t pid = vfork();
 		if (pid == 0) {
+			if (new_session)
+				setsid();
 			dup2(fd, 0);
 			dup2(fd, 1);
 			dup2(fd, 2);
