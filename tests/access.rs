@@ -9,6 +9,7 @@ use std::fs;
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use common::{
     Launch, Oxinetd, check_file, count_lines, free_port, tcp_request_from, tempdir, toml_string,
@@ -376,37 +377,129 @@ fn hostname_entry_matches_the_confirmed_reverse_name() {
     assert_refused(&daemon, "svc", port, "127.0.0.2", "address");
 }
 
+/// Whether this process may run the daemon in a private mount namespace (root, unshare).
+fn can_unshare() -> bool {
+    Command::new("unshare")
+        .args(["--mount", "--", "true"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Starts `config` with `hosts` as the daemon's /etc/hosts: a bind mount in a mount
+/// namespace of its own, so the machine's file is untouched.
+fn start_with_hosts(setup: Setup, config: &str, hosts: &str) -> Oxinetd {
+    start_with_resolver(setup, config, hosts, None)
+}
+
+/// Like `start_with_hosts`, also with `resolv` as the daemon's /etc/resolv.conf.
+fn start_with_resolver(setup: Setup, config: &str, hosts: &str, resolv: Option<&str>) -> Oxinetd {
+    let hosts_path = setup.path("hosts");
+    fs::write(&hosts_path, hosts).unwrap();
+    let mut mount = format!("mount --bind {hosts_path} /etc/hosts");
+    if let Some(resolv) = resolv {
+        let resolv_path = setup.path("resolv.conf");
+        fs::write(&resolv_path, resolv).unwrap();
+        mount.push_str(&format!(" && mount --bind {resolv_path} /etc/resolv.conf"));
+    }
+    mount.push_str(" && exec \"$0\" \"$@\"");
+    let launch = Launch {
+        wrapper: vec!["unshare", "--mount", "--", "/bin/sh", "-c", &mount],
+        dir: Some(setup.dir),
+        ..Launch::default()
+    };
+    Oxinetd::start_with(config, launch)
+}
+
+/// A DNS server that never answers, on a loopback address of its own, port 53.
+fn silent_nameserver() -> (std::net::UdpSocket, String) {
+    for last in 1..=254u8 {
+        let addr = format!("127.53.{}.{last}", std::process::id() % 250);
+        if let Ok(socket) = std::net::UdpSocket::bind((addr.as_str(), 53)) {
+            return (socket, addr);
+        }
+    }
+    panic!("no free loopback address for a DNS server");
+}
+
+const TEST_HOSTS: &str = "127.0.0.1 localhost\n\
+                          127.0.0.5 box.example.test\n\
+                          127.0.0.6 notexample.test\n\
+                          127.0.0.7 box.other.test\n";
+
 #[test]
 fn domain_suffix_entry_matches_names_under_it() {
-    // Needs a loopback address whose name has a dot (like `box.localdomain`) in /etc/hosts.
-    let hosts = fs::read_to_string("/etc/hosts").unwrap_or_default();
-    let found = hosts.lines().find_map(|l| {
-        let mut fields = l.split('#').next()?.split_whitespace();
-        let addr = fields.next()?;
-        if !addr.starts_with("127.") {
-            return None;
-        }
-        let name = name_of(addr)?;
-        let dot = name.find('.')?;
-        resolves_to(&name, addr).then(|| (addr.to_owned(), name[dot..].to_owned()))
-    });
-    let Some((addr, suffix)) = found else {
-        eprintln!("skipped: no loopback address has a dotted name in /etc/hosts");
-        return;
-    };
-    let other = if addr == "127.0.0.254" {
-        "127.0.0.253"
-    } else {
-        "127.0.0.254"
-    };
-    if name_of(other).is_some() {
-        eprintln!("skipped: {other} has a name here");
+    if !can_unshare() {
+        eprintln!("skipped: cannot make a mount namespace for a private /etc/hosts");
         return;
     }
-    let keys = format!("only_from = [{}]", toml_string(&suffix));
-    let (daemon, port) = start_svc_on("0.0.0.0", &keys);
-    assert_served(port, &addr);
-    assert_refused(&daemon, "svc", port, other, "address");
+    let setup = Setup::new();
+    let (suffix, name, banned) = (free_port(), free_port(), free_port());
+    let config = [
+        setup.service(
+            "suffix",
+            suffix,
+            "0.0.0.0",
+            "only_from = [\".example.test\"]",
+        ),
+        setup.service("name", name, "0.0.0.0", "only_from = [\"box.other.test\"]"),
+        setup.service(
+            "banned",
+            banned,
+            "0.0.0.0",
+            "no_access = [\".example.test\"]",
+        ),
+    ]
+    .concat();
+    let daemon = start_with_hosts(setup, &config, TEST_HOSTS);
+    assert_served(suffix, "127.0.0.5");
+    // `notexample.test` ends with `example.test` but is not under `.example.test`.
+    assert_refused(&daemon, "suffix", suffix, "127.0.0.6", "address");
+    assert_refused(&daemon, "suffix", suffix, "127.0.0.7", "address");
+    assert_refused(&daemon, "suffix", suffix, "127.0.0.2", "address");
+    assert_served(name, "127.0.0.7");
+    assert_refused(&daemon, "name", name, "127.0.0.5", "address");
+    assert_refused(&daemon, "banned", banned, "127.0.0.5", "address");
+    assert_served(banned, "127.0.0.6");
+    assert_served(banned, "127.0.0.2");
+}
+
+#[test]
+fn address_in_no_access_beats_a_domain_in_only_from() {
+    // 127.0.0.5 is box.example.test: an address is at least as specific as a domain.
+    if !can_unshare() {
+        eprintln!("skipped: cannot make a mount namespace for a private /etc/hosts");
+        return;
+    }
+    let setup = Setup::new();
+    let port = free_port();
+    let config = setup.service(
+        "svc",
+        port,
+        "0.0.0.0",
+        "only_from = [\".example.test\", \"127.0.0.7\"]\nno_access = [\"127.0.0.5\"]",
+    );
+    let daemon = start_with_hosts(setup, &config, TEST_HOSTS);
+    assert_refused(&daemon, "svc", port, "127.0.0.5", "address");
+    assert_served(port, "127.0.0.7");
+}
+
+#[test]
+fn host_name_in_only_from_beats_a_network_in_no_access() {
+    if !can_unshare() {
+        eprintln!("skipped: cannot make a mount namespace for a private /etc/hosts");
+        return;
+    }
+    let setup = Setup::new();
+    let port = free_port();
+    let config = setup.service(
+        "svc",
+        port,
+        "0.0.0.0",
+        "only_from = [\"box.other.test\"]\nno_access = [\"127.0.0.0/8\"]",
+    );
+    let daemon = start_with_hosts(setup, &config, TEST_HOSTS);
+    assert_served(port, "127.0.0.7");
+    assert_refused(&daemon, "svc", port, "127.0.0.5", "address");
 }
 
 #[test]
@@ -806,4 +899,80 @@ fn defaults_supply_access_rules_a_service_leaves_unset() {
     // A service's own list replaces the default one.
     assert_served(own, "127.0.0.2");
     assert_refused(&daemon, "own", own, "127.0.0.1", "address");
+}
+
+/// The daemon with `svc` (only a name allowed) and `other` (open), its names resolved
+/// through a nameserver that never answers, `timeout` seconds per query.
+fn start_with_silent_dns(timeout: u32) -> (Oxinetd, std::net::UdpSocket, u16, u16) {
+    let (dns, dns_addr) = silent_nameserver();
+    let setup = Setup::new();
+    let (svc, other) = (free_port(), free_port());
+    let config = [
+        setup.service("svc", svc, "0.0.0.0", "only_from = [\"box.example.test\"]"),
+        setup.service("other", other, "0.0.0.0", ""),
+    ]
+    .concat();
+    let resolv = format!("nameserver {dns_addr}\noptions timeout:{timeout} attempts:1\n");
+    let daemon = start_with_resolver(setup, &config, TEST_HOSTS, Some(&resolv));
+    (daemon, dns, svc, other)
+}
+
+#[test]
+fn hostname_lookup_does_not_hold_up_other_connections() {
+    if !can_unshare() {
+        eprintln!("skipped: cannot make a mount namespace for a private resolver");
+        return;
+    }
+    let (daemon, dns, svc, other) = start_with_silent_dns(2);
+    // 127.0.0.2 has no line in the hosts file: its name is asked of the silent server.
+    let mut waiting = common::tcp_connect_from(ip("127.0.0.2"), common::v4(svc));
+    let mut query = [0u8; 512];
+    dns.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    dns.recv_from(&mut query)
+        .expect("the daemon asked the nameserver");
+
+    // While that lookup hangs, another connection is served...
+    assert_served(other, "127.0.0.3");
+    // ...and the first one is still waiting for its verdict.
+    waiting.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    match std::io::Read::read(&mut waiting, &mut byte) {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        other => panic!("the connection waiting for a lookup ended early: {other:?}"),
+    }
+    waiting.set_nonblocking(false).unwrap();
+    // No name: refused once the resolver gives up.
+    assert_eq!(common::read_to_eof(&mut waiting), b"");
+    daemon.wait_for_log("FAIL: svc address from=127.0.0.2");
+}
+
+#[test]
+fn hostname_lookup_gives_up_after_5_seconds() {
+    if !can_unshare() {
+        eprintln!("skipped: cannot make a mount namespace for a private resolver");
+        return;
+    }
+    let (daemon, dns, svc, _other) = start_with_silent_dns(30);
+    let started = Instant::now();
+    let mut waiting = common::tcp_connect_from(ip("127.0.0.2"), common::v4(svc));
+    let mut query = [0u8; 512];
+    dns.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    dns.recv_from(&mut query)
+        .expect("the daemon asked the nameserver");
+    assert_eq!(common::read_to_eof(&mut waiting), b"");
+    let took = started.elapsed();
+    assert!(
+        (Duration::from_millis(4500)..Duration::from_secs(9)).contains(&took),
+        "refused after {took:?}, not after the 5 s lookup timeout"
+    );
+    daemon.wait_for_log("FAIL: svc address from=127.0.0.2");
+    // A lookup still hanging in the resolver does not hold up the shutdown.
+    let stopping = Instant::now();
+    let status = daemon.stop();
+    assert!(status.success(), "shutdown: {status}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        stopping.elapsed()
+    );
 }
