@@ -976,3 +976,72 @@ fn hostname_lookup_gives_up_after_5_seconds() {
         stopping.elapsed()
     );
 }
+
+#[test]
+fn reload_while_a_lookup_is_pending() {
+    if !can_unshare() {
+        eprintln!("skipped: cannot make a mount namespace for a private resolver");
+        return;
+    }
+    let (daemon, dns, svc, other) = start_with_silent_dns(2);
+    let mut waiting = common::tcp_connect_from(ip("127.0.0.2"), common::v4(svc));
+    let mut query = [0u8; 512];
+    dns.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    dns.recv_from(&mut query)
+        .expect("the daemon asked the nameserver");
+
+    // `svc` goes away while its peer's name is being looked up.
+    let config = fs::read_to_string(daemon.config_path()).unwrap();
+    let other_at = config.find("[service.other]").expect("other in config");
+    daemon.write_config(&config[other_at..]);
+    daemon.reload();
+    daemon.wait_for_log("reload: done");
+
+    // The late verdict is harmless: the connection ends unserved, the daemon serves on.
+    assert_eq!(common::read_to_eof(&mut waiting), b"");
+    assert_served(other, "127.0.0.3");
+    let log = daemon.log();
+    assert!(!log.contains("START: svc"), "log:\n{log}");
+    let status = daemon.stop();
+    assert!(status.success(), "shutdown: {status}");
+}
+
+#[test]
+fn internal_services_send_banners_too() {
+    let dir = tempdir();
+    let banner = dir.path().join("banner");
+    let fail = dir.path().join("fail");
+    fs::write(&banner, "hi\n").unwrap();
+    fs::write(&fail, "no\n").unwrap();
+    let port = free_port();
+    let config = format!(
+        "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\nport = {port}\n\
+         bind = \"127.0.0.1\"\nonly_from = [\"127.0.0.1\"]\nbanner = {}\nbanner_fail = {}\n",
+        toml_string(banner.to_str().unwrap()),
+        toml_string(fail.to_str().unwrap())
+    );
+    let daemon = Oxinetd::start_with(
+        &config,
+        Launch {
+            dir: Some(dir),
+            ..Launch::default()
+        },
+    );
+    assert_eq!(
+        text(tcp_request_from(
+            ip("127.0.0.1"),
+            common::v4(port),
+            b"ping\n"
+        )),
+        "hi\nping\n"
+    );
+    assert_eq!(
+        text(tcp_request_from(
+            ip("127.0.0.2"),
+            common::v4(port),
+            b"ping\n"
+        )),
+        "hi\nno\n"
+    );
+    daemon.wait_for_log("FAIL: echo address from=127.0.0.2");
+}
