@@ -91,13 +91,14 @@ fn file_message(line: &str) -> &str {
     let (date, time) = stamp
         .split_once('@')
         .unwrap_or_else(|| panic!("stamp without '@': {line:?}"));
-    let check = |part: &str, sep: char, ranges: [(u32, u32); 3]| {
+    // xinetd's "%02d/%d/%d@%02d:%02d:%02d": month and day are not padded.
+    let check = |part: &str, sep: char, ranges: [(u32, u32); 3], widths: [&[usize]; 3]| {
         let fields: Vec<&str> = part.split(sep).collect();
         assert_eq!(fields.len(), 3, "bad stamp in {line:?}");
-        for (field, (low, high)) in fields.iter().zip(ranges) {
+        for ((field, (low, high)), width) in fields.iter().zip(ranges).zip(widths) {
             assert!(
-                field.len() == 2 && field.bytes().all(|b| b.is_ascii_digit()),
-                "stamp field {field:?} is not two digits in {line:?}"
+                width.contains(&field.len()) && field.bytes().all(|b| b.is_ascii_digit()),
+                "stamp field {field:?} has the wrong width in {line:?}"
             );
             let value: u32 = field.parse().unwrap();
             assert!(
@@ -106,8 +107,13 @@ fn file_message(line: &str) -> &str {
             );
         }
     };
-    check(date, '/', [(0, 99), (1, 12), (1, 31)]);
-    check(time, ':', [(0, 23), (0, 59), (0, 60)]);
+    check(
+        date,
+        '/',
+        [(0, 99), (1, 12), (1, 31)],
+        [&[2], &[1, 2], &[1, 2]],
+    );
+    check(time, ':', [(0, 23), (0, 59), (0, 60)], [&[2], &[2], &[2]]);
     message
 }
 
@@ -519,8 +525,9 @@ fn syslog_message(datagram: &str, pri: u32, daemon_pid: i32) -> String {
         .to_owned()
 }
 
-#[test]
-fn syslog_lines_go_to_syslog_socket_with_facility_and_level() {
+/// Serves `svc` with `log_type` (a SYSLOG one) sending to a unix datagram socket bound in
+/// the test's dir, connects once, and checks the START and EXIT datagrams carry `pri`.
+fn assert_syslog(log_type: &str, pri: u32) {
     let setup = Setup::new();
     let socket_path = setup.path("log.sock");
     // Bound before the daemon starts, as /dev/log is.
@@ -529,22 +536,22 @@ fn syslog_lines_go_to_syslog_socket_with_facility_and_level() {
         "syslog_socket = {}\n{}",
         toml_str(&socket_path),
         setup.service(&format!(
-            "log_type = \"SYSLOG local3 warning\"\n{}",
+            "log_type = {}\n{}",
+            toml_str(log_type),
             sh("echo $$")
         ))
     );
     let (daemon, port) = setup.start(&config);
     let pid = printed_pid(&output(port));
     let mut seen = Vec::new();
-    // local3 = 19, warning = 4: PRI 19 * 8 + 4.
     let start = recv_containing(&syslog, "START: svc", &mut seen);
     assert_eq!(
-        syslog_message(&start, 156, daemon.pid()),
+        syslog_message(&start, pri, daemon.pid()),
         format!("START: svc pid={pid} from=127.0.0.1")
     );
     let exit = recv_containing(&syslog, "EXIT: svc", &mut seen);
     assert_eq!(
-        durations_as_d(&syslog_message(&exit, 156, daemon.pid()), 1),
+        durations_as_d(&syslog_message(&exit, pri, daemon.pid()), 1),
         format!("EXIT: svc status=0 pid={pid} duration=D(sec)")
     );
     let stderr = daemon.log();
@@ -552,6 +559,18 @@ fn syslog_lines_go_to_syslog_socket_with_facility_and_level() {
         !stderr.contains("START: svc") && !stderr.contains("EXIT: svc"),
         "service lines also went to stderr:\n{stderr}"
     );
+}
+
+#[test]
+fn syslog_lines_go_to_syslog_socket_with_facility_and_level() {
+    // local3 = 19, warning = 4: PRI 19 * 8 + 4.
+    assert_syslog("SYSLOG local3 warning", 156);
+}
+
+#[test]
+fn syslog_level_defaults_to_info() {
+    // daemon = 3, info = 6: PRI 3 * 8 + 6.
+    assert_syslog("SYSLOG daemon", 30);
 }
 
 #[test]
@@ -596,9 +615,40 @@ fn sighup_reopens_the_log_file_so_it_can_be_rotated() {
 }
 
 #[test]
-fn file_hard_limit_stops_the_log_growing_and_the_service_goes_on() {
+fn reload_moves_a_services_lines_to_a_new_log_type() {
     let setup = Setup::new();
     let log = PathBuf::from(setup.path("svc.log"));
+    let plain = setup.service(&sh("echo $$"));
+    let with_file = setup.service(&format!(
+        "log_type = {}\n{}",
+        toml_str(&format!("FILE {}", log.display())),
+        sh("echo $$")
+    ));
+    let (daemon, port) = setup.start(&plain);
+    let first = printed_pid(&output(port));
+    daemon.wait_for_log(&format!("EXIT: svc status=0 pid={first}"));
+
+    daemon.write_config(&with_file);
+    daemon.reload();
+    let second = printed_pid(&output(port));
+    let messages = wait_file(&log, "EXIT: svc", 1);
+    assert_eq!(
+        with_prefix(&messages, "START:"),
+        [format!("START: svc pid={second} from=127.0.0.1")]
+    );
+    assert!(
+        !daemon.log().contains(&format!("pid={second}")),
+        "the new server's lines also went to stderr:\n{}",
+        daemon.log()
+    );
+}
+
+#[test]
+fn file_hard_limit_stops_the_log_growing_and_the_service_goes_on() {
+    let setup = Setup::new();
+    // Outside the daemon's dir, which `stop` removes.
+    let log_dir = tempdir();
+    let log = log_dir.path().join("svc.log");
     let config = setup.service(&format!(
         "log_type = {}\n{}",
         toml_str(&format!("FILE {} 1K 2K", log.display())),
@@ -740,12 +790,18 @@ fn userid_from_the_peers_identd_is_logged() {
     let queries = fake_identd(client_ip, "alice");
     let setup = Setup::new();
     let log = setup.path("svc.log");
-    let config = setup.service(&format!(
-        "log_type = {}\nlog_on_success = [\"PID\", \"HOST\", \"USERID\", \"EXIT\", \"DURATION\"]\n{}",
-        toml_str(&format!("FILE {log}")),
-        sh("echo served")
-    ));
-    let (_daemon, port) = setup.start(&config);
+    let idonly_port = free_port();
+    let config = format!(
+        "{}\n[service.idsvc]\nsocket_type = \"stream\"\nwait = false\nport = {idonly_port}\n\
+         flags = [\"IDONLY\"]\nlog_on_success = [\"HOST\", \"USERID\"]\n{}",
+        setup.service(&format!(
+            "log_type = {}\nlog_on_success = [\"PID\", \"HOST\", \"USERID\", \"EXIT\", \"DURATION\"]\n{}",
+            toml_str(&format!("FILE {log}")),
+            sh("echo served")
+        )),
+        sh("echo identified"),
+    );
+    let (daemon, port) = setup.start(&config);
     let mut stream = connect_from(client_ip, port);
     let client_port = stream.local_addr().unwrap().port();
     assert_eq!(read_to_eof(&mut stream), b"served\n");
@@ -768,6 +824,15 @@ fn userid_from_the_peers_identd_is_logged() {
         starts[0].ends_with(" from=127.0.0.113"),
         "START line {:?}",
         starts[0]
+    );
+
+    // IDONLY admits a peer whose identd answers.
+    let mut stream = connect_from(client_ip, idonly_port);
+    assert_eq!(read_to_eof(&mut stream), b"identified\n");
+    let stderr = daemon.wait_for_log("USERID: idsvc");
+    assert_eq!(
+        stderr_events(&stderr, "USERID: idsvc"),
+        ["USERID: idsvc alice"]
     );
 }
 

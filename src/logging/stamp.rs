@@ -61,13 +61,23 @@ pub fn push_rfc3339(out: &mut Vec<u8>, time: &Civil, millis: u32) {
     out.push(b'Z');
 }
 
-/// `26/11/23@17:20:16`: xinetd's FILE log stamp.
+/// 1 to 99 without a leading zero.
+fn push_unpadded(out: &mut Vec<u8>, n: u32) {
+    if n >= 10 {
+        push2(out, n);
+    } else {
+        push_digit(out, n);
+    }
+}
+
+/// `26/11/23@17:20:16`, `26/1/5@09:03:07`: xinetd's FILE log stamp.
 pub fn push_xinetd(out: &mut Vec<u8>, time: &Civil) {
+    // xinetd's own format: "%02d/%d/%d@": month and day are not padded.
     push2(out, time.year.rem_euclid(100) as u32);
     out.push(b'/');
-    push2(out, time.month);
+    push_unpadded(out, time.month);
     out.push(b'/');
-    push2(out, time.day);
+    push_unpadded(out, time.day);
     out.push(b'@');
     push_clock(out, time);
 }
@@ -162,8 +172,8 @@ mod tests {
     #[test]
     fn xinetd_file_stamp() {
         assert_eq!(xinetd(1_795_454_416), "26/11/23@17:20:16");
-        assert_eq!(xinetd(0), "70/01/01@00:00:00");
-        assert_eq!(xinetd(951_782_400), "00/02/29@00:00:00");
+        assert_eq!(xinetd(0), "70/1/1@00:00:00");
+        assert_eq!(xinetd(951_782_400), "00/2/29@00:00:00");
         assert_eq!(xinetd(1_704_067_199), "23/12/31@23:59:59");
     }
 
