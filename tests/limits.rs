@@ -333,3 +333,49 @@ fn servers_started_before_a_reload_still_count() {
     let again_each = hold(b, "127.0.0.1");
     drop((held_each2, held_each3, again_one, again_each));
 }
+
+/// `--check` on a service `svc` with `line` added (as line 7): exit 1 and an error naming
+/// file, line, service and `key`.
+fn assert_key_error(line: &str, key: &str) {
+    let dir = common::tempdir();
+    let path = dir.path().join("oxinetd.toml");
+    let config = format!(
+        "[service.svc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
+         server = \"/bin/cat\"\nport = {}\n{line}\n",
+        free_port()
+    );
+    fs::write(&path, &config).unwrap();
+    let out = common::check_file(&path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{line} accepted; stderr:\n{stderr}"
+    );
+    let want = format!("{}:7: service svc: key {key}: ", path.display());
+    assert!(
+        stderr.lines().any(|l| l.contains(&want)),
+        "no error line {want:?} for {line}; stderr:\n{stderr}"
+    );
+}
+
+#[test]
+fn max_servers_in_a_service_is_a_config_error() {
+    assert_key_error("max_servers = 2", "max_servers");
+}
+
+#[test]
+fn cps_needs_a_rate_and_a_pause() {
+    assert_key_error("cps = [2]", "cps");
+    assert_key_error("cps = \"2 1 3\"", "cps");
+    assert_key_error("cps = [0, 1]", "cps");
+}
+
+#[test]
+fn cps_as_one_string_works_like_the_array() {
+    let port = free_port();
+    let daemon = Oxinetd::start(&holding_service("svc", port, "cps = \"1 5\""));
+    let first = hold(port, "127.0.0.1");
+    assert_refused(&daemon, "svc", port, "127.0.0.1", "cps");
+    drop(first);
+}
