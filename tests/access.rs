@@ -1045,3 +1045,60 @@ fn internal_services_send_banners_too() {
     );
     daemon.wait_for_log("FAIL: echo address from=127.0.0.2");
 }
+
+#[test]
+fn access_times_bounds_are_inclusive_to_the_minute() {
+    // Ranges that end or start at this very minute; the result only counts if the minute
+    // did not change while the daemon decided, so a rollover means one more try.
+    for _ in 0..3 {
+        let now = i64::from(local_minutes());
+        let setup = Setup::new();
+        let (ends, starts, before) = (free_port(), free_port(), free_port());
+        let times =
+            |from: i64, to: i64| format!("access_times = [\"{}-{}\"]", hhmm(from), hhmm(to));
+        let config = [
+            setup.service("ends", ends, "127.0.0.1", &times(now - 60, now)),
+            setup.service("starts", starts, "127.0.0.1", &times(now, now + 60)),
+            setup.service("before", before, "127.0.0.1", &times(now - 60, now - 1)),
+        ]
+        .concat();
+        let daemon = setup.start(&config);
+        let out = |port| text(tcp_request_from(ip("127.0.0.1"), common::v4(port), b""));
+        let results = (out(ends), out(starts), out(before));
+        if i64::from(local_minutes()) != now {
+            continue;
+        }
+        assert_eq!(
+            results,
+            ("served\n".into(), "served\n".into(), String::new()),
+            "at {}: ranges ending at, starting at and ending just before now",
+            hhmm(now)
+        );
+        daemon.wait_for_log("FAIL: before time from=127.0.0.1");
+        return;
+    }
+    panic!("the minute changed during each of 3 tries");
+}
+
+#[test]
+fn factorized_last_octet_lists_single_hosts() {
+    let (daemon, port) = start_svc_on("0.0.0.0", "only_from = [\"127.0.0.{1,3}\"]");
+    assert_served(port, "127.0.0.1");
+    assert_served(port, "127.0.0.3");
+    assert_refused(&daemon, "svc", port, "127.0.0.2", "address");
+}
+
+#[test]
+fn ipv6_networks_never_match_ipv4_peers_on_a_dual_stack_service() {
+    let setup = Setup::new();
+    let (all6, link) = (free_port(), free_port());
+    let config = [
+        setup.service("all6", all6, "::", "only_from = [\"::/0\"]"),
+        setup.service("link", link, "::", "only_from = [\"fe80::/10\"]"),
+    ]
+    .concat();
+    let daemon = setup.start(&config);
+    assert_served(all6, "::1");
+    assert_refused(&daemon, "all6", all6, "127.0.0.1", "address");
+    assert_refused(&daemon, "link", link, "::1", "address");
+}

@@ -201,3 +201,64 @@ fn ipv6_peer_trips_a_dual_stack_sensor() {
     // The same host over IPv4 is another peer.
     assert_served(svc, "127.0.0.1", b"", b"served\n");
 }
+
+#[test]
+fn ipv4_peer_of_a_dual_stack_sensor_is_denied_on_ipv4_services() {
+    let (trap, svc, echo) = (free_port(), free_port(), free_port());
+    // Only the sensor is dual-stack: 127.0.0.2 reaches it as ::ffff:127.0.0.2.
+    let config = config(trap, svc, echo, "2").replacen(
+        "bind = \"127.0.0.1\"\ndeny_time",
+        "bind = \"::\"\ndeny_time",
+        1,
+    );
+    assert!(
+        config.contains("bind = \"::\""),
+        "test bug: sensor not dual-stack"
+    );
+    let daemon = Oxinetd::start(&config);
+    let line = touch(&daemon, trap, "127.0.0.2");
+    assert!(
+        line.contains("SENSOR: trap 127.0.0.2 denied for 2 minutes"),
+        "sensor line: {line}"
+    );
+    assert_refused(&daemon, "svc", svc, "127.0.0.2");
+    assert_refused(&daemon, "echo", echo, "127.0.0.2");
+}
+
+#[test]
+fn sensor_deny_list_applies_to_the_first_datagram_of_a_wait_service() {
+    let dir = common::tempdir();
+    let (trap, svc, echo, udp) = (free_port(), free_port(), free_port(), free_port());
+    // The server reads one datagram into a file named after its pid.
+    let script = format!(
+        "dd bs=65536 count=1 of={}/got-$$ 2>/dev/null",
+        dir.path().display()
+    );
+    let config = format!(
+        "{}\n[service.udp]\nsocket_type = \"dgram\"\nwait = true\nuser = \"root\"\n\
+         server = \"/bin/sh\"\nserver_args = {}\nport = {udp}\nbind = \"127.0.0.1\"\n",
+        config(trap, svc, echo, "2"),
+        toml_strings(&["-c", &script])
+    );
+    let daemon = Oxinetd::start_with(
+        &config,
+        common::Launch {
+            dir: Some(dir),
+            ..common::Launch::default()
+        },
+    );
+    touch(&daemon, trap, "127.0.0.2");
+    let denied = udp_socket_from(ip("127.0.0.2"));
+    denied.send_to(b"from two", v4(udp)).unwrap();
+    daemon.wait_for_log("FAIL: udp address from=127.0.0.2");
+    let other = udp_socket_from(ip("127.0.0.3"));
+    other.send_to(b"from three", v4(udp)).unwrap();
+    daemon.wait_for_log("EXIT: udp");
+    let got: Vec<String> = std::fs::read_dir(daemon.dir())
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("got-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert_eq!(got, ["from three"], "datagrams the servers read");
+}
