@@ -114,6 +114,20 @@ fn out_of_fds_pauses_accept_logs_once_does_not_spin_and_recovers() {
     assert_eq!(read_n(&mut late, 5), b"late\n");
     let fresh = tcp_request_from(ip("127.0.0.1"), v4(port), b"fresh\n");
     assert_eq!(fresh, b"fresh\n");
+    drop(late);
+
+    // A second episode is a new one: warned again.
+    let held: Vec<TcpStream> = (0..NOFILE + 8)
+        .map(|_| tcp_connect_from(ip("127.0.0.1"), v4(port)))
+        .collect();
+    common::wait_until(
+        "a second warning about accept",
+        Duration::from_secs(10),
+        || accept_warnings(&daemon.log()) >= 2,
+    );
+    drop(held);
+    let fresh = tcp_request_from(ip("127.0.0.1"), v4(port), b"again\n");
+    assert_eq!(fresh, b"again\n");
 }
 
 /// A process running as `nobody` for as long as this lives (then killed and reaped).
