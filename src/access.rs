@@ -401,7 +401,14 @@ fn parse_range(word: &str) -> Result<(u16, u16), String> {
     let (start, end) = word
         .split_once('-')
         .ok_or("a range is written HH:MM-HH:MM, like 08:00-17:00")?;
-    Ok((parse_time(start)?, parse_time(end)?))
+    let start = parse_time(start)?;
+    // xinetd's own example ends a range at 24:00: the end of the day.
+    let end = if end == "24:00" {
+        23 * 60 + 59
+    } else {
+        parse_time(end)?
+    };
+    Ok((start, end))
 }
 
 fn parse_time(text: &str) -> Result<u16, String> {
@@ -723,6 +730,8 @@ mod tests {
         times!("00:00-23:59", "23:59" => true);
         times!("12:00-12:00", "12:00" => true);
         times!("12:00-12:00", "12:01" => false);
+        times!("12:00-24:00", "23:59" => true);
+        times!("12:00-24:00", "00:00" => false);
     }
 
     #[test]

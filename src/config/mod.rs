@@ -241,6 +241,23 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
         config.broken.push(definition.id);
     }
     reject_tcpmux_clashes(&mut config);
+    let muxed = config.services.iter().find(|spec| spec.tcpmux.is_some());
+    let muxer = config.services.iter().any(|spec| {
+        matches!(
+            spec.program,
+            spec::Program::Internal(spec::Internal::TcpMux)
+        )
+    });
+    if let (Some(spec), false) = (muxed, muxer) {
+        config.warnings.push(ConfigError {
+            file: spec.file.clone(),
+            line: None,
+            service: Some(spec.id.clone()),
+            key: Some("type".to_string()),
+            message: "no tcpmux service is defined, so TCPMUX services cannot be reached"
+                .to_string(),
+        });
+    }
     config
 }
 

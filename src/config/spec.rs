@@ -196,9 +196,10 @@ impl Logging {
         self.pid || self.host || self.userid || self.exit || self.duration || self.traffic
     }
 
-    /// Whether an ident query is needed for every connection.
+    /// Whether an ident query is needed for every admitted connection. USERID in
+    /// `log_on_failure` asks nothing: refusals are decided without talking to the peer.
     pub fn wants_ident(&self) -> bool {
-        self.userid || self.failure_userid
+        self.userid
     }
 }
 

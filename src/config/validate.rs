@@ -233,12 +233,10 @@ fn build(
         }
     };
 
-    let access = access_rules(
-        attrs,
-        &flags,
-        wait && socket_type == SocketType::Stream,
-        report,
-    );
+    // Only an exec'd `wait` stream server accepts its own connections.
+    let server_accepts =
+        wait && socket_type == SocketType::Stream && matches!(program, Program::Exec(_));
+    let access = access_rules(attrs, &flags, server_accepts, report);
     let limits = limits(attrs, report);
     let logging = logging(attrs, &program, socket_type, report);
     let banners = banners(attrs, host, report);
@@ -351,13 +349,19 @@ fn access_rules(
         None => None,
     };
     if server_accepts && (!rules.is_open() || times.is_some()) {
-        let origin = attrs
-            .only_from
-            .as_ref()
-            .or(attrs.no_access.as_ref())
-            .map(|at| &at.origin);
+        let (key, origin) = [
+            ("only_from", attrs.only_from.as_ref().map(|at| &at.origin)),
+            ("no_access", attrs.no_access.as_ref().map(|at| &at.origin)),
+            (
+                "access_times",
+                attrs.access_times.as_ref().map(|at| &at.origin),
+            ),
+        ]
+        .into_iter()
+        .find(|(_, origin)| origin.is_some())
+        .unwrap_or(("only_from", None));
         report.warn(
-            "only_from",
+            key,
             origin,
             "a `wait = true` stream server accepts its own connections: oxinetd cannot check them",
         );

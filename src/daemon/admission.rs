@@ -164,7 +164,8 @@ impl Daemon {
             return;
         };
         let peer = remote.ip().to_canonical();
-        if let Some(banner) = &service.spec.banners.always {
+        // Through tcpmux the protocol's reply line must come first: banners wait.
+        if !via_tcpmux && let Some(banner) = &service.spec.banners.always {
             send_now(&fd, banner);
         }
         if let Program::Sensor(time) = service.spec.program {
@@ -317,11 +318,10 @@ impl Daemon {
         else {
             return;
         };
-        if let Some(banner) = &service.spec.banners.fail {
-            send_now(fd, banner);
-        }
         if via_tcpmux {
             send_now(fd, &tcpmux::refusal("Service not available"));
+        } else if let Some(banner) = &service.spec.banners.fail {
+            send_now(fd, banner);
         }
         if log {
             let service_log = service.log.clone();
@@ -360,11 +360,19 @@ impl Daemon {
         let Some(service) = self.service(index, generation) else {
             return;
         };
+        if via_tcpmux {
+            // TCPMUXPLUS: the daemon answers. TCPMUX: the server does, unless the daemon
+            // itself serves the connection.
+            let exec = matches!(service.spec.program, Program::Exec(_));
+            if service.spec.tcpmux == Some(TcpMux::Plus) || !exec {
+                send_now(&fd, tcpmux::GO);
+            }
+            if let Some(banner) = &service.spec.banners.always {
+                send_now(&fd, banner);
+            }
+        }
         if let Some(banner) = &service.spec.banners.success {
             send_now(&fd, banner);
-        }
-        if via_tcpmux && service.spec.tcpmux == Some(TcpMux::Plus) {
-            send_now(&fd, tcpmux::GO);
         }
         let peer = remote.ip().to_canonical();
         match &service.spec.program {
@@ -866,7 +874,9 @@ impl Daemon {
             Some(_) => {}
             None if required => {
                 self.lines.noid(&log, peer);
-                if let Some(service) = self.service(index, generation)
+                if parked.via_tcpmux {
+                    send_now(&parked.fd, &tcpmux::refusal("Service not available"));
+                } else if let Some(service) = self.service(index, generation)
                     && let Some(banner) = &service.spec.banners.fail
                 {
                     send_now(&parked.fd, banner);
