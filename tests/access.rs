@@ -424,7 +424,8 @@ fn silent_nameserver() -> (std::net::UdpSocket, String) {
 const TEST_HOSTS: &str = "127.0.0.1 localhost\n\
                           127.0.0.5 box.example.test\n\
                           127.0.0.6 notexample.test\n\
-                          127.0.0.7 box.other.test\n";
+                          127.0.0.7 box.other.test\n\
+                          127.0.0.8 example.test\n";
 
 #[test]
 fn domain_suffix_entry_matches_names_under_it() {
@@ -456,6 +457,8 @@ fn domain_suffix_entry_matches_names_under_it() {
     assert_refused(&daemon, "suffix", suffix, "127.0.0.6", "address");
     assert_refused(&daemon, "suffix", suffix, "127.0.0.7", "address");
     assert_refused(&daemon, "suffix", suffix, "127.0.0.2", "address");
+    // The domain's own name is not strictly inside it.
+    assert_refused(&daemon, "suffix", suffix, "127.0.0.8", "address");
     assert_served(name, "127.0.0.7");
     assert_refused(&daemon, "name", name, "127.0.0.5", "address");
     assert_refused(&daemon, "banned", banned, "127.0.0.5", "address");
@@ -702,7 +705,7 @@ fn host_bits_set_under_the_prefix_is_a_config_error() {
 
 #[test]
 fn bad_access_times_are_config_errors() {
-    for bad in ["25:00-26:00", "08:00", "08:60-09:00"] {
+    for bad in ["25:00-26:00", "08:00", "08:60-09:00", "24:00-01:00"] {
         let dir = tempdir();
         let path = dir.path().join("oxinetd.toml");
         let config = format!(
@@ -1101,4 +1104,121 @@ fn ipv6_networks_never_match_ipv4_peers_on_a_dual_stack_service() {
     assert_served(all6, "::1");
     assert_refused(&daemon, "all6", all6, "127.0.0.1", "address");
     assert_refused(&daemon, "link", link, "::1", "address");
+}
+
+#[test]
+fn host_names_are_case_insensitive_and_may_end_in_a_dot() {
+    if !can_unshare() {
+        eprintln!("skipped: cannot make a mount namespace for a private /etc/hosts");
+        return;
+    }
+    let setup = Setup::new();
+    let port = free_port();
+    let config = setup.service(
+        "svc",
+        port,
+        "0.0.0.0",
+        "only_from = [\"BOX.Example.TEST.\"]",
+    );
+    let daemon = start_with_hosts(setup, &config, TEST_HOSTS);
+    assert_served(port, "127.0.0.5");
+    assert_refused(&daemon, "svc", port, "127.0.0.7", "address");
+}
+
+#[test]
+fn ipv4_mapped_entries_are_ipv4_entries() {
+    let (daemon, port) = start_svc("only_from = [\"::ffff:127.0.0.2\", \"::ffff:127.1.0.0/112\"]");
+    assert_served(port, "127.0.0.2");
+    assert_served(port, "127.1.0.9");
+    assert_refused(&daemon, "svc", port, "127.0.0.3", "address");
+}
+
+#[test]
+fn only_trailing_zero_octets_are_wildcards() {
+    // 127.0.5.0 is 127.0.5.0/24: the 0 in the middle is a number.
+    let (daemon, port) = start_svc_on("0.0.0.0", "only_from = [\"127.0.5.0\"]");
+    assert_served(port, "127.0.5.9");
+    assert_refused(&daemon, "svc", port, "127.1.5.9", "address");
+}
+
+#[test]
+fn factorized_second_octet_gives_16_bit_networks() {
+    let (daemon, port) = start_svc_on("0.0.0.0", "only_from = [\"127.{0,1}\"]");
+    assert_served(port, "127.0.9.9");
+    assert_served(port, "127.1.2.3");
+    assert_refused(&daemon, "svc", port, "127.2.0.1", "address");
+}
+
+#[test]
+fn access_times_may_end_at_24_00() {
+    check_access_times("00:00-24:00", true);
+}
+
+#[test]
+fn empty_access_times_and_non_positive_max_load_are_config_errors() {
+    for (line, key) in [
+        ("access_times = []", "access_times"),
+        ("max_load = 0", "max_load"),
+        ("max_load = -1.5", "max_load"),
+    ] {
+        let dir = tempdir();
+        let path = dir.path().join("oxinetd.toml");
+        let config = format!(
+            "[service.svc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
+             server = \"/bin/cat\"\nport = {}\n{line}\n",
+            free_port()
+        );
+        fs::write(&path, &config).unwrap();
+        let out = check_file(&path);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{line} accepted; stderr:\n{stderr}"
+        );
+        let want = format!("{}:7: service svc: key {key}: ", path.display());
+        assert!(
+            stderr.lines().any(|l| l.contains(&want)),
+            "no error line {want:?} for {line}; stderr:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn address_is_checked_before_time() {
+    // Both refuse: the documented order says `address` decides.
+    let now = i64::from(local_minutes());
+    let keys = format!(
+        "only_from = [\"127.0.0.1\"]\naccess_times = [\"{}-{}\"]",
+        hhmm(now + 60),
+        hhmm(now - 60)
+    );
+    let (daemon, port) = start_svc_on("0.0.0.0", &keys);
+    assert_refused(&daemon, "svc", port, "127.0.0.2", "address");
+    assert_refused(&daemon, "svc", port, "127.0.0.1", "time");
+}
+
+#[test]
+fn refused_datagrams_are_logged_at_most_once_a_second() {
+    let port = free_port();
+    let daemon = Oxinetd::start(&format!(
+        "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"dgram\"\nwait = true\n\
+         port = {port}\nbind = \"127.0.0.1\"\nonly_from = [\"127.0.0.1\"]\n"
+    ));
+    let stranger = udp_socket_from(ip("127.0.0.2"));
+    for _ in 0..5 {
+        stranger.send_to(b"flood", common::v4(port)).unwrap();
+    }
+    // An answered datagram after the flood: the daemon has read the flood by then.
+    let friend = udp_socket_from(ip("127.0.0.1"));
+    friend.send_to(b"hello", common::v4(port)).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = friend.recv_from(&mut buf).expect("echo reply to 127.0.0.1");
+    assert_eq!(&buf[..n], b"hello");
+    let log = daemon.wait_for_log("FAIL: echo address from=127.0.0.2");
+    assert_eq!(
+        count_lines(&log, "FAIL: echo address"),
+        1,
+        "five refused datagrams within a second; log:\n{log}"
+    );
 }

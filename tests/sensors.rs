@@ -262,3 +262,93 @@ fn sensor_deny_list_applies_to_the_first_datagram_of_a_wait_service() {
         .collect();
     assert_eq!(got, ["from three"], "datagrams the servers read");
 }
+
+#[test]
+fn a_listed_peer_is_not_logged_again() {
+    let (daemon, ports) = start("2");
+    touch(&daemon, ports.trap, "127.0.0.2");
+    // A second touch is closed the same way, without a second SENSOR line.
+    let out = tcp_request_from(ip("127.0.0.2"), v4(ports.trap), b"again\n");
+    assert_eq!(String::from_utf8_lossy(&out), "", "the sensor sent data");
+    // A touch by another peer is a sync point: the daemon handled the second one before.
+    touch(&daemon, ports.trap, "127.0.0.3");
+    let log = daemon.log();
+    assert_eq!(
+        count_lines(&log, "SENSOR: trap 127.0.0.2 "),
+        1,
+        "log:\n{log}"
+    );
+}
+
+#[test]
+fn deny_time_never_logs_every_touch() {
+    let (daemon, ports) = start("\"NEVER\"");
+    touch(&daemon, ports.trap, "127.0.0.2");
+    touch(&daemon, ports.trap, "127.0.0.2");
+    let log = daemon.log();
+    assert_eq!(
+        count_lines(&log, "SENSOR: trap 127.0.0.2 logged only"),
+        2,
+        "log:\n{log}"
+    );
+}
+
+#[test]
+fn forever_deny_list_survives_a_reload() {
+    let (daemon, ports) = start("\"FOREVER\"");
+    touch(&daemon, ports.trap, "127.0.0.2");
+    daemon.reload();
+    daemon.wait_for_log("reload: done");
+    assert_refused(&daemon, "svc", ports.svc, "127.0.0.2");
+    assert_served(ports.svc, "127.0.0.3", b"", b"served\n");
+}
+
+#[test]
+fn sensor_ignores_its_own_access_rules_and_sends_its_banner() {
+    let dir = common::tempdir();
+    let banner = dir.path().join("banner");
+    std::fs::write(&banner, b"caught\r\n").unwrap();
+    let (trap, svc, echo) = (free_port(), free_port(), free_port());
+    let config = config(trap, svc, echo, "2").replacen(
+        "deny_time = 2\n",
+        &format!(
+            "deny_time = 2\nonly_from = [\"127.0.0.1\"]\nbanner = {}\n",
+            common::toml_string(banner.to_str().unwrap())
+        ),
+        1,
+    );
+    let daemon = Oxinetd::start_with(
+        &config,
+        common::Launch {
+            dir: Some(dir),
+            ..common::Launch::default()
+        },
+    );
+    let out = tcp_request_from(ip("127.0.0.2"), v4(trap), b"");
+    assert_eq!(String::from_utf8_lossy(&out), "caught\r\n");
+    daemon.wait_for_log("SENSOR: trap 127.0.0.2 denied for 2 minutes");
+    assert_refused(&daemon, "svc", svc, "127.0.0.2");
+    let log = daemon.log();
+    assert!(!log.contains("FAIL: trap"), "log:\n{log}");
+}
+
+#[test]
+fn sensor_with_a_server_is_a_config_error() {
+    let dir = common::tempdir();
+    let path = dir.path().join("oxinetd.toml");
+    let config = format!(
+        "[service.trap]\nflags = [\"SENSOR\"]\nsocket_type = \"stream\"\nport = {}\n\
+         user = \"root\"\nserver = \"/bin/cat\"\n",
+        free_port()
+    );
+    std::fs::write(&path, &config).unwrap();
+    let out = common::check_file(&path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("service trap: key server: ")),
+        "stderr:\n{stderr}"
+    );
+}
