@@ -631,3 +631,20 @@ pub fn toml_strings(items: &[&str]) -> String {
     let items: Vec<String> = items.iter().map(|s| toml_string(s)).collect();
     format!("[{}]", items.join(", "))
 }
+
+/// Like `free_port`, but never the same port twice in this test process: `free_port` only
+/// checks that a port is free *now*, so two tests running in parallel could both get a
+/// port before either daemon binds it.
+pub fn unique_free_port() -> u16 {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut guard = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let handed_out = guard.get_or_insert_with(HashSet::new);
+    loop {
+        let port = free_port();
+        if handed_out.insert(port) {
+            return port;
+        }
+    }
+}
