@@ -1,8 +1,10 @@
 //! Access control run against the binary: `only_from`/`no_access` (addresses, CIDR, xinetd's
-//! trailing-zero and factorized forms, IPv6, hostnames), `access_times` and banners.
+//! trailing-zero and factorized forms, IPv6, host names, domains), `access_times` and banners.
 //!
 //! Other peers are other loopback addresses (127.0.0.2, 127.1.0.1, ::1): the client binds
 //! one before connecting. A refused peer sees EOF (after `banner_fail`), never the server.
+//! Name tests give the daemon its own /etc/hosts (and a nameserver that never answers) by
+//! bind mounts in a private mount namespace, and skip where that is not allowed.
 mod common;
 
 use std::fs;
@@ -1221,4 +1223,49 @@ fn refused_datagrams_are_logged_at_most_once_a_second() {
         1,
         "five refused datagrams within a second; log:\n{log}"
     );
+}
+
+#[test]
+fn empty_string_only_from_denies_everyone() {
+    let (daemon, port) = start_svc("only_from = \"\"");
+    assert_refused(&daemon, "svc", port, "127.0.0.1", "address");
+}
+
+/// An internal dgram echo on 127.0.0.1 with `keys` drops a datagram from 127.0.0.1 with
+/// `FAIL: echo REASON from=127.0.0.1` and sends no reply.
+fn assert_datagram_refused(keys: &str, reason: &str) {
+    let port = unique_free_port();
+    let daemon = Oxinetd::start(&format!(
+        "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"dgram\"\nwait = true\n\
+         port = {port}\nbind = \"127.0.0.1\"\n{keys}\n"
+    ));
+    let client = udp_socket_from(ip("127.0.0.1"));
+    client.send_to(b"hello", common::v4(port)).unwrap();
+    daemon.wait_for_log(&format!("FAIL: echo {reason} from=127.0.0.1"));
+    client.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 64];
+    match client.recv_from(&mut buf) {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        other => panic!("a refused datagram got {other:?}"),
+    }
+}
+
+#[test]
+fn access_times_apply_to_internal_datagrams() {
+    let now = i64::from(local_minutes());
+    let keys = format!("access_times = [\"{}-{}\"]", hhmm(now + 60), hhmm(now - 60));
+    assert_datagram_refused(&keys, "time");
+}
+
+#[test]
+fn max_load_applies_to_internal_datagrams() {
+    let load: f64 = fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse().ok())
+        .expect("a load average");
+    if load < 0.05 {
+        eprintln!("skipped: the 1-minute load average is {load}, too close to 0");
+        return;
+    }
+    assert_datagram_refused("max_load = 0.00001", "load");
 }
