@@ -1269,3 +1269,35 @@ fn max_load_applies_to_internal_datagrams() {
     }
     assert_datagram_refused("max_load = 0.00001", "load");
 }
+
+#[test]
+fn limits_are_applied_after_a_name_lookup_not_before() {
+    // Two connections from one peer arrive together and both wait for its name: the
+    // per_source limit must still admit only one of them.
+    if !can_unshare() {
+        eprintln!("skipped: cannot make a mount namespace for a private /etc/hosts");
+        return;
+    }
+    let setup = Setup::new();
+    let port = unique_free_port();
+    let config = format!(
+        "[service.svc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
+         server = \"/bin/sh\"\nserver_args = {}\nport = {port}\nbind = \"0.0.0.0\"\n\
+         only_from = [\".example.test\"]\nper_source = 1\ninstances = 1\n",
+        toml_strings(&["-c", "echo hi; read line"])
+    );
+    let daemon = start_with_hosts(setup, &config, TEST_HOSTS);
+    let mut first = common::tcp_connect_from(ip("127.0.0.5"), common::v4(port));
+    let mut second = common::tcp_connect_from(ip("127.0.0.5"), common::v4(port));
+    // Whichever is admitted says hi and waits; the other is closed.
+    let mut outputs = Vec::new();
+    for stream in [&mut first, &mut second] {
+        let mut buf = [0u8; 16];
+        let n = std::io::Read::read(stream, &mut buf).unwrap_or(0);
+        outputs.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    outputs.sort();
+    assert_eq!(outputs, ["", "hi\n"], "two connections with per_source = 1");
+    let log = daemon.log();
+    assert_eq!(count_lines(&log, "START: svc"), 1, "log:\n{log}");
+}
