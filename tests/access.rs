@@ -14,8 +14,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    Launch, Oxinetd, check_file, count_lines, tcp_request_from, tempdir, toml_string, toml_strings,
-    udp_socket_from, unique_free_port,
+    Launch, Oxinetd, check_file, count_lines, free_port, tcp_request_from, tempdir, toml_string,
+    toml_strings, udp_socket_from,
 };
 
 /// The temp dir holding the config and the marker files servers leave behind.
@@ -68,7 +68,7 @@ fn ran(daemon: &Oxinetd, name: &str, from: &str) -> bool {
 /// One exec'd service `svc` with `keys` on `bind`; the daemon and the port.
 fn start_svc_on(bind: &str, keys: &str) -> (Oxinetd, u16) {
     let setup = Setup::new();
-    let port = unique_free_port();
+    let port = free_port();
     let config = setup.service("svc", port, bind, keys);
     (setup.start(&config), port)
 }
@@ -177,7 +177,7 @@ fn cidr_32_matches_exactly_one_address() {
 #[test]
 fn cidr_8_and_30_match_their_networks() {
     let setup = Setup::new();
-    let (wide, narrow, other) = (unique_free_port(), unique_free_port(), unique_free_port());
+    let (wide, narrow, other) = (free_port(), free_port(), free_port());
     let config = [
         setup.service("wide", wide, "0.0.0.0", "only_from = [\"127.0.0.0/8\"]"),
         setup.service(
@@ -200,7 +200,7 @@ fn cidr_8_and_30_match_their_networks() {
 #[test]
 fn trailing_zero_octets_are_wildcards() {
     let setup = Setup::new();
-    let (net8, net16) = (unique_free_port(), unique_free_port());
+    let (net8, net16) = (free_port(), free_port());
     let config = [
         setup.service("net8", net8, "0.0.0.0", "only_from = [\"127.0.0.0\"]"),
         setup.service("net16", net16, "0.0.0.0", "only_from = [\"127.1.0.0\"]"),
@@ -229,7 +229,7 @@ fn factorized_entry_expands_to_one_network_per_value() {
 #[test]
 fn zero_address_allows_every_ipv4_peer_but_no_ipv6_one() {
     let setup = Setup::new();
-    let (v4only, dual) = (unique_free_port(), unique_free_port());
+    let (v4only, dual) = (free_port(), free_port());
     let config = [
         setup.service("v4only", v4only, "0.0.0.0", "only_from = [\"0.0.0.0\"]"),
         setup.service("dual", dual, "::", "only_from = [\"0.0.0.0\"]"),
@@ -306,7 +306,7 @@ fn empty_only_from_denies_everyone_and_is_warned() {
 #[test]
 fn ipv6_entries_on_a_dual_stack_service() {
     let setup = Setup::new();
-    let (six, six_net, banned) = (unique_free_port(), unique_free_port(), unique_free_port());
+    let (six, six_net, banned) = (free_port(), free_port(), free_port());
     let config = [
         setup.service("six", six, "::", "only_from = [\"::1\"]"),
         setup.service("sixnet", six_net, "::", "only_from = [\"::1/128\"]"),
@@ -325,7 +325,7 @@ fn ipv6_entries_on_a_dual_stack_service() {
 #[test]
 fn ipv4_entries_match_ipv4_peers_on_a_dual_stack_service() {
     let setup = Setup::new();
-    let port = unique_free_port();
+    let port = free_port();
     let config = setup.service("svc", port, "::", "only_from = [\"127.0.0.0/24\"]");
     let daemon = setup.start(&config);
     assert_served(port, "127.0.0.1");
@@ -436,7 +436,7 @@ fn domain_suffix_entry_matches_names_under_it() {
         return;
     }
     let setup = Setup::new();
-    let (suffix, name, banned) = (unique_free_port(), unique_free_port(), unique_free_port());
+    let (suffix, name, banned) = (free_port(), free_port(), free_port());
     let config = [
         setup.service(
             "suffix",
@@ -476,7 +476,7 @@ fn address_in_no_access_beats_a_domain_in_only_from() {
         return;
     }
     let setup = Setup::new();
-    let port = unique_free_port();
+    let port = free_port();
     let config = setup.service(
         "svc",
         port,
@@ -495,7 +495,7 @@ fn host_name_in_only_from_beats_a_network_in_no_access() {
         return;
     }
     let setup = Setup::new();
-    let port = unique_free_port();
+    let port = free_port();
     let config = setup.service(
         "svc",
         port,
@@ -509,7 +509,7 @@ fn host_name_in_only_from_beats_a_network_in_no_access() {
 
 #[test]
 fn internal_stream_service_is_refused_too() {
-    let port = unique_free_port();
+    let port = free_port();
     let daemon = Oxinetd::start(&format!(
         "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\nport = {port}\n\
          bind = \"127.0.0.1\"\nonly_from = [\"127.0.0.1\"]\n"
@@ -533,7 +533,7 @@ fn internal_stream_service_is_refused_too() {
 
 #[test]
 fn internal_dgram_service_drops_refused_datagrams() {
-    let port = unique_free_port();
+    let port = free_port();
     let daemon = Oxinetd::start(&format!(
         "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"dgram\"\nwait = true\n\
          port = {port}\nbind = \"127.0.0.1\"\nonly_from = [\"127.0.0.1\"]\n"
@@ -564,7 +564,7 @@ fn internal_dgram_service_drops_refused_datagrams() {
 #[test]
 fn banners_are_sent_byte_for_byte() {
     let setup = Setup::new();
-    let port = unique_free_port();
+    let port = free_port();
     let banner: &[u8] = b"welcome\r\n\x00\xff";
     let success: &[u8] = b"you are in\n";
     let failure: &[u8] = b"\x01go away\r\n";
@@ -677,7 +677,7 @@ fn assert_bad_entry(key: &str, value: &str) {
     let config = format!(
         "[service.svc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
          server = \"/bin/cat\"\nport = {}\n{key} = [\"127.0.0.1\", {}]\n",
-        unique_free_port(),
+        free_port(),
         toml_string(value)
     );
     fs::write(&path, &config).unwrap();
@@ -713,7 +713,7 @@ fn bad_access_times_are_config_errors() {
         let config = format!(
             "[service.svc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
              server = \"/bin/cat\"\nport = {}\naccess_times = [{}]\n",
-            unique_free_port(),
+            free_port(),
             toml_string(bad)
         );
         fs::write(&path, &config).unwrap();
@@ -748,7 +748,7 @@ fn hostname_entry_in_no_access_refuses_that_host() {
 #[test]
 fn hostname_entries_never_match_datagrams() {
     // No lookups per datagram: a datagram from 127.0.0.1 does not match `localhost`.
-    let port = unique_free_port();
+    let port = free_port();
     let daemon = Oxinetd::start(&format!(
         "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"dgram\"\nwait = true\n\
          port = {port}\nbind = \"127.0.0.1\"\nonly_from = [\"localhost\", \"127.0.0.2\"]\n"
@@ -779,7 +779,7 @@ fn hostname_entries_never_match_datagrams() {
 fn wait_dgram_service_drops_a_refused_first_datagram_without_a_server() {
     // The server reads one datagram into a file named after its pid.
     let setup = Setup::new();
-    let port = unique_free_port();
+    let port = free_port();
     let script = format!(
         "dd bs=65536 count=1 of={}-$$ 2>/dev/null",
         setup.path("got")
@@ -812,7 +812,7 @@ fn wait_dgram_service_drops_a_refused_first_datagram_without_a_server() {
 #[test]
 fn access_rules_on_a_wait_stream_service_are_warned() {
     // The server accepts, so the daemon never sees the peer: the rule cannot be applied.
-    let port = unique_free_port();
+    let port = free_port();
     let daemon = Oxinetd::start(&format!(
         "[service.waiter]\nsocket_type = \"stream\"\nwait = true\nuser = \"root\"\n\
          server = \"/bin/cat\"\nport = {port}\nbind = \"127.0.0.1\"\n\
@@ -836,7 +836,7 @@ fn wait_stream_warning_names_the_key_that_is_set() {
     let config = format!(
         "[service.waiter]\nsocket_type = \"stream\"\nwait = true\nuser = \"root\"\n\
          server = \"/bin/cat\"\nport = {}\nno_access = [\"127.0.0.2\"]\n",
-        unique_free_port()
+        free_port()
     );
     fs::write(&path, &config).unwrap();
     let out = check_file(&path);
@@ -852,7 +852,7 @@ fn wait_stream_warning_names_the_key_that_is_set() {
 #[test]
 fn access_rules_follow_a_reload() {
     let setup = Setup::new();
-    let port = unique_free_port();
+    let port = free_port();
     let before = setup.service("svc", port, "127.0.0.1", "only_from = [\"127.0.0.1\"]");
     let after = setup.service("svc", port, "127.0.0.1", "only_from = [\"127.0.0.2\"]");
     let daemon = setup.start(&before);
@@ -869,7 +869,7 @@ fn access_rules_follow_a_reload() {
 #[test]
 fn banner_files_are_read_again_on_reload() {
     let setup = Setup::new();
-    let port = unique_free_port();
+    let port = free_port();
     let banner = setup.path("banner");
     fs::write(&banner, "old banner\n").unwrap();
     let keys = format!("banner = {}", toml_string(&banner));
@@ -892,7 +892,7 @@ fn banner_files_are_read_again_on_reload() {
 #[test]
 fn defaults_supply_access_rules_a_service_leaves_unset() {
     let setup = Setup::new();
-    let (plain, own) = (unique_free_port(), unique_free_port());
+    let (plain, own) = (free_port(), free_port());
     let config = format!(
         "[defaults]\nonly_from = [\"127.0.0.1\"]\n\n{}{}",
         setup.service("plain", plain, "127.0.0.1", ""),
@@ -911,7 +911,7 @@ fn defaults_supply_access_rules_a_service_leaves_unset() {
 fn start_with_silent_dns(timeout: u32) -> (Oxinetd, std::net::UdpSocket, u16, u16) {
     let (dns, dns_addr) = silent_nameserver();
     let setup = Setup::new();
-    let (svc, other) = (unique_free_port(), unique_free_port());
+    let (svc, other) = (free_port(), free_port());
     let config = [
         setup.service("svc", svc, "0.0.0.0", "only_from = [\"box.example.test\"]"),
         setup.service("other", other, "0.0.0.0", ""),
@@ -1018,7 +1018,7 @@ fn internal_services_send_banners_too() {
     let fail = dir.path().join("fail");
     fs::write(&banner, "hi\n").unwrap();
     fs::write(&fail, "no\n").unwrap();
-    let port = unique_free_port();
+    let port = free_port();
     let config = format!(
         "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\nport = {port}\n\
          bind = \"127.0.0.1\"\nonly_from = [\"127.0.0.1\"]\nbanner = {}\nbanner_fail = {}\n",
@@ -1058,7 +1058,7 @@ fn access_times_bounds_are_inclusive_to_the_minute() {
     for _ in 0..3 {
         let now = i64::from(local_minutes());
         let setup = Setup::new();
-        let (ends, starts, before) = (unique_free_port(), unique_free_port(), unique_free_port());
+        let (ends, starts, before) = (free_port(), free_port(), free_port());
         let times =
             |from: i64, to: i64| format!("access_times = [\"{}-{}\"]", hhmm(from), hhmm(to));
         let config = [
@@ -1096,7 +1096,7 @@ fn factorized_last_octet_lists_single_hosts() {
 #[test]
 fn ipv6_networks_never_match_ipv4_peers_on_a_dual_stack_service() {
     let setup = Setup::new();
-    let (all6, link) = (unique_free_port(), unique_free_port());
+    let (all6, link) = (free_port(), free_port());
     let config = [
         setup.service("all6", all6, "::", "only_from = [\"::/0\"]"),
         setup.service("link", link, "::", "only_from = [\"fe80::/10\"]"),
@@ -1115,7 +1115,7 @@ fn host_names_are_case_insensitive_and_may_end_in_a_dot() {
         return;
     }
     let setup = Setup::new();
-    let port = unique_free_port();
+    let port = free_port();
     let config = setup.service(
         "svc",
         port,
@@ -1168,7 +1168,7 @@ fn empty_access_times_and_non_positive_max_load_are_config_errors() {
         let config = format!(
             "[service.svc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
              server = \"/bin/cat\"\nport = {}\n{line}\n",
-            unique_free_port()
+            free_port()
         );
         fs::write(&path, &config).unwrap();
         let out = check_file(&path);
@@ -1202,7 +1202,7 @@ fn address_is_checked_before_time() {
 
 #[test]
 fn refused_datagrams_are_logged_at_most_once_a_second() {
-    let port = unique_free_port();
+    let port = free_port();
     let daemon = Oxinetd::start(&format!(
         "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"dgram\"\nwait = true\n\
          port = {port}\nbind = \"127.0.0.1\"\nonly_from = [\"127.0.0.1\"]\n"
@@ -1234,7 +1234,7 @@ fn empty_string_only_from_denies_everyone() {
 /// An internal dgram echo on 127.0.0.1 with `keys` drops a datagram from 127.0.0.1 with
 /// `FAIL: echo REASON from=127.0.0.1` and sends no reply.
 fn assert_datagram_refused(keys: &str, reason: &str) {
-    let port = unique_free_port();
+    let port = free_port();
     let daemon = Oxinetd::start(&format!(
         "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"dgram\"\nwait = true\n\
          port = {port}\nbind = \"127.0.0.1\"\n{keys}\n"
@@ -1279,7 +1279,7 @@ fn limits_are_applied_after_a_name_lookup_not_before() {
         return;
     }
     let setup = Setup::new();
-    let port = unique_free_port();
+    let port = free_port();
     let config = format!(
         "[service.svc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
          server = \"/bin/sh\"\nserver_args = {}\nport = {port}\nbind = \"0.0.0.0\"\n\

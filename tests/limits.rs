@@ -9,8 +9,8 @@ use std::net::{IpAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::{
-    Oxinetd, count_lines, read_to_eof, tcp_connect_from, tcp_request_from, toml_strings,
-    unique_free_port, v4,
+    Oxinetd, count_lines, free_port, read_to_eof, tcp_connect_from, tcp_request_from, toml_strings,
+    v4,
 };
 
 /// An exec'd stream nowait service `name` on 127.0.0.1:`port` with `keys`; its server prints
@@ -78,7 +78,7 @@ fn assert_refused(daemon: &Oxinetd, id: &str, port: u16, from: &str, reason: &st
 
 #[test]
 fn instances_limit_refuses_with_service_limit_until_a_server_exits() {
-    let port = unique_free_port();
+    let port = free_port();
     let daemon = Oxinetd::start(&holding_service("svc", port, "instances = 1"));
     let first = hold(port, "127.0.0.1");
     assert_refused(&daemon, "svc", port, "127.0.0.1", "service_limit");
@@ -91,7 +91,7 @@ fn instances_limit_refuses_with_service_limit_until_a_server_exits() {
 
 #[test]
 fn per_source_limits_each_peer_separately_until_its_server_exits() {
-    let port = unique_free_port();
+    let port = free_port();
     let daemon = Oxinetd::start(&holding_service("svc", port, "per_source = 1"));
     let first = hold(port, "127.0.0.1");
     assert_refused(&daemon, "svc", port, "127.0.0.1", "per_source_limit");
@@ -108,7 +108,7 @@ fn per_source_limits_each_peer_separately_until_its_server_exits() {
 
 #[test]
 fn per_source_unlimited_allows_many_from_one_peer() {
-    let port = unique_free_port();
+    let port = free_port();
     let daemon = Oxinetd::start(&holding_service("svc", port, "per_source = \"UNLIMITED\""));
     let held: Vec<TcpStream> = (0..4).map(|_| hold(port, "127.0.0.1")).collect();
     assert_eq!(count_lines(&daemon.log(), "FAIL: svc"), 0);
@@ -117,7 +117,7 @@ fn per_source_unlimited_allows_many_from_one_peer() {
 
 #[test]
 fn max_servers_counts_servers_of_all_services() {
-    let (a, b) = (unique_free_port(), unique_free_port());
+    let (a, b) = (free_port(), free_port());
     let config = format!(
         "[defaults]\nmax_servers = 2\n\n{}{}",
         holding_service("a", a, ""),
@@ -147,7 +147,7 @@ fn cps_episodes(log: &str, id: &str, from: &str) -> usize {
 
 #[test]
 fn cps_sheds_only_the_fast_peer_for_the_pause_and_logs_once() {
-    let port = unique_free_port();
+    let port = free_port();
     let daemon = Oxinetd::start(&format!(
         "[service.svc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
          server = \"/bin/sh\"\nserver_args = {}\nport = {port}\nbind = \"127.0.0.1\"\n\
@@ -236,7 +236,7 @@ fn max_load_refuses_at_or_above_the_load() {
         eprintln!("skipped: the 1-minute load average is {load}, too close to 0");
         return;
     }
-    let (low, high) = (unique_free_port(), unique_free_port());
+    let (low, high) = (free_port(), free_port());
     let config = format!(
         "{}{}",
         holding_service("low", low, "max_load = 0.00001"),
@@ -256,7 +256,7 @@ fn limit_refusals_get_the_banners_too() {
     let fail = dir.path().join("fail");
     fs::write(&banner, b"hello\r\n").unwrap();
     fs::write(&fail, b"busy\r\n").unwrap();
-    let (instances, per_source) = (unique_free_port(), unique_free_port());
+    let (instances, per_source) = (free_port(), free_port());
     let banners = format!(
         "banner = {}\nbanner_fail = {}",
         common::toml_string(banner.to_str().unwrap()),
@@ -293,7 +293,7 @@ fn limit_refusals_get_the_banners_too() {
 
 #[test]
 fn per_source_on_a_dual_stack_service_counts_ipv4_peers_as_ipv4() {
-    let port = unique_free_port();
+    let port = free_port();
     let config = holding_service("svc", port, "per_source = 1")
         .replace("bind = \"127.0.0.1\"", "bind = \"::\"");
     let daemon = Oxinetd::start(&config);
@@ -307,7 +307,7 @@ fn per_source_on_a_dual_stack_service_counts_ipv4_peers_as_ipv4() {
 
 #[test]
 fn servers_started_before_a_reload_still_count() {
-    let (a, b) = (unique_free_port(), unique_free_port());
+    let (a, b) = (free_port(), free_port());
     let config = format!(
         "[defaults]\nmax_servers = 4\n\n{}{}",
         holding_service("one", a, "instances = 1"),
@@ -342,7 +342,7 @@ fn assert_key_error(line: &str, key: &str) {
     let config = format!(
         "[service.svc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
          server = \"/bin/cat\"\nport = {}\n{line}\n",
-        unique_free_port()
+        free_port()
     );
     fs::write(&path, &config).unwrap();
     let out = common::check_file(&path);
@@ -373,7 +373,7 @@ fn cps_needs_a_rate_and_a_pause() {
 
 #[test]
 fn cps_as_one_string_works_like_the_array() {
-    let port = unique_free_port();
+    let port = free_port();
     let daemon = Oxinetd::start(&holding_service("svc", port, "cps = \"1 5\""));
     let first = hold(port, "127.0.0.1");
     assert_refused(&daemon, "svc", port, "127.0.0.1", "cps");
@@ -402,7 +402,7 @@ fn echo_session(port: u16, from: &str) -> TcpStream {
 
 #[test]
 fn instances_count_internal_stream_sessions() {
-    let port = unique_free_port();
+    let port = free_port();
     let daemon = Oxinetd::start(&echo_service(port, "instances = 1"));
     let session = echo_session(port, "127.0.0.1");
     assert_refused(&daemon, "echo", port, "127.0.0.2", "service_limit");
@@ -418,7 +418,7 @@ fn instances_count_internal_stream_sessions() {
 
 #[test]
 fn per_source_counts_internal_stream_sessions() {
-    let port = unique_free_port();
+    let port = free_port();
     let daemon = Oxinetd::start(&format!(
         "[service.discard]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\nport = {port}\n\
          bind = \"127.0.0.1\"\nper_source = 1\n"
@@ -434,7 +434,7 @@ fn per_source_counts_internal_stream_sessions() {
 
 #[test]
 fn max_servers_does_not_count_internal_sessions() {
-    let (svc, echo) = (unique_free_port(), unique_free_port());
+    let (svc, echo) = (free_port(), free_port());
     let config = format!(
         "[defaults]\nmax_servers = 1\n\n{}{}",
         holding_service("svc", svc, ""),
@@ -455,7 +455,7 @@ fn cps_shed_connections_get_banner_fail() {
     let dir = common::tempdir();
     let fail = dir.path().join("fail");
     fs::write(&fail, b"slow down\r\n").unwrap();
-    let port = unique_free_port();
+    let port = free_port();
     let config = holding_service(
         "svc",
         port,

@@ -11,8 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Launch, Oxinetd, count_lines, cpu_time, read_to_eof, tcp_connect_from, tcp_request_from,
-    tempdir, toml_strings, unique_free_port, v4,
+    Launch, Oxinetd, count_lines, cpu_time, free_port, read_to_eof, tcp_connect_from,
+    tcp_request_from, tempdir, toml_strings, v4,
 };
 
 /// How much CPU the daemon may use while an exhaustion episode lasts `EPISODE`: a busy loop
@@ -64,7 +64,7 @@ fn out_of_fds_pauses_accept_logs_once_does_not_spin_and_recovers() {
         return;
     }
     const NOFILE: usize = 32;
-    let port = unique_free_port();
+    let port = free_port();
     // The internal echo keeps every connection in the daemon: each one holds an fd there.
     let config = format!(
         "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\nport = {port}\n\
@@ -162,7 +162,7 @@ fn spawn_failure_is_logged_and_the_daemon_serves_on_without_spinning() {
         eprintln!("skipped: prlimit (util-linux) is not installed");
         return;
     }
-    let (limited, rooted, echo) = (unique_free_port(), unique_free_port(), unique_free_port());
+    let (limited, rooted, echo) = (free_port(), free_port(), free_port());
     // RLIMIT_NPROC = 0: root may still fork, and so may the daemon; a child that becomes
     // `nobody` cannot execve (EAGAIN) when `nobody` already has a process (the kernel
     // counts before the setuid): this test makes sure it has one.
@@ -226,7 +226,7 @@ fn server_killed_by_a_signal_is_logged_and_the_next_connection_served() {
         "if [ -e {f} ]; then echo ok; else touch {f}; kill -SEGV $$; fi",
         f = flag.display()
     );
-    let port = unique_free_port();
+    let port = free_port();
     let config = format!(
         "[service.svc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
          server = \"/bin/sh\"\nserver_args = {}\nport = {port}\nbind = \"127.0.0.1\"\n",
@@ -289,7 +289,7 @@ fn fork_failure_is_logged_once_per_episode_and_the_daemon_recovers() {
         eprintln!("skipped: no cgroup v1 pids controller to limit the daemon's processes");
         return;
     };
-    let (svc, echo) = (unique_free_port(), unique_free_port());
+    let (svc, echo) = (free_port(), free_port());
     let config = format!(
         "[service.svc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
          server = \"/bin/sh\"\nserver_args = {}\nport = {svc}\nbind = \"127.0.0.1\"\n\n\

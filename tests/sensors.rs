@@ -6,7 +6,7 @@ mod common;
 use std::net::IpAddr;
 
 use common::{
-    Oxinetd, count_lines, tcp_request_from, toml_strings, udp_socket_from, unique_free_port, v4,
+    Oxinetd, count_lines, free_port, tcp_request_from, toml_strings, udp_socket_from, v4,
 };
 
 fn ip(s: &str) -> IpAddr {
@@ -36,9 +36,9 @@ struct Ports {
 
 fn start(deny_time: &str) -> (Oxinetd, Ports) {
     let ports = Ports {
-        trap: unique_free_port(),
-        svc: unique_free_port(),
-        echo: unique_free_port(),
+        trap: free_port(),
+        svc: free_port(),
+        echo: free_port(),
     };
     let daemon = Oxinetd::start(&config(ports.trap, ports.svc, ports.echo, deny_time));
     (daemon, ports)
@@ -138,7 +138,7 @@ fn deny_time_never_only_logs() {
 
 #[test]
 fn dgram_sensor_trips_on_a_datagram() {
-    let (trap, svc, echo) = (unique_free_port(), unique_free_port(), unique_free_port());
+    let (trap, svc, echo) = (free_port(), free_port(), free_port());
     let config = config(trap, svc, echo, "2").replacen(
         "socket_type = \"stream\"\nwait = false\n",
         "socket_type = \"dgram\"\nwait = true\n",
@@ -158,7 +158,7 @@ fn dgram_sensor_trips_on_a_datagram() {
 
 #[test]
 fn sensor_deny_list_applies_to_internal_datagrams() {
-    let (trap, svc, echo) = (unique_free_port(), unique_free_port(), unique_free_port());
+    let (trap, svc, echo) = (free_port(), free_port(), free_port());
     // The stream echo of `config` becomes a dgram one.
     let config = config(trap, svc, echo, "2").replace(
         "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\n",
@@ -186,8 +186,8 @@ fn sensor_deny_list_applies_to_internal_datagrams() {
 
 #[test]
 fn ipv6_peer_trips_a_dual_stack_sensor() {
-    let (trap, svc) = (unique_free_port(), unique_free_port());
-    let config = config(trap, svc, unique_free_port(), "\"FOREVER\"")
+    let (trap, svc) = (free_port(), free_port());
+    let config = config(trap, svc, free_port(), "\"FOREVER\"")
         .replace("bind = \"127.0.0.1\"\n", "bind = \"::\"\n");
     let daemon = Oxinetd::start(&config);
     let out = tcp_request_from(ip("::1"), common::v6(trap), b"");
@@ -204,7 +204,7 @@ fn ipv6_peer_trips_a_dual_stack_sensor() {
 
 #[test]
 fn ipv4_peer_of_a_dual_stack_sensor_is_denied_on_ipv4_services() {
-    let (trap, svc, echo) = (unique_free_port(), unique_free_port(), unique_free_port());
+    let (trap, svc, echo) = (free_port(), free_port(), free_port());
     // Only the sensor is dual-stack: 127.0.0.2 reaches it as ::ffff:127.0.0.2.
     let config = config(trap, svc, echo, "2").replacen(
         "bind = \"127.0.0.1\"\ndeny_time",
@@ -228,12 +228,7 @@ fn ipv4_peer_of_a_dual_stack_sensor_is_denied_on_ipv4_services() {
 #[test]
 fn sensor_deny_list_applies_to_the_first_datagram_of_a_wait_service() {
     let dir = common::tempdir();
-    let (trap, svc, echo, udp) = (
-        unique_free_port(),
-        unique_free_port(),
-        unique_free_port(),
-        unique_free_port(),
-    );
+    let (trap, svc, echo, udp) = (free_port(), free_port(), free_port(), free_port());
     // The server reads one datagram into a file named after its pid.
     let script = format!(
         "dd bs=65536 count=1 of={}/got-$$ 2>/dev/null",
@@ -313,7 +308,7 @@ fn sensor_ignores_its_own_access_rules_and_sends_its_banner() {
     let dir = common::tempdir();
     let banner = dir.path().join("banner");
     std::fs::write(&banner, b"caught\r\n").unwrap();
-    let (trap, svc, echo) = (unique_free_port(), unique_free_port(), unique_free_port());
+    let (trap, svc, echo) = (free_port(), free_port(), free_port());
     let config = config(trap, svc, echo, "2").replacen(
         "deny_time = 2\n",
         &format!(
@@ -344,7 +339,7 @@ fn sensor_with_a_server_is_a_config_error() {
     let config = format!(
         "[service.trap]\nflags = [\"SENSOR\"]\nsocket_type = \"stream\"\nport = {}\n\
          user = \"root\"\nserver = \"/bin/cat\"\n",
-        unique_free_port()
+        free_port()
     );
     std::fs::write(&path, &config).unwrap();
     let out = common::check_file(&path);
