@@ -1,14 +1,17 @@
 //! Access control run against the binary: `only_from`/`no_access` (addresses, CIDR, xinetd's
-//! trailing-zero and factorized forms, IPv6, hostnames), `access_times` and banners.
+//! trailing-zero and factorized forms, IPv6, host names, domains), `access_times` and banners.
 //!
 //! Other peers are other loopback addresses (127.0.0.2, 127.1.0.1, ::1): the client binds
 //! one before connecting. A refused peer sees EOF (after `banner_fail`), never the server.
+//! Name tests give the daemon its own /etc/hosts (and a nameserver that never answers) by
+//! bind mounts in a private mount namespace, and skip where that is not allowed.
 mod common;
 
 use std::fs;
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use common::{
     Launch, Oxinetd, check_file, count_lines, free_port, tcp_request_from, tempdir, toml_string,
@@ -376,37 +379,132 @@ fn hostname_entry_matches_the_confirmed_reverse_name() {
     assert_refused(&daemon, "svc", port, "127.0.0.2", "address");
 }
 
+/// Whether this process may run the daemon in a private mount namespace (root, unshare).
+fn can_unshare() -> bool {
+    Command::new("unshare")
+        .args(["--mount", "--", "true"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Starts `config` with `hosts` as the daemon's /etc/hosts: a bind mount in a mount
+/// namespace of its own, so the machine's file is untouched.
+fn start_with_hosts(setup: Setup, config: &str, hosts: &str) -> Oxinetd {
+    start_with_resolver(setup, config, hosts, None)
+}
+
+/// Like `start_with_hosts`, also with `resolv` as the daemon's /etc/resolv.conf.
+fn start_with_resolver(setup: Setup, config: &str, hosts: &str, resolv: Option<&str>) -> Oxinetd {
+    let hosts_path = setup.path("hosts");
+    fs::write(&hosts_path, hosts).unwrap();
+    let mut mount = format!("mount --bind {hosts_path} /etc/hosts");
+    if let Some(resolv) = resolv {
+        let resolv_path = setup.path("resolv.conf");
+        fs::write(&resolv_path, resolv).unwrap();
+        mount.push_str(&format!(" && mount --bind {resolv_path} /etc/resolv.conf"));
+    }
+    mount.push_str(" && exec \"$0\" \"$@\"");
+    let launch = Launch {
+        wrapper: vec!["unshare", "--mount", "--", "/bin/sh", "-c", &mount],
+        dir: Some(setup.dir),
+        ..Launch::default()
+    };
+    Oxinetd::start_with(config, launch)
+}
+
+/// A DNS server that never answers, on a loopback address of its own, port 53.
+fn silent_nameserver() -> (std::net::UdpSocket, String) {
+    for last in 1..=254u8 {
+        let addr = format!("127.53.{}.{last}", std::process::id() % 250);
+        if let Ok(socket) = std::net::UdpSocket::bind((addr.as_str(), 53)) {
+            return (socket, addr);
+        }
+    }
+    panic!("no free loopback address for a DNS server");
+}
+
+const TEST_HOSTS: &str = "127.0.0.1 localhost\n\
+                          127.0.0.5 box.example.test\n\
+                          127.0.0.6 notexample.test\n\
+                          127.0.0.7 box.other.test\n\
+                          127.0.0.8 example.test\n";
+
 #[test]
 fn domain_suffix_entry_matches_names_under_it() {
-    // Needs a loopback address whose name has a dot (like `box.localdomain`) in /etc/hosts.
-    let hosts = fs::read_to_string("/etc/hosts").unwrap_or_default();
-    let found = hosts.lines().find_map(|l| {
-        let mut fields = l.split('#').next()?.split_whitespace();
-        let addr = fields.next()?;
-        if !addr.starts_with("127.") {
-            return None;
-        }
-        let name = name_of(addr)?;
-        let dot = name.find('.')?;
-        resolves_to(&name, addr).then(|| (addr.to_owned(), name[dot..].to_owned()))
-    });
-    let Some((addr, suffix)) = found else {
-        eprintln!("skipped: no loopback address has a dotted name in /etc/hosts");
-        return;
-    };
-    let other = if addr == "127.0.0.254" {
-        "127.0.0.253"
-    } else {
-        "127.0.0.254"
-    };
-    if name_of(other).is_some() {
-        eprintln!("skipped: {other} has a name here");
+    if !can_unshare() {
+        eprintln!("skipped: cannot make a mount namespace for a private /etc/hosts");
         return;
     }
-    let keys = format!("only_from = [{}]", toml_string(&suffix));
-    let (daemon, port) = start_svc_on("0.0.0.0", &keys);
-    assert_served(port, &addr);
-    assert_refused(&daemon, "svc", port, other, "address");
+    let setup = Setup::new();
+    let (suffix, name, banned) = (free_port(), free_port(), free_port());
+    let config = [
+        setup.service(
+            "suffix",
+            suffix,
+            "0.0.0.0",
+            "only_from = [\".example.test\"]",
+        ),
+        setup.service("name", name, "0.0.0.0", "only_from = [\"box.other.test\"]"),
+        setup.service(
+            "banned",
+            banned,
+            "0.0.0.0",
+            "no_access = [\".example.test\"]",
+        ),
+    ]
+    .concat();
+    let daemon = start_with_hosts(setup, &config, TEST_HOSTS);
+    assert_served(suffix, "127.0.0.5");
+    // `notexample.test` ends with `example.test` but is not under `.example.test`.
+    assert_refused(&daemon, "suffix", suffix, "127.0.0.6", "address");
+    assert_refused(&daemon, "suffix", suffix, "127.0.0.7", "address");
+    assert_refused(&daemon, "suffix", suffix, "127.0.0.2", "address");
+    // The domain's own name is not strictly inside it.
+    assert_refused(&daemon, "suffix", suffix, "127.0.0.8", "address");
+    assert_served(name, "127.0.0.7");
+    assert_refused(&daemon, "name", name, "127.0.0.5", "address");
+    assert_refused(&daemon, "banned", banned, "127.0.0.5", "address");
+    assert_served(banned, "127.0.0.6");
+    assert_served(banned, "127.0.0.2");
+}
+
+#[test]
+fn address_in_no_access_beats_a_domain_in_only_from() {
+    // 127.0.0.5 is box.example.test: an address is at least as specific as a domain.
+    if !can_unshare() {
+        eprintln!("skipped: cannot make a mount namespace for a private /etc/hosts");
+        return;
+    }
+    let setup = Setup::new();
+    let port = free_port();
+    let config = setup.service(
+        "svc",
+        port,
+        "0.0.0.0",
+        "only_from = [\".example.test\", \"127.0.0.7\"]\nno_access = [\"127.0.0.5\"]",
+    );
+    let daemon = start_with_hosts(setup, &config, TEST_HOSTS);
+    assert_refused(&daemon, "svc", port, "127.0.0.5", "address");
+    assert_served(port, "127.0.0.7");
+}
+
+#[test]
+fn host_name_in_only_from_beats_a_network_in_no_access() {
+    if !can_unshare() {
+        eprintln!("skipped: cannot make a mount namespace for a private /etc/hosts");
+        return;
+    }
+    let setup = Setup::new();
+    let port = free_port();
+    let config = setup.service(
+        "svc",
+        port,
+        "0.0.0.0",
+        "only_from = [\"box.other.test\"]\nno_access = [\"127.0.0.0/8\"]",
+    );
+    let daemon = start_with_hosts(setup, &config, TEST_HOSTS);
+    assert_served(port, "127.0.0.7");
+    assert_refused(&daemon, "svc", port, "127.0.0.5", "address");
 }
 
 #[test]
@@ -609,7 +707,7 @@ fn host_bits_set_under_the_prefix_is_a_config_error() {
 
 #[test]
 fn bad_access_times_are_config_errors() {
-    for bad in ["25:00-26:00", "08:00", "08:60-09:00"] {
+    for bad in ["25:00-26:00", "08:00", "08:60-09:00", "24:00-01:00"] {
         let dir = tempdir();
         let path = dir.path().join("oxinetd.toml");
         let config = format!(
@@ -806,4 +904,400 @@ fn defaults_supply_access_rules_a_service_leaves_unset() {
     // A service's own list replaces the default one.
     assert_served(own, "127.0.0.2");
     assert_refused(&daemon, "own", own, "127.0.0.1", "address");
+}
+
+/// The daemon with `svc` (only a name allowed) and `other` (open), its names resolved
+/// through a nameserver that never answers, `timeout` seconds per query.
+fn start_with_silent_dns(timeout: u32) -> (Oxinetd, std::net::UdpSocket, u16, u16) {
+    let (dns, dns_addr) = silent_nameserver();
+    let setup = Setup::new();
+    let (svc, other) = (free_port(), free_port());
+    let config = [
+        setup.service("svc", svc, "0.0.0.0", "only_from = [\"box.example.test\"]"),
+        setup.service("other", other, "0.0.0.0", ""),
+    ]
+    .concat();
+    let resolv = format!("nameserver {dns_addr}\noptions timeout:{timeout} attempts:1\n");
+    let daemon = start_with_resolver(setup, &config, TEST_HOSTS, Some(&resolv));
+    (daemon, dns, svc, other)
+}
+
+#[test]
+fn hostname_lookup_does_not_hold_up_other_connections() {
+    if !can_unshare() {
+        eprintln!("skipped: cannot make a mount namespace for a private resolver");
+        return;
+    }
+    let (daemon, dns, svc, other) = start_with_silent_dns(2);
+    // 127.0.0.2 has no line in the hosts file: its name is asked of the silent server.
+    let mut waiting = common::tcp_connect_from(ip("127.0.0.2"), common::v4(svc));
+    let mut query = [0u8; 512];
+    dns.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    dns.recv_from(&mut query)
+        .expect("the daemon asked the nameserver");
+
+    // While that lookup hangs, another connection is served...
+    assert_served(other, "127.0.0.3");
+    // ...and the first one is still waiting for its verdict.
+    waiting.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    match std::io::Read::read(&mut waiting, &mut byte) {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        other => panic!("the connection waiting for a lookup ended early: {other:?}"),
+    }
+    waiting.set_nonblocking(false).unwrap();
+    // No name: refused once the resolver gives up.
+    assert_eq!(common::read_to_eof(&mut waiting), b"");
+    daemon.wait_for_log("FAIL: svc address from=127.0.0.2");
+}
+
+#[test]
+fn hostname_lookup_gives_up_after_5_seconds() {
+    if !can_unshare() {
+        eprintln!("skipped: cannot make a mount namespace for a private resolver");
+        return;
+    }
+    let (daemon, dns, svc, _other) = start_with_silent_dns(30);
+    let started = Instant::now();
+    let mut waiting = common::tcp_connect_from(ip("127.0.0.2"), common::v4(svc));
+    let mut query = [0u8; 512];
+    dns.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    dns.recv_from(&mut query)
+        .expect("the daemon asked the nameserver");
+    assert_eq!(common::read_to_eof(&mut waiting), b"");
+    let took = started.elapsed();
+    assert!(
+        (Duration::from_millis(4500)..Duration::from_secs(9)).contains(&took),
+        "refused after {took:?}, not after the 5 s lookup timeout"
+    );
+    daemon.wait_for_log("FAIL: svc address from=127.0.0.2");
+    // A lookup still hanging in the resolver does not hold up the shutdown.
+    let stopping = Instant::now();
+    let status = daemon.stop();
+    assert!(status.success(), "shutdown: {status}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        stopping.elapsed()
+    );
+}
+
+#[test]
+fn reload_while_a_lookup_is_pending() {
+    if !can_unshare() {
+        eprintln!("skipped: cannot make a mount namespace for a private resolver");
+        return;
+    }
+    let (daemon, dns, svc, other) = start_with_silent_dns(2);
+    let mut waiting = common::tcp_connect_from(ip("127.0.0.2"), common::v4(svc));
+    let mut query = [0u8; 512];
+    dns.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    dns.recv_from(&mut query)
+        .expect("the daemon asked the nameserver");
+
+    // `svc` goes away while its peer's name is being looked up.
+    let config = fs::read_to_string(daemon.config_path()).unwrap();
+    let other_at = config.find("[service.other]").expect("other in config");
+    daemon.write_config(&config[other_at..]);
+    daemon.reload();
+    daemon.wait_for_log("reload: done");
+
+    // The late verdict is harmless: the connection ends unserved, the daemon serves on.
+    assert_eq!(common::read_to_eof(&mut waiting), b"");
+    assert_served(other, "127.0.0.3");
+    let log = daemon.log();
+    assert!(!log.contains("START: svc"), "log:\n{log}");
+    let status = daemon.stop();
+    assert!(status.success(), "shutdown: {status}");
+}
+
+#[test]
+fn internal_services_send_banners_too() {
+    let dir = tempdir();
+    let banner = dir.path().join("banner");
+    let fail = dir.path().join("fail");
+    fs::write(&banner, "hi\n").unwrap();
+    fs::write(&fail, "no\n").unwrap();
+    let port = free_port();
+    let config = format!(
+        "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\nport = {port}\n\
+         bind = \"127.0.0.1\"\nonly_from = [\"127.0.0.1\"]\nbanner = {}\nbanner_fail = {}\n",
+        toml_string(banner.to_str().unwrap()),
+        toml_string(fail.to_str().unwrap())
+    );
+    let daemon = Oxinetd::start_with(
+        &config,
+        Launch {
+            dir: Some(dir),
+            ..Launch::default()
+        },
+    );
+    assert_eq!(
+        text(tcp_request_from(
+            ip("127.0.0.1"),
+            common::v4(port),
+            b"ping\n"
+        )),
+        "hi\nping\n"
+    );
+    assert_eq!(
+        text(tcp_request_from(
+            ip("127.0.0.2"),
+            common::v4(port),
+            b"ping\n"
+        )),
+        "hi\nno\n"
+    );
+    daemon.wait_for_log("FAIL: echo address from=127.0.0.2");
+}
+
+#[test]
+fn access_times_bounds_are_inclusive_to_the_minute() {
+    // Ranges that end or start at this very minute; the result only counts if the minute
+    // did not change while the daemon decided, so a rollover means one more try.
+    for _ in 0..3 {
+        let now = i64::from(local_minutes());
+        let setup = Setup::new();
+        let (ends, starts, before) = (free_port(), free_port(), free_port());
+        let times =
+            |from: i64, to: i64| format!("access_times = [\"{}-{}\"]", hhmm(from), hhmm(to));
+        let config = [
+            setup.service("ends", ends, "127.0.0.1", &times(now - 60, now)),
+            setup.service("starts", starts, "127.0.0.1", &times(now, now + 60)),
+            setup.service("before", before, "127.0.0.1", &times(now - 60, now - 1)),
+        ]
+        .concat();
+        let daemon = setup.start(&config);
+        let out = |port| text(tcp_request_from(ip("127.0.0.1"), common::v4(port), b""));
+        let results = (out(ends), out(starts), out(before));
+        if i64::from(local_minutes()) != now {
+            continue;
+        }
+        assert_eq!(
+            results,
+            ("served\n".into(), "served\n".into(), String::new()),
+            "at {}: ranges ending at, starting at and ending just before now",
+            hhmm(now)
+        );
+        daemon.wait_for_log("FAIL: before time from=127.0.0.1");
+        return;
+    }
+    panic!("the minute changed during each of 3 tries");
+}
+
+#[test]
+fn factorized_last_octet_lists_single_hosts() {
+    let (daemon, port) = start_svc_on("0.0.0.0", "only_from = [\"127.0.0.{1,3}\"]");
+    assert_served(port, "127.0.0.1");
+    assert_served(port, "127.0.0.3");
+    assert_refused(&daemon, "svc", port, "127.0.0.2", "address");
+}
+
+#[test]
+fn ipv6_networks_never_match_ipv4_peers_on_a_dual_stack_service() {
+    let setup = Setup::new();
+    let (all6, link) = (free_port(), free_port());
+    let config = [
+        setup.service("all6", all6, "::", "only_from = [\"::/0\"]"),
+        setup.service("link", link, "::", "only_from = [\"fe80::/10\"]"),
+    ]
+    .concat();
+    let daemon = setup.start(&config);
+    assert_served(all6, "::1");
+    assert_refused(&daemon, "all6", all6, "127.0.0.1", "address");
+    assert_refused(&daemon, "link", link, "::1", "address");
+}
+
+#[test]
+fn host_names_are_case_insensitive_and_may_end_in_a_dot() {
+    if !can_unshare() {
+        eprintln!("skipped: cannot make a mount namespace for a private /etc/hosts");
+        return;
+    }
+    let setup = Setup::new();
+    let port = free_port();
+    let config = setup.service(
+        "svc",
+        port,
+        "0.0.0.0",
+        "only_from = [\"BOX.Example.TEST.\"]",
+    );
+    let daemon = start_with_hosts(setup, &config, TEST_HOSTS);
+    assert_served(port, "127.0.0.5");
+    assert_refused(&daemon, "svc", port, "127.0.0.7", "address");
+}
+
+#[test]
+fn ipv4_mapped_entries_are_ipv4_entries() {
+    let (daemon, port) = start_svc("only_from = [\"::ffff:127.0.0.2\", \"::ffff:127.1.0.0/112\"]");
+    assert_served(port, "127.0.0.2");
+    assert_served(port, "127.1.0.9");
+    assert_refused(&daemon, "svc", port, "127.0.0.3", "address");
+}
+
+#[test]
+fn only_trailing_zero_octets_are_wildcards() {
+    // 127.0.5.0 is 127.0.5.0/24: the 0 in the middle is a number.
+    let (daemon, port) = start_svc_on("0.0.0.0", "only_from = [\"127.0.5.0\"]");
+    assert_served(port, "127.0.5.9");
+    assert_refused(&daemon, "svc", port, "127.1.5.9", "address");
+}
+
+#[test]
+fn factorized_second_octet_gives_16_bit_networks() {
+    let (daemon, port) = start_svc_on("0.0.0.0", "only_from = [\"127.{0,1}\"]");
+    assert_served(port, "127.0.9.9");
+    assert_served(port, "127.1.2.3");
+    assert_refused(&daemon, "svc", port, "127.2.0.1", "address");
+}
+
+#[test]
+fn access_times_may_end_at_24_00() {
+    check_access_times("00:00-24:00", true);
+}
+
+#[test]
+fn empty_access_times_and_non_positive_max_load_are_config_errors() {
+    for (line, key) in [
+        ("access_times = []", "access_times"),
+        ("max_load = 0", "max_load"),
+        ("max_load = -1.5", "max_load"),
+    ] {
+        let dir = tempdir();
+        let path = dir.path().join("oxinetd.toml");
+        let config = format!(
+            "[service.svc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
+             server = \"/bin/cat\"\nport = {}\n{line}\n",
+            free_port()
+        );
+        fs::write(&path, &config).unwrap();
+        let out = check_file(&path);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{line} accepted; stderr:\n{stderr}"
+        );
+        let want = format!("{}:7: service svc: key {key}: ", path.display());
+        assert!(
+            stderr.lines().any(|l| l.contains(&want)),
+            "no error line {want:?} for {line}; stderr:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn address_is_checked_before_time() {
+    // Both refuse: the documented order says `address` decides.
+    let now = i64::from(local_minutes());
+    let keys = format!(
+        "only_from = [\"127.0.0.1\"]\naccess_times = [\"{}-{}\"]",
+        hhmm(now + 60),
+        hhmm(now - 60)
+    );
+    let (daemon, port) = start_svc_on("0.0.0.0", &keys);
+    assert_refused(&daemon, "svc", port, "127.0.0.2", "address");
+    assert_refused(&daemon, "svc", port, "127.0.0.1", "time");
+}
+
+#[test]
+fn refused_datagrams_are_logged_at_most_once_a_second() {
+    let port = free_port();
+    let daemon = Oxinetd::start(&format!(
+        "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"dgram\"\nwait = true\n\
+         port = {port}\nbind = \"127.0.0.1\"\nonly_from = [\"127.0.0.1\"]\n"
+    ));
+    let stranger = udp_socket_from(ip("127.0.0.2"));
+    for _ in 0..5 {
+        stranger.send_to(b"flood", common::v4(port)).unwrap();
+    }
+    // An answered datagram after the flood: the daemon has read the flood by then.
+    let friend = udp_socket_from(ip("127.0.0.1"));
+    friend.send_to(b"hello", common::v4(port)).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = friend.recv_from(&mut buf).expect("echo reply to 127.0.0.1");
+    assert_eq!(&buf[..n], b"hello");
+    let log = daemon.wait_for_log("FAIL: echo address from=127.0.0.2");
+    assert_eq!(
+        count_lines(&log, "FAIL: echo address"),
+        1,
+        "five refused datagrams within a second; log:\n{log}"
+    );
+}
+
+#[test]
+fn empty_string_only_from_denies_everyone() {
+    let (daemon, port) = start_svc("only_from = \"\"");
+    assert_refused(&daemon, "svc", port, "127.0.0.1", "address");
+}
+
+/// An internal dgram echo on 127.0.0.1 with `keys` drops a datagram from 127.0.0.1 with
+/// `FAIL: echo REASON from=127.0.0.1` and sends no reply.
+fn assert_datagram_refused(keys: &str, reason: &str) {
+    let port = free_port();
+    let daemon = Oxinetd::start(&format!(
+        "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"dgram\"\nwait = true\n\
+         port = {port}\nbind = \"127.0.0.1\"\n{keys}\n"
+    ));
+    let client = udp_socket_from(ip("127.0.0.1"));
+    client.send_to(b"hello", common::v4(port)).unwrap();
+    daemon.wait_for_log(&format!("FAIL: echo {reason} from=127.0.0.1"));
+    client.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 64];
+    match client.recv_from(&mut buf) {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        other => panic!("a refused datagram got {other:?}"),
+    }
+}
+
+#[test]
+fn access_times_apply_to_internal_datagrams() {
+    let now = i64::from(local_minutes());
+    let keys = format!("access_times = [\"{}-{}\"]", hhmm(now + 60), hhmm(now - 60));
+    assert_datagram_refused(&keys, "time");
+}
+
+#[test]
+fn max_load_applies_to_internal_datagrams() {
+    let load: f64 = fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse().ok())
+        .expect("a load average");
+    if load < 0.05 {
+        eprintln!("skipped: the 1-minute load average is {load}, too close to 0");
+        return;
+    }
+    assert_datagram_refused("max_load = 0.00001", "load");
+}
+
+#[test]
+fn limits_are_applied_after_a_name_lookup_not_before() {
+    // Two connections from one peer arrive together and both wait for its name: the
+    // per_source limit must still admit only one of them.
+    if !can_unshare() {
+        eprintln!("skipped: cannot make a mount namespace for a private /etc/hosts");
+        return;
+    }
+    let setup = Setup::new();
+    let port = free_port();
+    let config = format!(
+        "[service.svc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
+         server = \"/bin/sh\"\nserver_args = {}\nport = {port}\nbind = \"0.0.0.0\"\n\
+         only_from = [\".example.test\"]\nper_source = 1\ninstances = 1\n",
+        toml_strings(&["-c", "echo hi; read line"])
+    );
+    let daemon = start_with_hosts(setup, &config, TEST_HOSTS);
+    let mut first = common::tcp_connect_from(ip("127.0.0.5"), common::v4(port));
+    let mut second = common::tcp_connect_from(ip("127.0.0.5"), common::v4(port));
+    // Whichever is admitted says hi and waits; the other is closed.
+    let mut outputs = Vec::new();
+    for stream in [&mut first, &mut second] {
+        let mut buf = [0u8; 16];
+        let n = std::io::Read::read(stream, &mut buf).unwrap_or(0);
+        outputs.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    outputs.sort();
+    assert_eq!(outputs, ["", "hi\n"], "two connections with per_source = 1");
+    let log = daemon.log();
+    assert_eq!(count_lines(&log, "START: svc"), 1, "log:\n{log}");
 }

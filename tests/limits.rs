@@ -333,3 +333,149 @@ fn servers_started_before_a_reload_still_count() {
     let again_each = hold(b, "127.0.0.1");
     drop((held_each2, held_each3, again_one, again_each));
 }
+
+/// `--check` on a service `svc` with `line` added (as line 7): exit 1 and an error naming
+/// file, line, service and `key`.
+fn assert_key_error(line: &str, key: &str) {
+    let dir = common::tempdir();
+    let path = dir.path().join("oxinetd.toml");
+    let config = format!(
+        "[service.svc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
+         server = \"/bin/cat\"\nport = {}\n{line}\n",
+        free_port()
+    );
+    fs::write(&path, &config).unwrap();
+    let out = common::check_file(&path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{line} accepted; stderr:\n{stderr}"
+    );
+    let want = format!("{}:7: service svc: key {key}: ", path.display());
+    assert!(
+        stderr.lines().any(|l| l.contains(&want)),
+        "no error line {want:?} for {line}; stderr:\n{stderr}"
+    );
+}
+
+#[test]
+fn max_servers_in_a_service_is_a_config_error() {
+    assert_key_error("max_servers = 2", "max_servers");
+}
+
+#[test]
+fn cps_needs_a_rate_and_a_pause() {
+    assert_key_error("cps = [2]", "cps");
+    assert_key_error("cps = \"2 1 3\"", "cps");
+    assert_key_error("cps = [0, 1]", "cps");
+}
+
+#[test]
+fn cps_as_one_string_works_like_the_array() {
+    let port = free_port();
+    let daemon = Oxinetd::start(&holding_service("svc", port, "cps = \"1 5\""));
+    let first = hold(port, "127.0.0.1");
+    assert_refused(&daemon, "svc", port, "127.0.0.1", "cps");
+    drop(first);
+}
+
+/// An internal stream `echo` on 127.0.0.1:`port` with `keys`.
+fn echo_service(port: u16, keys: &str) -> String {
+    format!(
+        "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\nport = {port}\n\
+         bind = \"127.0.0.1\"\n{keys}\n\n"
+    )
+}
+
+/// An echo session from `from` that has echoed once, so the daemon has admitted it.
+fn echo_session(port: u16, from: &str) -> TcpStream {
+    let mut stream = tcp_connect_from(ip(from), v4(port));
+    stream.write_all(b"up\n").unwrap();
+    assert_eq!(
+        read_line(&mut stream),
+        "up\n",
+        "echo from {from} not served"
+    );
+    stream
+}
+
+#[test]
+fn instances_count_internal_stream_sessions() {
+    let port = free_port();
+    let daemon = Oxinetd::start(&echo_service(port, "instances = 1"));
+    let session = echo_session(port, "127.0.0.1");
+    assert_refused(&daemon, "echo", port, "127.0.0.2", "service_limit");
+    drop(session);
+    // The session ends when its client goes: the slot is free again. (No log line marks
+    // the moment, so this polls.)
+    common::wait_until(
+        "a new echo session after the first ended",
+        Duration::from_secs(10),
+        || tcp_request_from(ip("127.0.0.2"), v4(port), b"x\n") == b"x\n",
+    );
+}
+
+#[test]
+fn per_source_counts_internal_stream_sessions() {
+    let port = free_port();
+    let daemon = Oxinetd::start(&format!(
+        "[service.discard]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\nport = {port}\n\
+         bind = \"127.0.0.1\"\nper_source = 1\n"
+    ));
+    // discard says nothing: its START lines show the sessions admitted.
+    let first = tcp_connect_from(ip("127.0.0.1"), v4(port));
+    daemon.wait_for_log("START: discard pid=0 from=127.0.0.1");
+    assert_refused(&daemon, "discard", port, "127.0.0.1", "per_source_limit");
+    let other = tcp_connect_from(ip("127.0.0.2"), v4(port));
+    daemon.wait_for_log("START: discard pid=0 from=127.0.0.2");
+    drop((first, other));
+}
+
+#[test]
+fn max_servers_does_not_count_internal_sessions() {
+    let (svc, echo) = (free_port(), free_port());
+    let config = format!(
+        "[defaults]\nmax_servers = 1\n\n{}{}",
+        holding_service("svc", svc, ""),
+        echo_service(echo, "")
+    );
+    let daemon = Oxinetd::start(&config);
+    let session = echo_session(echo, "127.0.0.1");
+    // The echo session does not use up the one server slot...
+    let server = hold(svc, "127.0.0.1");
+    // ...and the full slot does not stop more echo sessions.
+    let second = echo_session(echo, "127.0.0.2");
+    assert_refused(&daemon, "svc", svc, "127.0.0.3", "process_limit");
+    drop((session, server, second));
+}
+
+#[test]
+fn cps_shed_connections_get_banner_fail() {
+    let dir = common::tempdir();
+    let fail = dir.path().join("fail");
+    fs::write(&fail, b"slow down\r\n").unwrap();
+    let port = free_port();
+    let config = holding_service(
+        "svc",
+        port,
+        &format!(
+            "cps = [1, 5]\nbanner_fail = {}",
+            common::toml_string(fail.to_str().unwrap())
+        ),
+    );
+    let daemon = Oxinetd::start_with(
+        &config,
+        common::Launch {
+            dir: Some(dir),
+            ..common::Launch::default()
+        },
+    );
+    let first = hold(port, "127.0.0.2");
+    for _ in 0..2 {
+        let out = tcp_request_from(ip("127.0.0.2"), v4(port), b"");
+        assert_eq!(String::from_utf8_lossy(&out), "slow down\r\n");
+    }
+    daemon.wait_for_log("FAIL: svc cps from=127.0.0.2");
+    drop(first);
+}

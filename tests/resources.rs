@@ -114,6 +114,20 @@ fn out_of_fds_pauses_accept_logs_once_does_not_spin_and_recovers() {
     assert_eq!(read_n(&mut late, 5), b"late\n");
     let fresh = tcp_request_from(ip("127.0.0.1"), v4(port), b"fresh\n");
     assert_eq!(fresh, b"fresh\n");
+    drop(late);
+
+    // A second episode is a new one: warned again.
+    let held: Vec<TcpStream> = (0..NOFILE + 8)
+        .map(|_| tcp_connect_from(ip("127.0.0.1"), v4(port)))
+        .collect();
+    common::wait_until(
+        "a second warning about accept",
+        Duration::from_secs(10),
+        || accept_warnings(&daemon.log()) >= 2,
+    );
+    drop(held);
+    let fresh = tcp_request_from(ip("127.0.0.1"), v4(port), b"again\n");
+    assert_eq!(fresh, b"again\n");
 }
 
 /// A process running as `nobody` for as long as this lives (then killed and reaped).
@@ -234,4 +248,123 @@ fn server_killed_by_a_signal_is_logged_and_the_next_connection_served() {
     );
     assert_eq!(tcp_request_from(ip("127.0.0.1"), v4(port), b""), b"ok\n");
     daemon.wait_for_log("EXIT: svc status=0");
+}
+
+/// A cgroup (v1 `pids` controller) of its own, removed on drop: a way to make `fork` fail
+/// for the daemon even as root.
+struct PidsCgroup(std::path::PathBuf);
+
+impl PidsCgroup {
+    /// `None` where the pids controller is not mounted at /sys/fs/cgroup/pids or not ours.
+    fn create() -> Option<PidsCgroup> {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::path::PathBuf::from(format!(
+            "/sys/fs/cgroup/pids/oxinetd-test-{}-{n}",
+            std::process::id()
+        ));
+        fs::create_dir(&path).ok()?;
+        let cgroup = PidsCgroup(path);
+        cgroup.0.join("pids.max").exists().then_some(cgroup)
+    }
+
+    fn procs(&self) -> String {
+        self.0.join("cgroup.procs").display().to_string()
+    }
+
+    fn set_max(&self, max: &str) {
+        fs::write(self.0.join("pids.max"), max).expect("write pids.max");
+    }
+}
+
+impl Drop for PidsCgroup {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn fork_failure_is_logged_once_per_episode_and_the_daemon_recovers() {
+    let Some(cgroup) = PidsCgroup::create() else {
+        eprintln!("skipped: no cgroup v1 pids controller to limit the daemon's processes");
+        return;
+    };
+    let (svc, echo) = (free_port(), free_port());
+    let config = format!(
+        "[service.svc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
+         server = \"/bin/sh\"\nserver_args = {}\nport = {svc}\nbind = \"127.0.0.1\"\n\n\
+         [service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\nport = {echo}\n\
+         bind = \"127.0.0.1\"\n",
+        toml_strings(&["-c", "echo served"])
+    );
+    let join = format!("echo $$ > {} && exec \"$0\" \"$@\"", cgroup.procs());
+    let daemon = Oxinetd::start_with(
+        &config,
+        Launch {
+            wrapper: vec!["/bin/sh", "-c", &join],
+            ..Launch::default()
+        },
+    );
+    let served = || tcp_request_from(ip("127.0.0.1"), v4(svc), b"") == b"served\n";
+    assert!(served(), "served before the limit");
+    let fork_fails = |log: &str| count_lines(log, "FAIL: svc fork from=127.0.0.1");
+
+    // No room for one more process: every clone fails with EAGAIN.
+    let tasks = fs::read_dir(format!("/proc/{}/task", daemon.pid()))
+        .expect("list the daemon's threads")
+        .count();
+    cgroup.set_max(&tasks.to_string());
+    let out = tcp_request_from(ip("127.0.0.1"), v4(svc), b"");
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "",
+        "served without a process"
+    );
+    common::wait_until("FAIL: svc fork", Duration::from_secs(10), || {
+        fork_fails(&daemon.log()) >= 1
+    });
+    let used = cpu_over_episode(&daemon, || {
+        let out = tcp_request_from(ip("127.0.0.1"), v4(svc), b"");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "",
+            "served without a process"
+        );
+    });
+    assert!(
+        used < CPU_BUDGET,
+        "the daemon used {used:?} of CPU in {EPISODE:?} of failing forks"
+    );
+    assert_eq!(
+        tcp_request_from(ip("127.0.0.1"), v4(echo), b"ping\n"),
+        b"ping\n",
+        "the internal echo needs no process"
+    );
+    let log = daemon.log();
+    assert_eq!(
+        fork_fails(&log),
+        1,
+        "one FAIL line per episode; log:\n{log}"
+    );
+
+    // Room again: served again (after the back-off).
+    cgroup.set_max("max");
+    common::wait_until(
+        "svc served after the limit went",
+        Duration::from_secs(10),
+        served,
+    );
+
+    // A new episode is logged again.
+    cgroup.set_max(&tasks.to_string());
+    let out = tcp_request_from(ip("127.0.0.1"), v4(svc), b"");
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "",
+        "served without a process"
+    );
+    common::wait_until("a second FAIL: svc fork", Duration::from_secs(10), || {
+        fork_fails(&daemon.log()) >= 2
+    });
+    cgroup.set_max("max");
 }

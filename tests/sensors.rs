@@ -201,3 +201,154 @@ fn ipv6_peer_trips_a_dual_stack_sensor() {
     // The same host over IPv4 is another peer.
     assert_served(svc, "127.0.0.1", b"", b"served\n");
 }
+
+#[test]
+fn ipv4_peer_of_a_dual_stack_sensor_is_denied_on_ipv4_services() {
+    let (trap, svc, echo) = (free_port(), free_port(), free_port());
+    // Only the sensor is dual-stack: 127.0.0.2 reaches it as ::ffff:127.0.0.2.
+    let config = config(trap, svc, echo, "2").replacen(
+        "bind = \"127.0.0.1\"\ndeny_time",
+        "bind = \"::\"\ndeny_time",
+        1,
+    );
+    assert!(
+        config.contains("bind = \"::\""),
+        "test bug: sensor not dual-stack"
+    );
+    let daemon = Oxinetd::start(&config);
+    let line = touch(&daemon, trap, "127.0.0.2");
+    assert!(
+        line.contains("SENSOR: trap 127.0.0.2 denied for 2 minutes"),
+        "sensor line: {line}"
+    );
+    assert_refused(&daemon, "svc", svc, "127.0.0.2");
+    assert_refused(&daemon, "echo", echo, "127.0.0.2");
+}
+
+#[test]
+fn sensor_deny_list_applies_to_the_first_datagram_of_a_wait_service() {
+    let dir = common::tempdir();
+    let (trap, svc, echo, udp) = (free_port(), free_port(), free_port(), free_port());
+    // The server reads one datagram into a file named after its pid.
+    let script = format!(
+        "dd bs=65536 count=1 of={}/got-$$ 2>/dev/null",
+        dir.path().display()
+    );
+    let config = format!(
+        "{}\n[service.udp]\nsocket_type = \"dgram\"\nwait = true\nuser = \"root\"\n\
+         server = \"/bin/sh\"\nserver_args = {}\nport = {udp}\nbind = \"127.0.0.1\"\n",
+        config(trap, svc, echo, "2"),
+        toml_strings(&["-c", &script])
+    );
+    let daemon = Oxinetd::start_with(
+        &config,
+        common::Launch {
+            dir: Some(dir),
+            ..common::Launch::default()
+        },
+    );
+    touch(&daemon, trap, "127.0.0.2");
+    let denied = udp_socket_from(ip("127.0.0.2"));
+    denied.send_to(b"from two", v4(udp)).unwrap();
+    daemon.wait_for_log("FAIL: udp address from=127.0.0.2");
+    let other = udp_socket_from(ip("127.0.0.3"));
+    other.send_to(b"from three", v4(udp)).unwrap();
+    daemon.wait_for_log("EXIT: udp");
+    let got: Vec<String> = std::fs::read_dir(daemon.dir())
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("got-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert_eq!(got, ["from three"], "datagrams the servers read");
+}
+
+#[test]
+fn a_listed_peer_is_not_logged_again() {
+    let (daemon, ports) = start("2");
+    touch(&daemon, ports.trap, "127.0.0.2");
+    // A second touch is closed the same way, without a second SENSOR line.
+    let out = tcp_request_from(ip("127.0.0.2"), v4(ports.trap), b"again\n");
+    assert_eq!(String::from_utf8_lossy(&out), "", "the sensor sent data");
+    // A touch by another peer is a sync point: the daemon handled the second one before.
+    touch(&daemon, ports.trap, "127.0.0.3");
+    let log = daemon.log();
+    assert_eq!(
+        count_lines(&log, "SENSOR: trap 127.0.0.2 "),
+        1,
+        "log:\n{log}"
+    );
+}
+
+#[test]
+fn deny_time_never_logs_every_touch() {
+    let (daemon, ports) = start("\"NEVER\"");
+    touch(&daemon, ports.trap, "127.0.0.2");
+    touch(&daemon, ports.trap, "127.0.0.2");
+    let log = daemon.log();
+    assert_eq!(
+        count_lines(&log, "SENSOR: trap 127.0.0.2 logged only"),
+        2,
+        "log:\n{log}"
+    );
+}
+
+#[test]
+fn forever_deny_list_survives_a_reload() {
+    let (daemon, ports) = start("\"FOREVER\"");
+    touch(&daemon, ports.trap, "127.0.0.2");
+    daemon.reload();
+    daemon.wait_for_log("reload: done");
+    assert_refused(&daemon, "svc", ports.svc, "127.0.0.2");
+    assert_served(ports.svc, "127.0.0.3", b"", b"served\n");
+}
+
+#[test]
+fn sensor_ignores_its_own_access_rules_and_sends_its_banner() {
+    let dir = common::tempdir();
+    let banner = dir.path().join("banner");
+    std::fs::write(&banner, b"caught\r\n").unwrap();
+    let (trap, svc, echo) = (free_port(), free_port(), free_port());
+    let config = config(trap, svc, echo, "2").replacen(
+        "deny_time = 2\n",
+        &format!(
+            "deny_time = 2\nonly_from = [\"127.0.0.1\"]\nbanner = {}\n",
+            common::toml_string(banner.to_str().unwrap())
+        ),
+        1,
+    );
+    let daemon = Oxinetd::start_with(
+        &config,
+        common::Launch {
+            dir: Some(dir),
+            ..common::Launch::default()
+        },
+    );
+    let out = tcp_request_from(ip("127.0.0.2"), v4(trap), b"");
+    assert_eq!(String::from_utf8_lossy(&out), "caught\r\n");
+    daemon.wait_for_log("SENSOR: trap 127.0.0.2 denied for 2 minutes");
+    assert_refused(&daemon, "svc", svc, "127.0.0.2");
+    let log = daemon.log();
+    assert!(!log.contains("FAIL: trap"), "log:\n{log}");
+}
+
+#[test]
+fn sensor_with_a_server_is_a_config_error() {
+    let dir = common::tempdir();
+    let path = dir.path().join("oxinetd.toml");
+    let config = format!(
+        "[service.trap]\nflags = [\"SENSOR\"]\nsocket_type = \"stream\"\nport = {}\n\
+         user = \"root\"\nserver = \"/bin/cat\"\n",
+        free_port()
+    );
+    std::fs::write(&path, &config).unwrap();
+    let out = common::check_file(&path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("service trap: key server: ")),
+        "stderr:\n{stderr}"
+    );
+}

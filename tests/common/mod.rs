@@ -33,7 +33,7 @@ const POLL: Duration = Duration::from_millis(20);
 ///
 /// The range lies below Linux's ephemeral range, so clients of other tests do not take it;
 /// the random start keeps parallel test processes apart.
-pub fn free_port() -> u16 {
+fn probe_free_port() -> u16 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut hasher = RandomState::new().build_hasher();
     hasher.write_u32(std::process::id());
@@ -630,4 +630,20 @@ pub fn toml_string(s: &str) -> String {
 pub fn toml_strings(items: &[&str]) -> String {
     let items: Vec<String> = items.iter().map(|s| toml_string(s)).collect();
     format!("[{}]", items.join(", "))
+}
+
+/// A free port (see `probe_free_port`) never handed out before in this test process, so
+/// parallel tests of one binary do not race for the same port before either binds it.
+pub fn free_port() -> u16 {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut guard = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let handed_out = guard.get_or_insert_with(HashSet::new);
+    loop {
+        let port = probe_free_port();
+        if handed_out.insert(port) {
+            return port;
+        }
+    }
 }
