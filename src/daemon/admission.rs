@@ -8,7 +8,7 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use log::{debug, warn};
@@ -108,15 +108,16 @@ impl Daemon {
     /// `wait = no` stream services, internal stream services, redirects and sensors.
     fn accept_batch(&mut self, index: usize, generation: u32) {
         for _ in 0..ACCEPT_BATCH {
-            let Some(socket) = self
-                .service(index, generation)
-                .and_then(|service| service.socket.as_ref())
-            else {
+            let Some(service) = self.service(index, generation) else {
                 return;
             };
-            // Blocking, as exec'd servers expect; the daemon's own sessions switch
-            // theirs to non-blocking.
-            let (fd, remote) = match accept(socket) {
+            // Exec'd servers expect a blocking socket; what the daemon serves itself
+            // must not block the loop.
+            let served_here = !matches!(service.spec.program, Program::Exec(_));
+            let Some(socket) = &service.socket else {
+                return;
+            };
+            let (fd, remote) = match accept(socket, served_here) {
                 Ok(accepted) => accepted,
                 Err(error) => {
                     self.accept_failed(index, generation, error);
@@ -378,17 +379,13 @@ impl Daemon {
         match &service.spec.program {
             Program::Exec(_) => self.spawn_for_connection(index, generation, fd, remote),
             Program::Internal(Internal::TcpMux) => {
-                let Some(stream) = nonblocking(fd) else {
-                    return;
-                };
+                let stream = TcpStream::from(fd);
                 let work = Work::Mux(MuxRequest { stream, remote });
                 self.start_session(work, (index, generation), peer);
             }
             Program::Internal(kind) => {
                 let kind = *kind;
-                let Some(stream) = nonblocking(fd) else {
-                    return;
-                };
+                let stream = TcpStream::from(fd);
                 let session = Session::new(kind, stream);
                 self.start_session(Work::Internal(session), (index, generation), peer);
             }
@@ -420,9 +417,7 @@ impl Daemon {
         to: SocketAddr,
     ) {
         let peer = remote.ip().to_canonical();
-        let Some(client) = nonblocking(fd) else {
-            return;
-        };
+        let client = TcpStream::from(fd);
         match Relay::connect(client, to) {
             Ok(relay) => {
                 self.start_session(Work::Relay(Box::new(relay)), (index, generation), peer)
@@ -947,24 +942,24 @@ impl Daemon {
     }
 }
 
-/// Accepts close-on-exec (socket2 uses accept4) and blocking.
-fn accept(listener: &Socket) -> io::Result<(OwnedFd, SocketAddr)> {
-    let (connection, address) = listener.accept()?;
+/// Accepts close-on-exec, and non-blocking when the daemon serves the connection itself:
+/// one accept4 call, no fcntl after it.
+fn accept(listener: &Socket, nonblocking: bool) -> io::Result<(OwnedFd, SocketAddr)> {
+    let flags = libc::SOCK_CLOEXEC | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
+    // SAFETY: accept4 writes at most `len` bytes of address into the storage socket2
+    // provides, and the fd it returns is new and ours.
+    let (fd, address) = unsafe {
+        SockAddr::try_init(|storage, len| {
+            match libc::accept4(listener.as_raw_fd(), storage.cast(), len, flags) {
+                -1 => Err(io::Error::last_os_error()),
+                fd => Ok(OwnedFd::from_raw_fd(fd)),
+            }
+        })?
+    };
     let remote = address
         .as_socket()
         .ok_or_else(|| io::Error::other("peer is not an IP address"))?;
-    Ok((connection.into(), remote))
-}
-
-fn nonblocking(fd: OwnedFd) -> Option<TcpStream> {
-    let stream = TcpStream::from(fd);
-    match stream.set_nonblocking(true) {
-        Ok(()) => Some(stream),
-        Err(error) => {
-            debug!("fcntl: {error}");
-            None
-        }
-    }
+    Ok((fd, remote))
 }
 
 /// Writes what the socket takes now; a banner never blocks the loop. Banners are at

@@ -359,9 +359,12 @@ impl Daemon {
                 .fail(&entry.log, Reason::ServiceNotFound, Some(peer));
             return;
         };
-        // The server expects a blocking socket, like any exec'd server.
+        // An exec'd server expects a blocking socket; the daemon's own stay non-blocking.
         let stream = request.stream;
-        if stream.set_nonblocking(false).is_err() {
+        let exec = self
+            .service(target, target_generation)
+            .is_some_and(|service| matches!(service.spec.program, Program::Exec(_)));
+        if exec && stream.set_nonblocking(false).is_err() {
             return;
         }
         // The target's own identity, access rules and limits apply (CVE-2013-4342).
