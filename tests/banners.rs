@@ -48,9 +48,9 @@ impl Setup {
     fn banner_keys(&self) -> String {
         format!(
             "banner = {}\nbanner_success = {}\nbanner_fail = {}\n",
-            toml_str(&self.file("banner", BANNER)),
-            toml_str(&self.file("success", SUCCESS)),
-            toml_str(&self.file("fail", FAIL)),
+            common::toml_string(&self.file("banner", BANNER)),
+            common::toml_string(&self.file("success", SUCCESS)),
+            common::toml_string(&self.file("fail", FAIL)),
         )
     }
 
@@ -72,25 +72,11 @@ impl Setup {
     }
 }
 
-/// A TOML basic string holding `s`.
-fn toml_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// `server = "/bin/sh"` running `script` with `-c`, as root.
 fn sh(script: &str) -> String {
     format!(
         "user = \"root\"\nserver = \"/bin/sh\"\nserver_args = [\"-c\", {}]\n",
-        toml_str(script)
+        common::toml_string(script)
     )
 }
 
@@ -146,8 +132,8 @@ fn refused_connection_without_banner_fail_gets_only_the_banner() {
     let setup = Setup::new();
     let config = setup.service(&format!(
         "only_from = [\"127.0.0.9\"]\nbanner = {}\nbanner_success = {}\n{}",
-        toml_str(&setup.file("banner", BANNER)),
-        toml_str(&setup.file("success", SUCCESS)),
+        common::toml_string(&setup.file("banner", BANNER)),
+        common::toml_string(&setup.file("success", SUCCESS)),
         sh("echo server-out")
     ));
     let (daemon, port) = setup.start(&config);
@@ -160,7 +146,7 @@ fn admitted_connection_without_banner_gets_banner_success_first() {
     let setup = Setup::new();
     let config = setup.service(&format!(
         "banner_success = {}\n{}",
-        toml_str(&setup.file("success", SUCCESS)),
+        common::toml_string(&setup.file("success", SUCCESS)),
         sh("echo server-out")
     ));
     let (_daemon, port) = setup.start(&config);
@@ -192,7 +178,7 @@ fn reload_reads_a_changed_banner_file() {
     let banner = setup.file("banner", b"first banner\r\n");
     let config = setup.service(&format!(
         "banner = {}\n{}",
-        toml_str(&banner),
+        common::toml_string(&banner),
         sh("echo server-out")
     ));
     let (daemon, port) = setup.start(&config);
@@ -220,7 +206,7 @@ fn a_64_kib_banner_arrives_whole_before_the_server_output() {
     let big: Vec<u8> = (0..64 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
     let config = setup.service(&format!(
         "banner = {}\n{}",
-        toml_str(&setup.file("banner", &big)),
+        common::toml_string(&setup.file("banner", &big)),
         sh("echo server-out")
     ));
     let (_daemon, port) = setup.start(&config);
@@ -241,7 +227,7 @@ fn a_banner_file_over_64_kib_is_a_config_error_naming_the_key() {
         format!(
             "[service.svc]\nsocket_type = \"stream\"\nwait = false\nport = 20001\n\
              user = \"root\"\nserver = \"/bin/true\"\n{key} = {}\n",
-            toml_str(path.to_str().unwrap())
+            common::toml_string(path.to_str().unwrap())
         )
     };
     for key in ["banner", "banner_success", "banner_fail"] {

@@ -52,25 +52,9 @@ impl Setup {
     }
 }
 
-/// A TOML basic string holding `s`.
-fn toml_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// A TOML array of basic strings.
 fn toml_list(items: &[&str]) -> String {
-    let items: Vec<String> = items.iter().map(|s| toml_str(s)).collect();
+    let items: Vec<String> = items.iter().map(|s| common::toml_string(s)).collect();
     format!("[{}]", items.join(", "))
 }
 
@@ -152,7 +136,7 @@ fn server_args_string_is_split_on_whitespace() {
     let server = setup.script("args.sh", ARGS_SH);
     let (_daemon, port) = setup.start(&format!(
         "user = \"root\"\nserver = {}\nserver_args = \"  alpha   beta\\tgamma  \"\n",
-        toml_str(&server)
+        common::toml_string(&server)
     ));
     assert_eq!(output(port), "[alpha]\n[beta]\n[gamma]\n");
 }
@@ -163,7 +147,7 @@ fn server_args_array_keeps_spaces_inside_an_argument() {
     let server = setup.script("args.sh", ARGS_SH);
     let (_daemon, port) = setup.start(&format!(
         "user = \"root\"\nserver = {}\nserver_args = {}\n",
-        toml_str(&server),
+        common::toml_string(&server),
         toml_list(&["one two", " three ", ""])
     ));
     assert_eq!(output(port), "[one two]\n[ three ]\n[]\n");
@@ -197,7 +181,7 @@ fn nameinargs_with_a_string_of_server_args() {
     let cmdline = setup.script("cmdline.sh", CMDLINE_SH);
     let (_daemon, port) = setup.start(&format!(
         "user = \"root\"\nflags = [\"NAMEINARGS\"]\nserver = \"/bin/sh\"\nserver_args = {}\n",
-        toml_str(&format!("fancy-name {cmdline} extra"))
+        common::toml_string(&format!("fancy-name {cmdline} extra"))
     ));
     assert_eq!(output(port), format!("fancy-name\n{cmdline}\nextra\n"));
 }
@@ -430,7 +414,7 @@ fn server_runs_in_a_new_session() {
     );
     let (daemon, port) = setup.start(&format!(
         "user = \"root\"\nserver = {}\n",
-        toml_str(&server)
+        common::toml_string(&server)
     ));
     let out = output(port);
     let ids: Vec<&str> = out.split_whitespace().collect();
@@ -484,7 +468,7 @@ fn exec_failure_closes_the_connection_and_is_logged() {
     let server = setup.script("broken.sh", "#!/nonexistent/interp\necho never\n");
     let (daemon, port) = setup.start(&format!(
         "user = \"root\"\nserver = {}\n",
-        toml_str(&server)
+        common::toml_string(&server)
     ));
     assert_eq!(output(port), "", "client got data from a failed exec");
     let log = daemon.wait_for_log("exec failed");
@@ -630,7 +614,7 @@ fn dgram_wait_server_gets_the_socket_and_udp_variables() {
     let config = format!(
         "[service.udp]\nsocket_type = \"dgram\"\nwait = true\nport = {port}\n\
          user = \"root\"\nserver = {}\n",
-        toml_str(&server)
+        common::toml_string(&server)
     );
     let daemon = Oxinetd::start_with(
         &config,

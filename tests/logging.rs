@@ -59,26 +59,11 @@ impl Setup {
     }
 }
 
-/// A TOML basic string holding `s`.
-fn toml_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// `server = "/bin/sh"` running `script` with `-c`, as root.
 fn sh(script: &str) -> String {
     format!(
         "user = \"root\"\nserver = \"/bin/sh\"\nserver_args = [\"-c\", {}]\n",
-        toml_str(script)
+        common::toml_string(script)
     )
 }
 
@@ -231,8 +216,8 @@ fn one_connection_with(log_on_success: &str) -> (u32, Vec<String>) {
          [service.marker]\nsocket_type = \"stream\"\nwait = false\nport = {marker_port}\n\
          log_type = {}\n{}",
         setup.service(&sh("echo $$")),
-        toml_str(&format!("FILE {log}")),
-        toml_str(&format!("FILE {log}")),
+        common::toml_string(&format!("FILE {log}")),
+        common::toml_string(&format!("FILE {log}")),
         sh("echo marker"),
     );
     let (daemon, port) = setup.start(&config);
@@ -254,7 +239,7 @@ fn file_log_has_start_and_exit_in_xinetd_format_and_not_on_stderr() {
     let log = setup.path("svc.log");
     let config = setup.service(&format!(
         "log_type = {}\n{}",
-        toml_str(&format!("FILE {log}")),
+        common::toml_string(&format!("FILE {log}")),
         sh("echo $$")
     ));
     let (daemon, port) = setup.start(&config);
@@ -345,7 +330,7 @@ fn exit_status_of_the_server_is_logged() {
     let log = setup.path("svc.log");
     let config = setup.service(&format!(
         "log_type = {}\n{}",
-        toml_str(&format!("FILE {log}")),
+        common::toml_string(&format!("FILE {log}")),
         sh("echo $$; exit 3")
     ));
     let (_daemon, port) = setup.start(&config);
@@ -367,7 +352,7 @@ fn killed_server_is_logged_with_its_signal() {
     let log = setup.path("svc.log");
     let config = setup.service(&format!(
         "log_type = {}\n{}",
-        toml_str(&format!("FILE {log}")),
+        common::toml_string(&format!("FILE {log}")),
         sh("echo $$; kill -KILL $$")
     ));
     let (_daemon, port) = setup.start(&config);
@@ -389,9 +374,9 @@ fn assert_exec_failure(setup: Setup, server: &str, user: &str, errno_text: &str)
     let log = setup.path("svc.log");
     let config = setup.service(&format!(
         "log_type = {}\nuser = {}\nserver = {}\n",
-        toml_str(&format!("FILE {log}")),
-        toml_str(user),
-        toml_str(server)
+        common::toml_string(&format!("FILE {log}")),
+        common::toml_string(user),
+        common::toml_string(server)
     ));
     let (daemon, port) = setup.start(&config);
     assert_eq!(output(port), "", "client got data from a failed exec");
@@ -446,7 +431,7 @@ fn refused_by_instances(log_on_failure: &str) -> Vec<String> {
     let log = setup.path("svc.log");
     let config = setup.service(&format!(
         "log_type = {}\nlog_on_failure = {log_on_failure}\ninstances = 1\n{}",
-        toml_str(&format!("FILE {log}")),
+        common::toml_string(&format!("FILE {log}")),
         sh("echo hi; read line; echo bye")
     ));
     let (daemon, port) = setup.start(&config);
@@ -534,10 +519,10 @@ fn assert_syslog(log_type: &str, pri: u32) {
     let syslog = UnixDatagram::bind(&socket_path).expect("bind syslog socket");
     let config = format!(
         "syslog_socket = {}\n{}",
-        toml_str(&socket_path),
+        common::toml_string(&socket_path),
         setup.service(&format!(
             "log_type = {}\n{}",
-            toml_str(log_type),
+            common::toml_string(log_type),
             sh("echo $$")
         ))
     );
@@ -580,7 +565,7 @@ fn sighup_reopens_the_log_file_so_it_can_be_rotated() {
     let rotated = PathBuf::from(setup.path("svc.log.1"));
     let config = setup.service(&format!(
         "log_type = {}\n{}",
-        toml_str(&format!("FILE {}", log.display())),
+        common::toml_string(&format!("FILE {}", log.display())),
         sh("echo $$")
     ));
     let (daemon, port) = setup.start(&config);
@@ -621,7 +606,7 @@ fn reload_moves_a_services_lines_to_a_new_log_type() {
     let plain = setup.service(&sh("echo $$"));
     let with_file = setup.service(&format!(
         "log_type = {}\n{}",
-        toml_str(&format!("FILE {}", log.display())),
+        common::toml_string(&format!("FILE {}", log.display())),
         sh("echo $$")
     ));
     let (daemon, port) = setup.start(&plain);
@@ -651,7 +636,7 @@ fn file_hard_limit_stops_the_log_growing_and_the_service_goes_on() {
     let log = log_dir.path().join("svc.log");
     let config = setup.service(&format!(
         "log_type = {}\n{}",
-        toml_str(&format!("FILE {} 1K 2K", log.display())),
+        common::toml_string(&format!("FILE {} 1K 2K", log.display())),
         sh("echo ok")
     ));
     let (daemon, port) = setup.start(&config);
@@ -685,9 +670,9 @@ fn defaults_log_type_applies_to_services_without_their_own() {
         "[defaults]\nlog_type = {}\n\n{}\n\
          [service.other]\nsocket_type = \"stream\"\nwait = false\nport = {other_port}\n\
          log_type = {}\n{}",
-        toml_str(&format!("FILE {}", shared.display())),
+        common::toml_string(&format!("FILE {}", shared.display())),
         setup.service(&sh("echo $$")),
-        toml_str(&format!("FILE {}", own.display())),
+        common::toml_string(&format!("FILE {}", own.display())),
         sh("echo $$"),
     );
     let (daemon, port) = setup.start(&config);
@@ -729,7 +714,7 @@ fn bad_log_type_is_a_config_error_naming_the_key() {
         let output = check(&format!(
             "[service.svc]\nsocket_type = \"stream\"\nwait = false\nport = 20001\n\
              user = \"root\"\nserver = \"/bin/true\"\nlog_type = {}\n",
-            toml_str(bad)
+            common::toml_string(bad)
         ));
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{bad:?}: {stderr}");
@@ -796,7 +781,7 @@ fn userid_from_the_peers_identd_is_logged() {
          flags = [\"IDONLY\"]\nlog_on_success = [\"HOST\", \"USERID\"]\n{}",
         setup.service(&format!(
             "log_type = {}\nlog_on_success = [\"PID\", \"HOST\", \"USERID\", \"EXIT\", \"DURATION\"]\n{}",
-            toml_str(&format!("FILE {log}")),
+            common::toml_string(&format!("FILE {log}")),
             sh("echo served")
         )),
         sh("echo identified"),

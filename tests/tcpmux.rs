@@ -54,20 +54,6 @@ impl Setup {
     }
 }
 
-/// A TOML basic string holding `s`.
-fn toml_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// A service `name` of `kind` ("TCPMUX", "TCPMUXPLUS" or "" for a normal one, which then
 /// gets `port`) running `script` with `sh -c` as `user`, with `extra` keys.
 fn service(name: &str, kind: &str, user: &str, script: &str, extra: &str) -> String {
@@ -79,7 +65,7 @@ fn service(name: &str, kind: &str, user: &str, script: &str, extra: &str) -> Str
     format!(
         "[service.{name}]\n{kind}socket_type = \"stream\"\nwait = false\nuser = \"{user}\"\n\
          server = \"/bin/sh\"\nserver_args = [\"-c\", {}]\n{extra}\n\n",
-        toml_str(script)
+        common::toml_string(script)
     )
 }
 
