@@ -191,6 +191,7 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
     config.errors.extend(included_errors);
 
     let mut seen: BTreeMap<String, Rc<Path>> = BTreeMap::new();
+    let mut environments: Vec<Rc<[Vec<u8>]>> = Vec::new();
     for definition in definitions {
         if let Some(first) = seen.get(&definition.id) {
             config.errors.push(ConfigError {
@@ -228,7 +229,9 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
         let mut errors = match outcome.spec {
             Ok(spec) => {
                 if key_errors.is_empty() {
-                    config.services.extend(spec);
+                    config
+                        .services
+                        .extend(spec.map(|spec| share_environment(spec, &mut environments)));
                     continue;
                 }
                 Vec::new()
@@ -259,6 +262,19 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
         });
     }
     config
+}
+
+/// Most services have the same environment (oxinetd's own plus one user's login
+/// variables): each keeps a pointer to one shared copy, made as soon as the service is
+/// read, so 1,000 services never hold 1,000 copies at once.
+fn share_environment(mut spec: ServiceSpec, seen: &mut Vec<Rc<[Vec<u8>]>>) -> ServiceSpec {
+    if let spec::Program::Exec(exec) = &mut spec.program {
+        match seen.iter().find(|shared| **shared == exec.environment) {
+            Some(shared) => exec.environment = shared.clone(),
+            None => seen.push(exec.environment.clone()),
+        }
+    }
+    spec
 }
 
 /// tcpmux finds services by name, ignoring case: two that differ only in case could

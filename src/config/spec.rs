@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::Duration;
 
 use crate::access::{AccessTimes, Rules};
@@ -120,7 +121,8 @@ pub struct ExecSpec {
     /// `None` when oxinetd cannot or need not change identity.
     pub identity: Option<Identity>,
     /// `NAME=value` entries, before the connection's own variables are added.
-    pub environment: Vec<Vec<u8>>,
+    /// Shared by every service with the same environment (see `config::load`).
+    pub environment: Rc<[Vec<u8>]>,
     pub umask: Option<u32>,
     pub nice: Option<i32>,
     pub rlimits: Vec<(Resource, Limit)>,

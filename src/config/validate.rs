@@ -762,7 +762,7 @@ fn exec_program(
     Some(Program::Exec(Box::new(ExecSpec {
         server: server.value.clone(),
         argv,
-        environment: environment(attrs, identity.as_ref(), host),
+        environment: environment(attrs, identity.as_ref(), host).into(),
         identity,
         umask: attrs.umask.as_ref().map(|at| at.value),
         nice: attrs.nice.as_ref().map(|at| at.value),
