@@ -231,8 +231,7 @@ impl Daemon {
         peer: IpAddr,
         names: Option<&[String]>,
     ) -> Check {
-        let now = Instant::now();
-        if !self.deny_list.is_empty() && self.deny_list.denies(peer, now) {
+        if !self.deny_list.is_empty() && self.deny_list.denies(peer, Instant::now()) {
             return Check::Refuse(Reason::Address);
         }
         let load = &mut self.load;
@@ -258,7 +257,7 @@ impl Daemon {
             return Check::Refuse(Reason::Time);
         }
         if let Some(max) = access.max_load
-            && load.current(now) >= max
+            && load.current(Instant::now()) >= max
         {
             return Check::Refuse(Reason::Load);
         }
@@ -588,25 +587,29 @@ impl Daemon {
                 pid
             }
             Err(failure) => {
-                if failure.pid.is_none() && !service.fork_failing {
+                if failure.pid.is_none() {
                     // clone itself failed: out of processes or memory. Logged once per
-                    // episode; the listener pauses unless NORETRY says to just refuse.
+                    // episode; every failure pauses the listener, unless NORETRY says
+                    // to just refuse (a wait service pauses in spawn_holding_socket).
+                    let episode_starts = !service.fork_failing;
                     service.fork_failing = true;
-                    let no_retry = service.spec.no_retry;
-                    self.lines.fail(&log, Reason::Fork, peer);
-                    warn!(
-                        "service {}: cannot start a server: {}",
-                        log.id,
-                        failure.errno.desc()
-                    );
-                    if !no_retry && !holds_socket {
+                    let retry = !service.spec.no_retry && !holds_socket;
+                    if episode_starts {
+                        self.lines.fail(&log, Reason::Fork, peer);
+                        warn!(
+                            "service {}: cannot start a server: {}",
+                            log.id,
+                            failure.errno.desc()
+                        );
+                    }
+                    if retry {
                         self.set_armed(index, generation, false);
                         self.timers.push((
                             Instant::now() + FIRST_BACKOFF,
                             Timer::Arm(index, generation),
                         ));
                     }
-                } else if failure.pid.is_some() {
+                } else {
                     let what = format!("{}: {}", failure.stage.action(), failure.errno.desc());
                     self.lines.fail_with(&log, &what, peer);
                 }
@@ -662,20 +665,14 @@ impl Daemon {
                 }
             };
             let peer = from.ip().to_canonical();
-            let checked = !service.spec.access.rules.is_open()
-                || service.spec.access.times.is_some()
-                || service.spec.access.max_load.is_some()
-                || !self.deny_list.is_empty();
-            if checked {
-                let refusal = match self.check_peer(index, generation, peer, Some(&[])) {
-                    Check::Pass => None,
-                    Check::Refuse(reason) => Some(reason),
-                    Check::NeedNames => Some(Reason::Address),
-                };
-                if let Some(reason) = refusal {
-                    self.log_datagram_refusal(index, generation, peer, reason, true);
-                    continue;
-                }
+            let refusal = match self.check_peer(index, generation, peer, Some(&[])) {
+                Check::Pass => None,
+                Check::Refuse(reason) => Some(reason),
+                Check::NeedNames => Some(Reason::Address),
+            };
+            if let Some(reason) = refusal {
+                self.log_datagram_refusal(index, generation, peer, reason, true);
+                continue;
             }
             let Some(service) = self.services[index].value.as_ref() else {
                 return;

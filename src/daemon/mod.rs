@@ -654,16 +654,10 @@ impl Daemon {
     /// A new socket for a service whose address or kind changed; the old one closes only
     /// once the new one is open, unless the new address overlaps the old.
     fn rebind(&mut self, index: usize, spec: &ServiceSpec) -> Result<(), String> {
-        let old_rpc = self.services[index].value.as_ref().and_then(|service| {
-            let socket = service.socket.as_ref()?;
-            Some((
-                service.spec.clone(),
-                service.spec.rpc?,
-                socket.try_clone().ok()?,
-            ))
-        });
-        if let Some((old_spec, rpc, socket)) = &old_rpc {
-            register_rpc(old_spec, rpc, socket, false);
+        if let Some(old) = self.services[index].value.as_ref()
+            && let (Some(rpc), Some(socket)) = (&old.spec.rpc, &old.socket)
+        {
+            register_rpc(&old.spec, rpc, socket, false);
         }
         let socket = if spec.tcpmux.is_some() {
             None

@@ -122,18 +122,11 @@ impl Lines {
     }
 
     pub fn fail(&mut self, log: &ServiceLog, reason: Reason, peer: Option<IpAddr>) {
-        if !log.logging.failures {
-            return;
-        }
-        self.begin("FAIL", log);
-        let _ = write!(self.buffer, " {}", reason.word());
-        if log.logging.failure_host {
-            push_from(&mut self.buffer, peer);
-        }
-        self.emit(log.sink);
+        self.fail_with(log, reason.word(), peer);
     }
 
-    /// A server could not be started for a reason only the OS can word.
+    /// A FAIL line with words of its own: a server that could not be started, for a
+    /// reason only the OS can word.
     pub fn fail_with(&mut self, log: &ServiceLog, what: &str, peer: Option<IpAddr>) {
         if !log.logging.failures {
             return;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use log::{debug, error};
 use nix::sys::epoll::{EpollEvent, EpollFlags};
 
+use super::admission::send_now;
 use super::relay::{Progress, Relay};
 use super::service_log::{Outcome, Reason, ServiceLog};
 use super::{Daemon, Timer, token, vacant};
@@ -205,7 +206,7 @@ impl Daemon {
                 }
             },
             Work::Mux(_) => {
-                self.read_mux_request(index, generation);
+                self.read_mux_request(index);
                 return;
             }
         };
@@ -293,7 +294,7 @@ impl Daemon {
 
     /// RFC 1078: peek at the request line, consume exactly it, and hand the rest of the
     /// connection to the named TCPMUX service, checked as if it had its own port.
-    fn read_mux_request(&mut self, index: usize, generation: u32) {
+    fn read_mux_request(&mut self, index: usize) {
         let Some(entry) = self.sessions[index].value.as_mut() else {
             return;
         };
@@ -309,21 +310,22 @@ impl Daemon {
         };
         let parsed = tcpmux::parse(&peeked[..length]);
         let name = match parsed.request {
-            Request::Incomplete => {
-                let _ = generation;
-                return;
-            }
+            Request::Incomplete => return,
             Request::Invalid(why) => {
                 debug!("tcpmux: {why}");
-                let _ = std::io::Write::write(&mut request.stream, &tcpmux::refusal(why));
+                send_now(&request.stream, &tcpmux::refusal(why));
                 return self.end_session(index);
             }
             Request::Help => None,
             Request::Service(name) => Some(name.to_string()),
         };
         // Consume exactly the line: what follows it belongs to the server.
-        let mut line = vec![0u8; parsed.consumed];
-        if request.stream.read_exact(&mut line).is_err() {
+        let mut line = [0u8; tcpmux::MAX_LINE];
+        if request
+            .stream
+            .read_exact(&mut line[..parsed.consumed])
+            .is_err()
+        {
             return self.end_session(index);
         }
         let Some(entry) = self.take_session(index) else {
@@ -346,7 +348,7 @@ impl Daemon {
             .collect();
         let Some(name) = name else {
             let names: Vec<&str> = candidates.iter().map(|(_, _, name)| *name).collect();
-            super::admission::send_now(&request.stream, &tcpmux::help(&names));
+            send_now(&request.stream, &tcpmux::help(&names));
             return;
         };
         let found = candidates
@@ -354,7 +356,7 @@ impl Daemon {
             .find(|(_, _, candidate)| candidate.eq_ignore_ascii_case(&name))
             .map(|(index, generation, _)| (*index, *generation));
         let Some((target, target_generation)) = found else {
-            super::admission::send_now(&request.stream, &tcpmux::refusal("Service not available"));
+            send_now(&request.stream, &tcpmux::refusal("Service not available"));
             self.lines
                 .fail(&entry.log, Reason::ServiceNotFound, Some(peer));
             return;
