@@ -59,14 +59,17 @@ fn probe_free_port() -> u16 {
 }
 
 fn port_is_free(port: u16) -> bool {
-    let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, port));
-    // All four are held at once, then released together when they drop.
-    let tcp4 = TcpListener::bind(v4);
-    let tcp6 = TcpListener::bind(v6);
-    let udp4 = UdpSocket::bind(v4);
-    let udp6 = UdpSocket::bind(v6);
-    tcp4.is_ok() && tcp6.is_ok() && udp4.is_ok() && udp6.is_ok()
+    // Services bind the wildcard by default, which clashes with a socket on any local
+    // address (127.0.0.2 included), so probe the wildcards, not only loopback. `[::]` is
+    // dual-stack where `bindv6only` is 0; the IPv4 wildcard is probed on its own for hosts
+    // where it is 1. Each pair is released before the next is tried.
+    let v4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+    let v6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, port));
+    [v6, v4].iter().all(|&addr| {
+        let tcp = TcpListener::bind(addr);
+        let udp = UdpSocket::bind(addr);
+        tcp.is_ok() && udp.is_ok()
+    })
 }
 
 /// A running `oxinetd`, its temp dir and its log. Dropping it stops the daemon.
