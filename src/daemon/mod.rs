@@ -254,6 +254,8 @@ impl Daemon {
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = vec![EpollEvent::empty(); 256];
         loop {
+            // Log files are written once per turn, not once per line.
+            self.lines.sinks.flush();
             let timeout = self.timeout();
             let count = match self.epoll.wait(&mut events, timeout) {
                 Ok(count) => count,
@@ -278,6 +280,7 @@ impl Daemon {
                 self.run_timers();
             }
             if self.stopping.is_some() && (self.children.is_empty() || self.gave_up_waiting()) {
+                self.lines.sinks.flush();
                 info!("shutdown: done");
                 return Ok(());
             }

@@ -1,10 +1,11 @@
 //! Log lines: the daemon's own on stderr, and each service's to its `log_type`.
 //!
-//! Every line is formatted into a reused buffer and leaves in one write(2) (or one
-//! send(2) for syslog): a START and an EXIT per connection are on the hot path, and one
-//! syscall per line also keeps concurrent writers to the same pipe or file from
-//! interleaving. A line that cannot be written at once is dropped; logging never
-//! panics and never takes the daemon down.
+//! Every line is formatted into a reused buffer and leaves whole: the daemon's own in
+//! one write(2) each, a syslog line in one send(2), and a FILE sink's lines together in
+//! one write(2) per turn of the event loop (a START and an EXIT per connection are on
+//! the hot path). Whole writes also keep concurrent writers to the same pipe or file
+//! from interleaving. A line that cannot be written is dropped; logging never panics and
+//! never takes the daemon down.
 
 mod log_type;
 mod sinks;

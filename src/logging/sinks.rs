@@ -54,7 +54,13 @@ struct FileSink {
     soft_warned: bool,
     /// The hard limit was reached: nothing more until `reopen` finds the file smaller.
     stopped: bool,
+    /// Lines not yet written: the loop flushes them before it sleeps, so a busy turn
+    /// that logs many lines costs one write(2).
+    pending: Vec<u8>,
 }
+
+/// A FILE sink's pending lines are written once they reach this, even mid-turn.
+const PENDING_LIMIT: usize = 64 * 1024;
 
 struct SyslogSink {
     socket: Option<UnixDatagram>,
@@ -103,8 +109,9 @@ impl Sinks {
         Ok(SinkId(self.slots.len() - 1))
     }
 
-    /// Writes `message` as one line to `sink` with one syscall. A line that cannot go
-    /// at once (full socket, full disk, hard limit) is dropped.
+    /// Writes `message` as one line to `sink`: a SYSLOG line is sent at once, one
+    /// datagram; a FILE line waits in the sink until `flush`. A line that cannot go
+    /// (full socket, full disk, hard limit) is dropped.
     pub fn write(&mut self, sink: SinkId, message: &str) {
         let Some(Some(sink)) = self.slots.get_mut(sink.0) else {
             return;
@@ -127,16 +134,20 @@ impl Sinks {
                 syslog.send(line, &self.syslog_socket)
             }
         };
-        match result {
-            Ok(()) => sink.troubled = false,
-            Err(error) if !sink.troubled => {
-                sink.troubled = true;
-                warn!("log {}: {error}; dropping lines", describe(&sink.log_type));
-            }
-            Err(_) => {}
-        }
+        sink.report(result);
         if line.capacity() > 16 * 1024 {
             *line = Vec::with_capacity(512);
+        }
+    }
+
+    /// Writes every FILE sink's pending lines, one write(2) each. The loop calls this
+    /// before it sleeps; lines wait at most one turn of it.
+    pub fn flush(&mut self) {
+        for sink in self.slots.iter_mut().flatten() {
+            if let Dest::File(file) = &mut sink.dest {
+                let result = file.flush();
+                sink.report(result);
+            }
         }
     }
 
@@ -147,6 +158,8 @@ impl Sinks {
         // SAFETY: glibc's tzset holds its time zone lock while it rereads TZ and
         // /etc/localtime, so a changed zone shows from the next line on.
         unsafe { tzset() };
+        // Lines logged before the signal belong in the file being rotated away.
+        self.flush();
         for sink in self.slots.iter_mut().flatten() {
             sink.troubled = false;
             match &mut sink.dest {
@@ -164,10 +177,25 @@ impl Sinks {
     /// Closes every sink not in `used` (after a reload, `used` is every sink a
     /// service still names); their ids write nothing from now on.
     pub fn retain(&mut self, used: &[SinkId]) {
+        self.flush();
         for (index, slot) in self.slots.iter_mut().enumerate() {
             if !used.contains(&SinkId(index)) {
                 *slot = None;
             }
+        }
+    }
+}
+
+impl Sink {
+    /// Reports the first failure of an episode; a success ends the episode.
+    fn report(&mut self, result: io::Result<()>) {
+        match result {
+            Ok(()) => self.troubled = false,
+            Err(error) if !self.troubled => {
+                self.troubled = true;
+                warn!("log {}: {error}; dropping lines", describe(&self.log_type));
+            }
+            Err(_) => {}
         }
     }
 }
@@ -187,6 +215,7 @@ impl FileSink {
             hard,
             soft_warned: false,
             stopped: false,
+            pending: Vec::new(),
         };
         sink.measure();
         Ok(sink)
@@ -239,7 +268,7 @@ impl FileSink {
             );
             return Ok(());
         }
-        write_line(self.file.as_raw_fd(), line)?;
+        self.pending.extend_from_slice(line);
         self.size += length;
         if let Some(soft) = self.soft
             && self.size >= soft
@@ -251,7 +280,29 @@ impl FileSink {
                 self.path.display()
             );
         }
+        if self.pending.len() >= PENDING_LIMIT {
+            return self.flush();
+        }
         Ok(())
+    }
+
+    /// Writes the pending lines; on failure they are dropped, as a line would be.
+    fn flush(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let result = write_line(self.file.as_raw_fd(), &self.pending);
+        self.pending.clear();
+        if self.pending.capacity() > PENDING_LIMIT {
+            self.pending = Vec::new();
+        }
+        result
+    }
+}
+
+impl Drop for FileSink {
+    fn drop(&mut self) {
+        let _ = self.flush();
     }
 }
 

@@ -65,6 +65,7 @@ fn file_lines_carry_xinetd_stamps_and_mode_0640() {
     let id = sinks.open(&file_type(&path, None, None)).unwrap();
     sinks.write(id, "START: hello pid=13055 from=127.0.0.1");
     sinks.write(id, "EXIT: hello status=0 pid=13055 duration=0(sec)");
+    sinks.flush();
     let written = lines(&path);
     assert_eq!(written.len(), 2);
     assert_file_line(&written[0], "START: hello pid=13055 from=127.0.0.1");
@@ -93,6 +94,7 @@ fn file_appends_to_what_is_there() {
     let mut sinks = Sinks::new(dir.path().join("no-syslog"));
     let id = sinks.open(&file_type(&path, None, None)).unwrap();
     sinks.write(id, "new line");
+    sinks.flush();
     let written = lines(&path);
     assert_eq!(written[0], "old line");
     assert_file_line(&written[1], "new line");
@@ -105,6 +107,7 @@ fn a_line_break_in_a_message_cannot_forge_a_line() {
     let mut sinks = Sinks::new(dir.path().join("no-syslog"));
     let id = sinks.open(&file_type(&path, None, None)).unwrap();
     sinks.write(id, "USERID: svc root\nSTART: forged\r");
+    sinks.flush();
     let written = lines(&path);
     assert_eq!(written.len(), 1);
     assert_file_line(&written[0], "USERID: svc root START: forged ");
@@ -174,6 +177,7 @@ fn soft_limit_warns_once_and_hard_limit_stops_the_file() {
     sinks.write(id, MESSAGE_30);
     sinks.write(id, "short");
     assert_eq!(file_state(&sinks), (200, true, true));
+    sinks.flush();
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 200);
     assert_eq!(lines(&path).len(), 4);
 
@@ -181,6 +185,7 @@ fn soft_limit_warns_once_and_hard_limit_stops_the_file() {
     sinks.reopen();
     sinks.write(id, "short");
     assert_eq!(file_state(&sinks), (200, true, true));
+    sinks.flush();
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 200);
 
     // Rotated: a new file, written again, limits counted afresh.
@@ -188,6 +193,7 @@ fn soft_limit_warns_once_and_hard_limit_stops_the_file() {
     std::fs::rename(&path, &rotated).unwrap();
     sinks.reopen();
     sinks.write(id, "after rotation");
+    sinks.flush();
     assert_eq!(lines(&rotated).len(), 4);
     let written = lines(&path);
     assert_eq!(written.len(), 1);
@@ -208,6 +214,7 @@ fn reopen_follows_a_renamed_file() {
     sinks.write(id, "still the open file");
     sinks.reopen();
     sinks.write(id, "after");
+    sinks.flush();
     let old = lines(&rotated);
     assert_eq!(old.len(), 2);
     assert_file_line(&old[1], "still the open file");
@@ -227,6 +234,7 @@ fn retain_closes_sinks_no_service_uses() {
     sinks.retain(&[kept]);
     sinks.write(kept, "kept");
     sinks.write(dropped, "dropped");
+    sinks.flush();
     assert_eq!(lines(&kept_path).len(), 1);
     assert_eq!(lines(&dropped_path).len(), 0);
     // Opening it again makes a new sink; the stale id stays silent.
@@ -234,6 +242,7 @@ fn retain_closes_sinks_no_service_uses() {
     assert_ne!(reopened, dropped);
     sinks.write(dropped, "stale");
     sinks.write(reopened, "fresh");
+    sinks.flush();
     let written = lines(&dropped_path);
     assert_eq!(written.len(), 1);
     assert_file_line(&written[0], "fresh");
@@ -352,4 +361,52 @@ fn syslog_full_queue_drops_lines_instead_of_blocking() {
         sinks.write(id, &format!("line {n}"));
     }
     assert_syslog_line(&receive(&server), "<30>", "line 0");
+}
+
+#[test]
+fn file_lines_wait_for_flush_and_leave_in_one_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("svc.log");
+    let mut sinks = Sinks::new(dir.path().join("no-syslog"));
+    let id = sinks.open(&file_type(&path, None, None)).unwrap();
+    sinks.write(id, "START: hello pid=1 from=127.0.0.1");
+    sinks.write(id, "EXIT: hello status=0 pid=1 duration=0(sec)");
+    assert_eq!(lines(&path).len(), 0, "a line was written before the flush");
+    sinks.flush();
+    assert_eq!(lines(&path).len(), 2);
+    sinks.flush();
+    assert_eq!(lines(&path).len(), 2, "a flush wrote lines twice");
+}
+
+#[test]
+fn dropping_the_sinks_writes_what_is_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("svc.log");
+    let mut sinks = Sinks::new(dir.path().join("no-syslog"));
+    let id = sinks.open(&file_type(&path, None, None)).unwrap();
+    sinks.write(id, "last words");
+    drop(sinks);
+    let written = lines(&path);
+    assert_eq!(written.len(), 1);
+    assert_file_line(&written[0], "last words");
+}
+
+#[test]
+fn a_long_turn_writes_before_its_lines_pile_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("svc.log");
+    let mut sinks = Sinks::new(dir.path().join("no-syslog"));
+    let id = sinks.open(&file_type(&path, None, None)).unwrap();
+    let message = "x".repeat(100);
+    let count = PENDING_LIMIT / 100 + 10;
+    for _ in 0..count {
+        sinks.write(id, &message);
+    }
+    let before_flush = lines(&path).len();
+    assert!(
+        before_flush > 0 && before_flush < count,
+        "{before_flush} of {count} written"
+    );
+    sinks.flush();
+    assert_eq!(lines(&path).len(), count);
 }
