@@ -8,7 +8,7 @@ use std::collections::hash_map::RandomState;
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::hash::{BuildHasher, Hasher};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{
     Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket,
 };
@@ -213,17 +213,18 @@ impl Oxinetd {
 
     /// Waits until `needle` occurs on at least `n` lines of the log; returns the log.
     pub fn wait_for_log_count(&self, needle: &str, n: usize) -> String {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            let log = self.log();
-            if log.lines().filter(|l| l.contains(needle)).count() >= n {
-                return log;
-            }
-            if Instant::now() >= deadline {
-                panic!("log did not show {n} x {needle:?} within {READY_TIMEOUT:?}; log:\n{log}");
-            }
-            thread::sleep(POLL);
-        }
+        wait_for(
+            &format!("{n} x {needle:?} in the log"),
+            READY_TIMEOUT,
+            || {
+                let log = self.log();
+                if count_lines(&log, needle) >= n {
+                    Ok(log)
+                } else {
+                    Err(format!("log:\n{log}"))
+                }
+            },
+        )
     }
 
     /// Sends `sig` to the daemon.
@@ -343,9 +344,17 @@ pub fn check_file(path: &Path) -> Output {
 /// Connects, retrying while the connection is refused, for up to 10 s.
 pub fn tcp_connect(addr: impl ToSocketAddrs) -> TcpStream {
     let addr = resolve(addr);
+    connect_retrying(&format!("connect to {addr}"), || {
+        TcpStream::connect_timeout(&addr, IO_TIMEOUT)
+    })
+}
+
+/// Runs `connect` until it succeeds, retrying while the connection is refused (the
+/// daemon may not be listening yet) for up to 10 s; sets 10 s I/O timeouts on the stream.
+fn connect_retrying(what: &str, mut connect: impl FnMut() -> io::Result<TcpStream>) -> TcpStream {
     let deadline = Instant::now() + IO_TIMEOUT;
     loop {
-        match TcpStream::connect_timeout(&addr, IO_TIMEOUT) {
+        match connect() {
             Ok(stream) => {
                 stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
                 stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
@@ -354,7 +363,7 @@ pub fn tcp_connect(addr: impl ToSocketAddrs) -> TcpStream {
             Err(e) if e.kind() == ErrorKind::ConnectionRefused && Instant::now() < deadline => {
                 thread::sleep(POLL);
             }
-            Err(e) => panic!("connect to {addr}: {e}"),
+            Err(e) => panic!("{what}: {e}"),
         }
     }
 }
@@ -382,7 +391,12 @@ pub fn read_to_eof(stream: &mut TcpStream) -> Vec<u8> {
 /// Connects, writes `input` (from a second thread, so large inputs cannot deadlock),
 /// shuts down the write side and reads to EOF.
 pub fn tcp_request(addr: impl ToSocketAddrs, input: &[u8]) -> Vec<u8> {
-    let mut stream = tcp_connect(addr);
+    exchange(tcp_connect(addr), input)
+}
+
+/// Writes `input` on `stream` from a second thread (so large inputs cannot deadlock),
+/// shuts down the write side and reads to EOF.
+fn exchange(mut stream: TcpStream, input: &[u8]) -> Vec<u8> {
     let mut writer = stream.try_clone().expect("clone stream");
     thread::scope(|s| {
         let written = s.spawn(move || {
@@ -393,7 +407,8 @@ pub fn tcp_request(addr: impl ToSocketAddrs, input: &[u8]) -> Vec<u8> {
         let out = read_to_eof(&mut stream);
         match written.join().expect("writer thread") {
             Ok(()) => {}
-            // A server may close without reading everything; the reply is what matters.
+            // A server may close without reading everything, and a refused connection
+            // is closed at once: the reply is what matters.
             Err(e) if matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) => {}
             Err(e) => panic!("write request: {e}"),
         }
@@ -449,12 +464,26 @@ pub fn udp_request(addr: impl ToSocketAddrs, data: &[u8]) -> Vec<u8> {
 
 /// Polls `f` until it returns true; panics with `what` after `timeout`.
 pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    wait_for(what, timeout, || f().then_some(()).ok_or_else(String::new));
+}
+
+/// Polls `f` until it returns `Ok`, and returns that value; after `timeout` panics with
+/// `what` and the last `Err`, which says what was seen instead (empty: nothing to say).
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
     let deadline = Instant::now() + timeout;
-    while !f() {
-        if Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting for: {what}");
+    loop {
+        match f() {
+            Ok(value) => return value,
+            Err(seen) if Instant::now() >= deadline => {
+                let seen = if seen.is_empty() {
+                    seen
+                } else {
+                    format!("; {seen}")
+                };
+                panic!("timed out after {timeout:?} waiting for: {what}{seen}");
+            }
+            Err(_) => thread::sleep(POLL),
         }
-        thread::sleep(POLL);
     }
 }
 
@@ -540,48 +569,21 @@ pub fn run_ok(command: &mut Command, timeout: Duration) -> Output {
 pub fn tcp_connect_from(from: std::net::IpAddr, addr: impl ToSocketAddrs) -> TcpStream {
     use socket2::{Domain, Socket, Type};
     let addr = resolve(addr);
-    let deadline = Instant::now() + IO_TIMEOUT;
-    loop {
+    connect_retrying(&format!("connect from {from} to {addr}"), || {
         let socket =
             Socket::new(Domain::for_address(addr), Type::STREAM, None).expect("client socket");
         socket
             .bind(&SocketAddr::new(from, 0).into())
             .unwrap_or_else(|e| panic!("bind client socket to {from}: {e}"));
-        match socket.connect_timeout(&addr.into(), IO_TIMEOUT) {
-            Ok(()) => {
-                let stream: TcpStream = socket.into();
-                stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-                stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-                return stream;
-            }
-            Err(e) if e.kind() == ErrorKind::ConnectionRefused && Instant::now() < deadline => {
-                thread::sleep(POLL);
-            }
-            Err(e) => panic!("connect from {from} to {addr}: {e}"),
-        }
-    }
+        socket.connect_timeout(&addr.into(), IO_TIMEOUT)?;
+        Ok(socket.into())
+    })
 }
 
 /// Like `tcp_request`, from the local address `from`: connects, writes `input`, shuts down
 /// the write side and reads to EOF.
 pub fn tcp_request_from(from: std::net::IpAddr, addr: impl ToSocketAddrs, input: &[u8]) -> Vec<u8> {
-    let mut stream = tcp_connect_from(from, addr);
-    let mut writer = stream.try_clone().expect("clone stream");
-    thread::scope(|s| {
-        let written = s.spawn(move || {
-            let result = writer.write_all(input);
-            let _ = writer.shutdown(Shutdown::Write);
-            result
-        });
-        let out = read_to_eof(&mut stream);
-        match written.join().expect("writer thread") {
-            Ok(()) => {}
-            // A refused connection is closed at once; the reply (none) is what matters.
-            Err(e) if matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) => {}
-            Err(e) => panic!("write request: {e}"),
-        }
-        out
-    })
+    exchange(tcp_connect_from(from, addr), input)
 }
 
 /// A UDP socket bound to `from` (port chosen by the kernel), 5 s read timeout.
