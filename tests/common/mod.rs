@@ -307,6 +307,83 @@ impl Drop for Oxinetd {
     }
 }
 
+/// A test's temp dir and port before the daemon starts: the files its config names
+/// (scripts, banners, log files, markers) go into the dir, which becomes the daemon's.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    /// A free port for the test's main service.
+    pub port: u16,
+}
+
+impl Setup {
+    pub fn new() -> Setup {
+        Setup {
+            dir: tempdir(),
+            port: free_port(),
+        }
+    }
+
+    /// DIR/name as a string for the config.
+    pub fn path(&self, name: &str) -> String {
+        self.dir
+            .path()
+            .join(name)
+            .to_str()
+            .expect("utf-8 temp path")
+            .to_owned()
+    }
+
+    /// Writes DIR/name holding `bytes`; returns its path.
+    pub fn file(&self, name: &str, bytes: &[u8]) -> String {
+        let path = self.path(name);
+        fs::write(&path, bytes).unwrap_or_else(|e| panic!("write {path}: {e}"));
+        path
+    }
+
+    /// Writes the executable script DIR/name holding `body`; returns its path.
+    pub fn script(&self, name: &str, body: &str) -> String {
+        write_script(self.dir.path(), name, body);
+        self.path(name)
+    }
+
+    /// A stream nowait service `svc` on the port, with `body` as further keys.
+    pub fn service(&self, body: &str) -> String {
+        format!(
+            "[service.svc]\nsocket_type = \"stream\"\nwait = false\nport = {}\n{body}\n",
+            self.port
+        )
+    }
+
+    /// Starts the daemon on `config` in the dir and waits until ready; the daemon and
+    /// the port.
+    pub fn start(self, config: &str) -> (Oxinetd, u16) {
+        self.start_with(config, Launch::default())
+    }
+
+    /// Like `start`, with `launch`'s environment or wrapper.
+    pub fn start_with(self, config: &str, launch: Launch<'_>) -> (Oxinetd, u16) {
+        let port = self.port;
+        let launch = Launch {
+            dir: Some(self.dir),
+            ..launch
+        };
+        (Oxinetd::start_with(config, launch), port)
+    }
+}
+
+/// `server = "/bin/sh"` running `script` with `-c`.
+pub fn sh(script: &str) -> String {
+    format!(
+        "server = \"/bin/sh\"\nserver_args = {}\n",
+        toml_strings(&["-c", script])
+    )
+}
+
+/// `sh(script)` as root.
+pub fn sh_as_root(script: &str) -> String {
+    format!("user = \"root\"\n{}", sh(script))
+}
+
 fn send_signal(pid: i32, sig: i32) {
     // SAFETY: kill has no memory effects; pid is a process this harness started.
     unsafe {
