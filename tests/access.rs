@@ -14,8 +14,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    Launch, Oxinetd, check_file, count_lines, free_port, tcp_request_from, tempdir, toml_string,
-    toml_strings, udp_socket_from,
+    Launch, Oxinetd, check_file, count_lines, free_port, ip, tcp_request_from, tempdir,
+    toml_string, toml_strings, udp_socket_from,
 };
 
 /// The temp dir holding the config and the marker files servers leave behind.
@@ -76,11 +76,6 @@ fn start_svc_on(bind: &str, keys: &str) -> (Oxinetd, u16) {
 /// One exec'd service `svc` on 127.0.0.1 with `keys`; the daemon and the port.
 fn start_svc(keys: &str) -> (Oxinetd, u16) {
     start_svc_on("127.0.0.1", keys)
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse()
-        .unwrap_or_else(|e| panic!("bad test address {s}: {e}"))
 }
 
 /// Where a peer at `from` reaches `port`: loopback of the same family.

@@ -4,13 +4,13 @@
 mod common;
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{IpAddr, TcpStream};
+use std::io::Write;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::{
-    Oxinetd, count_lines, free_port, read_to_eof, tcp_connect_from, tcp_request_from, toml_strings,
-    v4,
+    Oxinetd, count_lines, free_port, ip, read_line, read_to_eof, tcp_connect_from,
+    tcp_request_from, toml_strings, v4,
 };
 
 /// An exec'd stream nowait service `name` on 127.0.0.1:`port` with `keys`; its server prints
@@ -21,25 +21,6 @@ fn holding_service(name: &str, port: u16, keys: &str) -> String {
          server = \"/bin/sh\"\nserver_args = {}\nport = {port}\nbind = \"127.0.0.1\"\n{keys}\n\n",
         toml_strings(&["-c", "echo hi; read line"])
     )
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse()
-        .unwrap_or_else(|e| panic!("bad test address {s}: {e}"))
-}
-
-/// Reads one line (up to and including '\n'); panics on EOF or timeout.
-fn read_line(stream: &mut TcpStream) -> String {
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    while !line.ends_with(b"\n") {
-        match stream.read(&mut byte) {
-            Ok(0) => panic!("EOF after {:?}", String::from_utf8_lossy(&line)),
-            Ok(_) => line.push(byte[0]),
-            Err(e) => panic!("read line: {e} after {:?}", String::from_utf8_lossy(&line)),
-        }
-    }
-    String::from_utf8(line).expect("UTF-8 line")
 }
 
 /// A connection from `from` whose server has started (it said `hi`); it runs until the

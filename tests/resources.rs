@@ -5,13 +5,13 @@ mod common;
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{IpAddr, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Launch, Oxinetd, count_lines, cpu_time, free_port, read_to_eof, tcp_connect_from,
+    Launch, Oxinetd, count_lines, cpu_time, free_port, have, ip, read_to_eof, tcp_connect_from,
     tcp_request_from, tempdir, toml_strings, v4,
 };
 
@@ -19,17 +19,6 @@ use common::{
 /// would use all of it.
 const CPU_BUDGET: Duration = Duration::from_millis(500);
 const EPISODE: Duration = Duration::from_secs(1);
-
-fn ip(s: &str) -> IpAddr {
-    s.parse()
-        .unwrap_or_else(|e| panic!("bad test address {s}: {e}"))
-}
-
-fn have(program: &str) -> bool {
-    ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
-        .iter()
-        .any(|d| std::path::Path::new(d).join(program).exists())
-}
 
 /// Runs `during` repeatedly for `EPISODE` and returns the daemon's CPU time over it.
 fn cpu_over_episode(daemon: &Oxinetd, mut during: impl FnMut()) -> Duration {

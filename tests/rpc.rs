@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, UdpSocket};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Oxinetd, check, run_command, tcp_request, v4};
+use common::{Oxinetd, check, have, run_command, tcp_request, v4};
 
 /// A program number no real service registers.
 const PROGRAM: u32 = 300_999;
@@ -20,12 +20,6 @@ fn rpc_service(extra: &str) -> String {
          protocol = \"tcp\"\nwait = false\nuser = \"root\"\nserver = \"/bin/sh\"\n\
          server_args = [\"-c\", \"echo rpc-served\"]\n{extra}\n"
     )
-}
-
-/// Whether `program` is on PATH.
-fn have(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
 }
 
 /// Whether a portmapper answers a NULL call (program 100000 version 2 procedure 0) on

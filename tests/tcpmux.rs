@@ -4,11 +4,12 @@
 //! (CVE-2013-4342), a trailing NUL after `+Go\r\n`, bytes after the name line lost.
 mod common;
 
-use std::fs;
 use std::io::{Read, Write};
 use std::path::Path;
 
-use common::{Launch, Oxinetd, free_port, read_to_eof, tcp_connect, tcp_request, tempdir, v4};
+use common::{
+    Launch, Oxinetd, free_port, passwd_entry, read_to_eof, tcp_connect, tcp_request, tempdir, v4,
+};
 
 /// A test's temp dir (marker files) before the daemon starts, and the tcpmux port.
 struct Setup {
@@ -71,16 +72,6 @@ fn service(name: &str, kind: &str, user: &str, script: &str, extra: &str) -> Str
 
 /// Prints the uid, then echoes one line of input.
 const UID_THEN_ECHO: &str = "id -u; read line; echo \"$line\"";
-
-fn uid_of(user: &str) -> String {
-    let passwd = fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
-    passwd
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|fields| fields[0] == user)
-        .unwrap_or_else(|| panic!("no {user} in /etc/passwd"))[2]
-        .to_owned()
-}
 
 /// Shows bytes readably when an assertion fails.
 #[track_caller]
@@ -232,7 +223,7 @@ fn regression_cve_2013_4342_tcpmux_services_run_as_their_own_user() {
     ]
     .concat();
     let (_daemon, port) = Setup::new().start(&services);
-    let uid = uid_of("nobody");
+    let uid = &passwd_entry("nobody")[2];
     assert_bytes(
         &tcp_request(v4(port), b"plusname\r\nx\n"),
         format!("+Go\r\n{uid}\nx\n").as_bytes(),

@@ -10,7 +10,8 @@ use std::fs::{self, File};
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{
-    Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket,
+    IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs,
+    UdpSocket,
 };
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -354,6 +355,17 @@ impl Setup {
         )
     }
 
+    /// Starts the daemon on `service(body)` alone; the daemon and the port.
+    pub fn start_service(self, body: &str) -> (Oxinetd, u16) {
+        self.start_service_with(body, Launch::default())
+    }
+
+    /// Like `start_service`, with `launch`'s environment or wrapper.
+    pub fn start_service_with(self, body: &str, launch: Launch<'_>) -> (Oxinetd, u16) {
+        let config = self.service(body);
+        self.start_with(&config, launch)
+    }
+
     /// Starts the daemon on `config` in the dir and waits until ready; the daemon and
     /// the port.
     pub fn start(self, config: &str) -> (Oxinetd, u16) {
@@ -463,6 +475,20 @@ pub fn read_to_eof(stream: &mut TcpStream) -> Vec<u8> {
             ),
         }
     }
+}
+
+/// Reads one line (up to and including '\n'); panics on EOF or timeout.
+pub fn read_line(stream: &mut TcpStream) -> String {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\n") {
+        match stream.read(&mut byte) {
+            Ok(0) => panic!("EOF after {:?}", String::from_utf8_lossy(&line)),
+            Ok(_) => line.push(byte[0]),
+            Err(e) => panic!("read line: {e} after {:?}", String::from_utf8_lossy(&line)),
+        }
+    }
+    String::from_utf8(line).expect("UTF-8 line")
 }
 
 /// Connects, writes `input` (from a second thread, so large inputs cannot deadlock),
@@ -728,4 +754,26 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
+}
+
+/// A test address, parsed.
+pub fn ip(s: &str) -> IpAddr {
+    s.parse()
+        .unwrap_or_else(|e| panic!("bad test address {s}: {e}"))
+}
+
+/// Whether `program` is on PATH, where the tests run it from.
+pub fn have(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
+}
+
+/// The fields of `user`'s line in /etc/passwd (name, password, uid, gid, gecos, home, shell).
+pub fn passwd_entry(user: &str) -> Vec<String> {
+    let passwd = fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
+    passwd
+        .lines()
+        .map(|l| l.split(':').map(str::to_owned).collect::<Vec<_>>())
+        .find(|fields| fields[0] == user)
+        .unwrap_or_else(|| panic!("no {user} in /etc/passwd"))
 }
