@@ -9,8 +9,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::{
-    Oxinetd, count_lines, free_port, ip, read_line, read_to_eof, tcp_connect_from,
-    tcp_request_from, toml_strings, v4,
+    Oxinetd, Setup, assert_check_rejects, count_lines, free_port, ip, read_line, read_to_eof,
+    tcp_connect_from, tcp_request_from, toml_strings, v4,
 };
 
 /// An exec'd stream nowait service `name` on 127.0.0.1:`port` with `keys`; its server prints
@@ -232,29 +232,19 @@ fn max_load_refuses_at_or_above_the_load() {
 #[test]
 fn limit_refusals_get_the_banners_too() {
     // "A refused connection is accepted and closed in the parent, after banner_fail."
-    let dir = common::tempdir();
-    let banner = dir.path().join("banner");
-    let fail = dir.path().join("fail");
-    fs::write(&banner, b"hello\r\n").unwrap();
-    fs::write(&fail, b"busy\r\n").unwrap();
-    let (instances, per_source) = (free_port(), free_port());
+    let setup = Setup::new();
+    let (instances, per_source) = (setup.port, free_port());
     let banners = format!(
         "banner = {}\nbanner_fail = {}",
-        common::toml_string(banner.to_str().unwrap()),
-        common::toml_string(fail.to_str().unwrap())
+        common::toml_string(&setup.file("banner", b"hello\r\n")),
+        common::toml_string(&setup.file("fail", b"busy\r\n"))
     );
     let config = format!(
         "{}{}",
         holding_service("one", instances, &format!("instances = 1\n{banners}")),
         holding_service("each", per_source, &format!("per_source = 1\n{banners}"))
     );
-    let daemon = Oxinetd::start_with(
-        &config,
-        common::Launch {
-            dir: Some(dir),
-            ..common::Launch::default()
-        },
-    );
+    let (daemon, _) = setup.start(&config);
     for (id, port, reason) in [
         ("one", instances, "service_limit"),
         ("each", per_source, "per_source_limit"),
@@ -315,41 +305,16 @@ fn servers_started_before_a_reload_still_count() {
     drop((held_each2, held_each3, again_one, again_each));
 }
 
-/// `--check` on a service `svc` with `line` added (as line 7): exit 1 and an error naming
-/// file, line, service and `key`.
-fn assert_key_error(line: &str, key: &str) {
-    let dir = common::tempdir();
-    let path = dir.path().join("oxinetd.toml");
-    let config = format!(
-        "[service.svc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
-         server = \"/bin/cat\"\nport = {}\n{line}\n",
-        free_port()
-    );
-    fs::write(&path, &config).unwrap();
-    let out = common::check_file(&path);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{line} accepted; stderr:\n{stderr}"
-    );
-    let want = format!("{}:7: service svc: key {key}: ", path.display());
-    assert!(
-        stderr.lines().any(|l| l.contains(&want)),
-        "no error line {want:?} for {line}; stderr:\n{stderr}"
-    );
-}
-
 #[test]
 fn max_servers_in_a_service_is_a_config_error() {
-    assert_key_error("max_servers = 2", "max_servers");
+    assert_check_rejects("max_servers = 2", "max_servers");
 }
 
 #[test]
 fn cps_needs_a_rate_and_a_pause() {
-    assert_key_error("cps = [2]", "cps");
-    assert_key_error("cps = \"2 1 3\"", "cps");
-    assert_key_error("cps = [0, 1]", "cps");
+    assert_check_rejects("cps = [2]", "cps");
+    assert_check_rejects("cps = \"2 1 3\"", "cps");
+    assert_check_rejects("cps = [0, 1]", "cps");
 }
 
 #[test]
@@ -433,25 +398,16 @@ fn max_servers_does_not_count_internal_sessions() {
 
 #[test]
 fn cps_shed_connections_get_banner_fail() {
-    let dir = common::tempdir();
-    let fail = dir.path().join("fail");
-    fs::write(&fail, b"slow down\r\n").unwrap();
-    let port = free_port();
+    let setup = Setup::new();
     let config = holding_service(
         "svc",
-        port,
+        setup.port,
         &format!(
             "cps = [1, 5]\nbanner_fail = {}",
-            common::toml_string(fail.to_str().unwrap())
+            common::toml_string(&setup.file("fail", b"slow down\r\n"))
         ),
     );
-    let daemon = Oxinetd::start_with(
-        &config,
-        common::Launch {
-            dir: Some(dir),
-            ..common::Launch::default()
-        },
-    );
+    let (daemon, port) = setup.start(&config);
     let first = hold(port, "127.0.0.2");
     for _ in 0..2 {
         let out = tcp_request_from(ip("127.0.0.2"), v4(port), b"");

@@ -430,6 +430,31 @@ pub fn check_file(path: &Path) -> Output {
         .expect("run oxinetd --check")
 }
 
+/// `--check` on a stream service `svc` with `line` added as line 7 of the file: exit 1,
+/// and an error naming the file, that line, the service and `key`.
+pub fn assert_check_rejects(line: &str, key: &str) {
+    let dir = tempdir();
+    let path = dir.path().join("oxinetd.toml");
+    let config = format!(
+        "[service.svc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
+         server = \"/bin/cat\"\nport = {}\n{line}\n",
+        free_port()
+    );
+    fs::write(&path, &config).expect("write config");
+    let out = check_file(&path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{line} accepted; stderr:\n{stderr}"
+    );
+    let want = format!("{}:7: service svc: key {key}: ", path.display());
+    assert!(
+        stderr.lines().any(|l| l.contains(&want)),
+        "no error line {want:?} for {line}; stderr:\n{stderr}"
+    );
+}
+
 /// Connects, retrying while the connection is refused, for up to 10 s.
 pub fn tcp_connect(addr: impl ToSocketAddrs) -> TcpStream {
     let addr = resolve(addr);
