@@ -272,6 +272,17 @@ impl Drop for PidsCgroup {
     }
 }
 
+/// A connection to `port` is closed unserved: no process could be started for it.
+#[track_caller]
+fn assert_unserved(port: u16) {
+    let out = tcp_request_from(ip("127.0.0.1"), v4(port), b"");
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "",
+        "served without a process"
+    );
+}
+
 #[test]
 fn fork_failure_is_logged_once_per_episode_and_the_daemon_recovers() {
     let Some(cgroup) = PidsCgroup::create() else {
@@ -303,22 +314,12 @@ fn fork_failure_is_logged_once_per_episode_and_the_daemon_recovers() {
         .expect("list the daemon's threads")
         .count();
     cgroup.set_max(&tasks.to_string());
-    let out = tcp_request_from(ip("127.0.0.1"), v4(svc), b"");
-    assert_eq!(
-        String::from_utf8_lossy(&out),
-        "",
-        "served without a process"
-    );
+    assert_unserved(svc);
     common::wait_until("FAIL: svc fork", Duration::from_secs(10), || {
         fork_fails(&daemon.log()) >= 1
     });
     let used = cpu_over_episode(&daemon, || {
-        let out = tcp_request_from(ip("127.0.0.1"), v4(svc), b"");
-        assert_eq!(
-            String::from_utf8_lossy(&out),
-            "",
-            "served without a process"
-        );
+        assert_unserved(svc);
     });
     assert!(
         used < CPU_BUDGET,
@@ -346,12 +347,7 @@ fn fork_failure_is_logged_once_per_episode_and_the_daemon_recovers() {
 
     // A new episode is logged again.
     cgroup.set_max(&tasks.to_string());
-    let out = tcp_request_from(ip("127.0.0.1"), v4(svc), b"");
-    assert_eq!(
-        String::from_utf8_lossy(&out),
-        "",
-        "served without a process"
-    );
+    assert_unserved(svc);
     common::wait_until("a second FAIL: svc fork", Duration::from_secs(10), || {
         fork_fails(&daemon.log()) >= 2
     });
