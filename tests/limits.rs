@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     Oxinetd, Setup, assert_check_rejects, count_lines, free_port, ip, read_line, read_to_eof,
-    tcp_connect_from, tcp_request_from, toml_strings, v4,
+    tcp_connect_from, tcp_request_from, toml_strings, v4, wait_for,
 };
 
 /// An exec'd stream nowait service `name` on 127.0.0.1:`port` with `keys`; its server prints
@@ -126,18 +126,23 @@ fn cps_episodes(log: &str, id: &str, from: &str) -> usize {
         .count()
 }
 
-#[test]
-fn cps_sheds_only_the_fast_peer_for_the_pause_and_logs_once() {
+/// An exec'd service `svc` on 127.0.0.1 printing `served`, with `cps = [2, 1]`; the
+/// daemon and the port.
+fn start_cps_svc() -> (Oxinetd, u16) {
     let port = free_port();
     let daemon = Oxinetd::start(&format!(
         "[service.svc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
-         server = \"/bin/sh\"\nserver_args = {}\nport = {port}\nbind = \"127.0.0.1\"\n\
-         cps = [2, 1]\n",
-        toml_strings(&["-c", "echo served"])
+         {}port = {port}\nbind = \"127.0.0.1\"\ncps = [2, 1]\n",
+        common::sh("echo served")
     ));
+    (daemon, port)
+}
+
+/// Ten connections from `from` at once against `cps = [2, 1]`: two are served, eight shed.
+fn burst_of_ten(port: u16, from: &str) {
     // All ten are queued by the kernel first, so the daemon meets them as one burst.
     let mut burst: Vec<TcpStream> = (0..10)
-        .map(|_| tcp_connect_from(ip("127.0.0.2"), v4(port)))
+        .map(|_| tcp_connect_from(ip(from), v4(port)))
         .collect();
     let outputs: Vec<String> = burst
         .iter_mut()
@@ -147,6 +152,12 @@ fn cps_sheds_only_the_fast_peer_for_the_pause_and_logs_once() {
     want[0] = "served\n".into();
     want[1] = "served\n".into();
     assert_eq!(outputs, want, "a burst of 10 against cps = [2, 1]");
+}
+
+#[test]
+fn cps_sheds_only_the_fast_peer_for_the_pause_and_logs_once() {
+    let (daemon, port) = start_cps_svc();
+    burst_of_ten(port, "127.0.0.2");
     daemon.wait_for_log("FAIL: svc cps from=127.0.0.2");
 
     // Another peer is served meanwhile: only the fast one is shed.
@@ -198,6 +209,35 @@ fn cps_sheds_only_the_fast_peer_for_the_pause_and_logs_once() {
         "one FAIL line per shedding episode, not per connection; log:\n{log}"
     );
     assert_eq!(cps_episodes(&log, "svc", "127.0.0.3"), 0, "log:\n{log}");
+}
+
+#[test]
+fn cps_episode_ends_with_a_summary_line() {
+    let (daemon, port) = start_cps_svc();
+    burst_of_ten(port, "127.0.0.2");
+    daemon.wait_for_log("FAIL: svc cps from=127.0.0.2");
+    // The peer stops. The episode ends a pause (1 s) after its last excess connection,
+    // and the daemon's housekeeping, due 10 s after the first shed one, says so.
+    let summary = "WARN service svc: cps: shed 8 connections from 127.0.0.2 over 1 s";
+    let log = wait_for(
+        "the cps end-of-episode summary",
+        Duration::from_secs(20),
+        || {
+            let log = daemon.log();
+            if count_lines(&log, "cps: shed") > 0 {
+                Ok(log)
+            } else {
+                Err(format!("log:\n{log}"))
+            }
+        },
+    );
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("cps: shed")).collect();
+    assert!(
+        lines.len() == 1 && lines[0].ends_with(&format!(" {summary}")),
+        "want one line ending in {summary:?}; log:\n{log}"
+    );
+    // The summary is not a second start-of-episode line.
+    assert_eq!(cps_episodes(&log, "svc", "127.0.0.2"), 1, "log:\n{log}");
 }
 
 /// The 1-minute load average.
