@@ -9,55 +9,27 @@ mod common;
 
 use std::fs;
 use std::io::ErrorKind;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    Launch, Oxinetd, check_file, count_lines, free_port, tcp_request_from, tempdir, toml_string,
-    toml_strings, udp_socket_from,
+    Launch, Oxinetd, Setup, assert_check_rejects, check_file, count_lines, free_port, ip, sh,
+    tcp_request_from, tempdir, toml_string, toml_strings, udp_socket_from,
 };
 
-/// The temp dir holding the config and the marker files servers leave behind.
-struct Setup {
-    dir: tempfile::TempDir,
-}
-
-impl Setup {
-    fn new() -> Setup {
-        Setup { dir: tempdir() }
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir
-            .path()
-            .join(name)
-            .to_str()
-            .expect("utf-8 path")
-            .to_owned()
-    }
-
-    /// An exec'd stream nowait service `name` on `bind`:`port` plus `keys`. Its server
-    /// leaves a marker `ran-NAME-$REMOTE_ADDR` and prints `served`.
-    fn service(&self, name: &str, port: u16, bind: &str, keys: &str) -> String {
-        let script = format!(
-            "touch {}-\"$REMOTE_ADDR\"; echo served",
-            self.path(&format!("ran-{name}"))
-        );
-        format!(
-            "[service.{name}]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
-             server = \"/bin/sh\"\nserver_args = {}\nport = {port}\nbind = \"{bind}\"\n{keys}\n\n",
-            toml_strings(&["-c", &script])
-        )
-    }
-
-    fn start(self, config: &str) -> Oxinetd {
-        let launch = Launch {
-            dir: Some(self.dir),
-            ..Launch::default()
-        };
-        Oxinetd::start_with(config, launch)
-    }
+/// An exec'd stream nowait service `name` on `bind`:`port` plus `keys`. Its server
+/// leaves a marker `ran-NAME-$REMOTE_ADDR` in the setup's dir and prints `served`.
+fn marked_service(setup: &Setup, name: &str, port: u16, bind: &str, keys: &str) -> String {
+    let script = format!(
+        "touch {}-\"$REMOTE_ADDR\"; echo served",
+        setup.path(&format!("ran-{name}"))
+    );
+    format!(
+        "[service.{name}]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
+         {}port = {port}\nbind = \"{bind}\"\n{keys}\n\n",
+        sh(&script)
+    )
 }
 
 /// Whether service `name` ran a server for a peer at `from` (its marker is there).
@@ -68,19 +40,13 @@ fn ran(daemon: &Oxinetd, name: &str, from: &str) -> bool {
 /// One exec'd service `svc` with `keys` on `bind`; the daemon and the port.
 fn start_svc_on(bind: &str, keys: &str) -> (Oxinetd, u16) {
     let setup = Setup::new();
-    let port = free_port();
-    let config = setup.service("svc", port, bind, keys);
-    (setup.start(&config), port)
+    let config = marked_service(&setup, "svc", setup.port, bind, keys);
+    setup.start(&config)
 }
 
 /// One exec'd service `svc` on 127.0.0.1 with `keys`; the daemon and the port.
 fn start_svc(keys: &str) -> (Oxinetd, u16) {
     start_svc_on("127.0.0.1", keys)
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse()
-        .unwrap_or_else(|e| panic!("bad test address {s}: {e}"))
 }
 
 /// Where a peer at `from` reaches `port`: loopback of the same family.
@@ -179,17 +145,30 @@ fn cidr_8_and_30_match_their_networks() {
     let setup = Setup::new();
     let (wide, narrow, other) = (free_port(), free_port(), free_port());
     let config = [
-        setup.service("wide", wide, "0.0.0.0", "only_from = [\"127.0.0.0/8\"]"),
-        setup.service(
+        marked_service(
+            &setup,
+            "wide",
+            wide,
+            "0.0.0.0",
+            "only_from = [\"127.0.0.0/8\"]",
+        ),
+        marked_service(
+            &setup,
             "narrow",
             narrow,
             "0.0.0.0",
             "only_from = [\"127.0.0.0/30\"]",
         ),
-        setup.service("other", other, "0.0.0.0", "only_from = [\"10.0.0.0/8\"]"),
+        marked_service(
+            &setup,
+            "other",
+            other,
+            "0.0.0.0",
+            "only_from = [\"10.0.0.0/8\"]",
+        ),
     ]
     .concat();
-    let daemon = setup.start(&config);
+    let (daemon, _) = setup.start(&config);
     assert_served(wide, "127.0.0.1");
     assert_served(wide, "127.200.1.1");
     assert_served(narrow, "127.0.0.3");
@@ -202,11 +181,23 @@ fn trailing_zero_octets_are_wildcards() {
     let setup = Setup::new();
     let (net8, net16) = (free_port(), free_port());
     let config = [
-        setup.service("net8", net8, "0.0.0.0", "only_from = [\"127.0.0.0\"]"),
-        setup.service("net16", net16, "0.0.0.0", "only_from = [\"127.1.0.0\"]"),
+        marked_service(
+            &setup,
+            "net8",
+            net8,
+            "0.0.0.0",
+            "only_from = [\"127.0.0.0\"]",
+        ),
+        marked_service(
+            &setup,
+            "net16",
+            net16,
+            "0.0.0.0",
+            "only_from = [\"127.1.0.0\"]",
+        ),
     ]
     .concat();
-    let daemon = setup.start(&config);
+    let (daemon, _) = setup.start(&config);
     // 127.0.0.0 is 127.0.0.0/8.
     assert_served(net8, "127.0.0.2");
     assert_served(net8, "127.5.6.7");
@@ -231,11 +222,17 @@ fn zero_address_allows_every_ipv4_peer_but_no_ipv6_one() {
     let setup = Setup::new();
     let (v4only, dual) = (free_port(), free_port());
     let config = [
-        setup.service("v4only", v4only, "0.0.0.0", "only_from = [\"0.0.0.0\"]"),
-        setup.service("dual", dual, "::", "only_from = [\"0.0.0.0\"]"),
+        marked_service(
+            &setup,
+            "v4only",
+            v4only,
+            "0.0.0.0",
+            "only_from = [\"0.0.0.0\"]",
+        ),
+        marked_service(&setup, "dual", dual, "::", "only_from = [\"0.0.0.0\"]"),
     ]
     .concat();
-    let daemon = setup.start(&config);
+    let (daemon, _) = setup.start(&config);
     assert_served(v4only, "127.0.0.1");
     assert_served(v4only, "127.9.9.9");
     assert_served(dual, "127.0.0.2");
@@ -308,12 +305,12 @@ fn ipv6_entries_on_a_dual_stack_service() {
     let setup = Setup::new();
     let (six, six_net, banned) = (free_port(), free_port(), free_port());
     let config = [
-        setup.service("six", six, "::", "only_from = [\"::1\"]"),
-        setup.service("sixnet", six_net, "::", "only_from = [\"::1/128\"]"),
-        setup.service("banned", banned, "::", "no_access = [\"::1\"]"),
+        marked_service(&setup, "six", six, "::", "only_from = [\"::1\"]"),
+        marked_service(&setup, "sixnet", six_net, "::", "only_from = [\"::1/128\"]"),
+        marked_service(&setup, "banned", banned, "::", "no_access = [\"::1\"]"),
     ]
     .concat();
-    let daemon = setup.start(&config);
+    let (daemon, _) = setup.start(&config);
     assert_served(six, "::1");
     assert_refused(&daemon, "six", six, "127.0.0.1", "address");
     assert_served(six_net, "::1");
@@ -325,9 +322,9 @@ fn ipv6_entries_on_a_dual_stack_service() {
 #[test]
 fn ipv4_entries_match_ipv4_peers_on_a_dual_stack_service() {
     let setup = Setup::new();
-    let port = free_port();
-    let config = setup.service("svc", port, "::", "only_from = [\"127.0.0.0/24\"]");
-    let daemon = setup.start(&config);
+    let port = setup.port;
+    let config = marked_service(&setup, "svc", port, "::", "only_from = [\"127.0.0.0/24\"]");
+    let (daemon, _) = setup.start(&config);
     assert_served(port, "127.0.0.1");
     assert_served(port, "127.0.0.2");
     assert_refused(&daemon, "svc", port, "127.0.1.1", "address");
@@ -406,10 +403,9 @@ fn start_with_resolver(setup: Setup, config: &str, hosts: &str, resolv: Option<&
     mount.push_str(" && exec \"$0\" \"$@\"");
     let launch = Launch {
         wrapper: vec!["unshare", "--mount", "--", "/bin/sh", "-c", &mount],
-        dir: Some(setup.dir),
         ..Launch::default()
     };
-    Oxinetd::start_with(config, launch)
+    setup.start_with(config, launch).0
 }
 
 /// A DNS server that never answers, on a loopback address of its own, port 53.
@@ -429,6 +425,20 @@ const TEST_HOSTS: &str = "127.0.0.1 localhost\n\
                           127.0.0.7 box.other.test\n\
                           127.0.0.8 example.test\n";
 
+/// One exec'd service `svc` on 0.0.0.0 with `keys`, the daemon seeing `TEST_HOSTS` as its
+/// /etc/hosts; the daemon and the port. None (the test is skipped) where no mount
+/// namespace can be made.
+fn start_svc_with_test_hosts(keys: &str) -> Option<(Oxinetd, u16)> {
+    if !can_unshare() {
+        eprintln!("skipped: cannot make a mount namespace for a private /etc/hosts");
+        return None;
+    }
+    let setup = Setup::new();
+    let port = setup.port;
+    let config = marked_service(&setup, "svc", port, "0.0.0.0", keys);
+    Some((start_with_hosts(setup, &config, TEST_HOSTS), port))
+}
+
 #[test]
 fn domain_suffix_entry_matches_names_under_it() {
     if !can_unshare() {
@@ -438,14 +448,22 @@ fn domain_suffix_entry_matches_names_under_it() {
     let setup = Setup::new();
     let (suffix, name, banned) = (free_port(), free_port(), free_port());
     let config = [
-        setup.service(
+        marked_service(
+            &setup,
             "suffix",
             suffix,
             "0.0.0.0",
             "only_from = [\".example.test\"]",
         ),
-        setup.service("name", name, "0.0.0.0", "only_from = [\"box.other.test\"]"),
-        setup.service(
+        marked_service(
+            &setup,
+            "name",
+            name,
+            "0.0.0.0",
+            "only_from = [\"box.other.test\"]",
+        ),
+        marked_service(
+            &setup,
             "banned",
             banned,
             "0.0.0.0",
@@ -471,38 +489,22 @@ fn domain_suffix_entry_matches_names_under_it() {
 #[test]
 fn address_in_no_access_beats_a_domain_in_only_from() {
     // 127.0.0.5 is box.example.test: an address is at least as specific as a domain.
-    if !can_unshare() {
-        eprintln!("skipped: cannot make a mount namespace for a private /etc/hosts");
-        return;
-    }
-    let setup = Setup::new();
-    let port = free_port();
-    let config = setup.service(
-        "svc",
-        port,
-        "0.0.0.0",
+    let Some((daemon, port)) = start_svc_with_test_hosts(
         "only_from = [\".example.test\", \"127.0.0.7\"]\nno_access = [\"127.0.0.5\"]",
-    );
-    let daemon = start_with_hosts(setup, &config, TEST_HOSTS);
+    ) else {
+        return;
+    };
     assert_refused(&daemon, "svc", port, "127.0.0.5", "address");
     assert_served(port, "127.0.0.7");
 }
 
 #[test]
 fn host_name_in_only_from_beats_a_network_in_no_access() {
-    if !can_unshare() {
-        eprintln!("skipped: cannot make a mount namespace for a private /etc/hosts");
-        return;
-    }
-    let setup = Setup::new();
-    let port = free_port();
-    let config = setup.service(
-        "svc",
-        port,
-        "0.0.0.0",
+    let Some((daemon, port)) = start_svc_with_test_hosts(
         "only_from = [\"box.other.test\"]\nno_access = [\"127.0.0.0/8\"]",
-    );
-    let daemon = start_with_hosts(setup, &config, TEST_HOSTS);
+    ) else {
+        return;
+    };
     assert_served(port, "127.0.0.7");
     assert_refused(&daemon, "svc", port, "127.0.0.5", "address");
 }
@@ -531,13 +533,35 @@ fn internal_stream_service_is_refused_too() {
     daemon.wait_for_log_count("FAIL: echo address from=127.0.0.2", before + 1);
 }
 
-#[test]
-fn internal_dgram_service_drops_refused_datagrams() {
+/// An internal dgram echo on 127.0.0.1 with `keys`; the daemon and the port.
+fn start_dgram_echo(keys: &str) -> (Oxinetd, u16) {
     let port = free_port();
     let daemon = Oxinetd::start(&format!(
         "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"dgram\"\nwait = true\n\
-         port = {port}\nbind = \"127.0.0.1\"\nonly_from = [\"127.0.0.1\"]\n"
+         port = {port}\nbind = \"127.0.0.1\"\n{keys}\n"
     ));
+    (daemon, port)
+}
+
+/// Nothing has arrived on `socket`. The daemon handles datagrams in order, so once a
+/// later datagram has been answered, a reply to an earlier one would be queued here.
+#[track_caller]
+fn assert_no_datagram(socket: &std::net::UdpSocket) {
+    socket.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 64];
+    match socket.recv_from(&mut buf) {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        Ok((n, from)) => panic!(
+            "a refused datagram got a reply from {from}: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+        Err(e) => panic!("recv on the refused peer's socket: {e}"),
+    }
+}
+
+#[test]
+fn internal_dgram_service_drops_refused_datagrams() {
+    let (daemon, port) = start_dgram_echo("only_from = [\"127.0.0.1\"]");
     let stranger = udp_socket_from(ip("127.0.0.2"));
     stranger.send_to(b"from two", common::v4(port)).unwrap();
     daemon.wait_for_log("FAIL: echo address from=127.0.0.2");
@@ -547,38 +571,24 @@ fn internal_dgram_service_drops_refused_datagrams() {
     let mut buf = [0u8; 64];
     let (n, _) = friend.recv_from(&mut buf).expect("echo reply to 127.0.0.1");
     assert_eq!(&buf[..n], b"from one");
-
-    // The daemon handles datagrams in order: a reply to the refused one would be queued
-    // by now.
-    stranger.set_nonblocking(true).unwrap();
-    match stranger.recv_from(&mut buf) {
-        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-        Ok((n, _)) => panic!(
-            "refused peer got a reply: {:?}",
-            String::from_utf8_lossy(&buf[..n])
-        ),
-        Err(e) => panic!("recv on the refused peer's socket: {e}"),
-    }
+    assert_no_datagram(&stranger);
 }
 
 #[test]
 fn banners_are_sent_byte_for_byte() {
     let setup = Setup::new();
-    let port = free_port();
+    let port = setup.port;
     let banner: &[u8] = b"welcome\r\n\x00\xff";
     let success: &[u8] = b"you are in\n";
     let failure: &[u8] = b"\x01go away\r\n";
-    fs::write(setup.path("banner"), banner).unwrap();
-    fs::write(setup.path("success"), success).unwrap();
-    fs::write(setup.path("fail"), failure).unwrap();
     let keys = format!(
         "only_from = [\"127.0.0.1\"]\nbanner = {}\nbanner_success = {}\nbanner_fail = {}",
-        toml_string(&setup.path("banner")),
-        toml_string(&setup.path("success")),
-        toml_string(&setup.path("fail"))
+        toml_string(&setup.file("banner", banner)),
+        toml_string(&setup.file("success", success)),
+        toml_string(&setup.file("fail", failure))
     );
-    let config = setup.service("svc", port, "127.0.0.1", &keys);
-    let daemon = setup.start(&config);
+    let config = marked_service(&setup, "svc", port, "127.0.0.1", &keys);
+    let (daemon, _) = setup.start(&config);
 
     let refused = tcp_request_from(ip("127.0.0.2"), common::v4(port), b"");
     assert_eq!(
@@ -669,29 +679,11 @@ fn access_times_list_allows_when_any_range_holds() {
     assert_served(port, "127.0.0.1");
 }
 
-/// `--check` on `svc` with `key = VALUE`: exit 1 with an error naming file, line, service
-/// and key.
+/// `--check` rejects `key = ["127.0.0.1", VALUE]` with an error naming the key.
 fn assert_bad_entry(key: &str, value: &str) {
-    let dir = tempdir();
-    let path = dir.path().join("oxinetd.toml");
-    let config = format!(
-        "[service.svc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
-         server = \"/bin/cat\"\nport = {}\n{key} = [\"127.0.0.1\", {}]\n",
-        free_port(),
-        toml_string(value)
-    );
-    fs::write(&path, &config).unwrap();
-    let out = check_file(&path);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{key} = {value} was accepted; stderr:\n{stderr}"
-    );
-    let want = format!("{}:7: service svc: key {key}: ", path.display());
-    assert!(
-        stderr.lines().any(|l| l.contains(&want)),
-        "no error line {want:?} for {value}; stderr:\n{stderr}"
+    assert_check_rejects(
+        &format!("{key} = [\"127.0.0.1\", {}]", toml_string(value)),
+        key,
     );
 }
 
@@ -708,26 +700,9 @@ fn host_bits_set_under_the_prefix_is_a_config_error() {
 #[test]
 fn bad_access_times_are_config_errors() {
     for bad in ["25:00-26:00", "08:00", "08:60-09:00", "24:00-01:00"] {
-        let dir = tempdir();
-        let path = dir.path().join("oxinetd.toml");
-        let config = format!(
-            "[service.svc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
-             server = \"/bin/cat\"\nport = {}\naccess_times = [{}]\n",
-            free_port(),
-            toml_string(bad)
-        );
-        fs::write(&path, &config).unwrap();
-        let out = check_file(&path);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "{bad} accepted; stderr:\n{stderr}"
-        );
-        let want = format!("{}:7: service svc: key access_times: ", path.display());
-        assert!(
-            stderr.lines().any(|l| l.contains(&want)),
-            "no error line {want:?} for {bad}; stderr:\n{stderr}"
+        assert_check_rejects(
+            &format!("access_times = [{}]", toml_string(bad)),
+            "access_times",
         );
     }
 }
@@ -748,11 +723,7 @@ fn hostname_entry_in_no_access_refuses_that_host() {
 #[test]
 fn hostname_entries_never_match_datagrams() {
     // No lookups per datagram: a datagram from 127.0.0.1 does not match `localhost`.
-    let port = free_port();
-    let daemon = Oxinetd::start(&format!(
-        "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"dgram\"\nwait = true\n\
-         port = {port}\nbind = \"127.0.0.1\"\nonly_from = [\"localhost\", \"127.0.0.2\"]\n"
-    ));
+    let (daemon, port) = start_dgram_echo("only_from = [\"localhost\", \"127.0.0.2\"]");
     let named = udp_socket_from(ip("127.0.0.1"));
     named.send_to(b"by name", common::v4(port)).unwrap();
     daemon.wait_for_log("FAIL: echo address from=127.0.0.1");
@@ -764,22 +735,14 @@ fn hostname_entries_never_match_datagrams() {
         .recv_from(&mut buf)
         .expect("echo reply to 127.0.0.2");
     assert_eq!(&buf[..n], b"by number");
-    named.set_nonblocking(true).unwrap();
-    match named.recv_from(&mut buf) {
-        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-        Ok((n, _)) => panic!(
-            "a hostname entry matched a datagram: {:?}",
-            String::from_utf8_lossy(&buf[..n])
-        ),
-        Err(e) => panic!("recv on 127.0.0.1's socket: {e}"),
-    }
+    assert_no_datagram(&named);
 }
 
 #[test]
 fn wait_dgram_service_drops_a_refused_first_datagram_without_a_server() {
     // The server reads one datagram into a file named after its pid.
     let setup = Setup::new();
-    let port = free_port();
+    let port = setup.port;
     let script = format!(
         "dd bs=65536 count=1 of={}-$$ 2>/dev/null",
         setup.path("got")
@@ -790,7 +753,7 @@ fn wait_dgram_service_drops_a_refused_first_datagram_without_a_server() {
          only_from = [\"127.0.0.1\"]\n",
         toml_strings(&["-c", &script])
     );
-    let daemon = setup.start(&config);
+    let (daemon, _) = setup.start(&config);
     let stranger = udp_socket_from(ip("127.0.0.2"));
     stranger.send_to(b"from two", common::v4(port)).unwrap();
     daemon.wait_for_log("FAIL: svc address from=127.0.0.2");
@@ -852,10 +815,22 @@ fn wait_stream_warning_names_the_key_that_is_set() {
 #[test]
 fn access_rules_follow_a_reload() {
     let setup = Setup::new();
-    let port = free_port();
-    let before = setup.service("svc", port, "127.0.0.1", "only_from = [\"127.0.0.1\"]");
-    let after = setup.service("svc", port, "127.0.0.1", "only_from = [\"127.0.0.2\"]");
-    let daemon = setup.start(&before);
+    let port = setup.port;
+    let before = marked_service(
+        &setup,
+        "svc",
+        port,
+        "127.0.0.1",
+        "only_from = [\"127.0.0.1\"]",
+    );
+    let after = marked_service(
+        &setup,
+        "svc",
+        port,
+        "127.0.0.1",
+        "only_from = [\"127.0.0.2\"]",
+    );
+    let (daemon, _) = setup.start(&before);
     assert_served(port, "127.0.0.1");
     assert_refused(&daemon, "svc", port, "127.0.0.2", "address");
 
@@ -869,12 +844,12 @@ fn access_rules_follow_a_reload() {
 #[test]
 fn banner_files_are_read_again_on_reload() {
     let setup = Setup::new();
-    let port = free_port();
+    let port = setup.port;
     let banner = setup.path("banner");
     fs::write(&banner, "old banner\n").unwrap();
     let keys = format!("banner = {}", toml_string(&banner));
-    let config = setup.service("svc", port, "127.0.0.1", &keys);
-    let daemon = setup.start(&config);
+    let config = marked_service(&setup, "svc", port, "127.0.0.1", &keys);
+    let (daemon, _) = setup.start(&config);
     assert_eq!(
         text(tcp_request_from(ip("127.0.0.1"), common::v4(port), b"")),
         "old banner\nserved\n"
@@ -895,10 +870,16 @@ fn defaults_supply_access_rules_a_service_leaves_unset() {
     let (plain, own) = (free_port(), free_port());
     let config = format!(
         "[defaults]\nonly_from = [\"127.0.0.1\"]\n\n{}{}",
-        setup.service("plain", plain, "127.0.0.1", ""),
-        setup.service("own", own, "127.0.0.1", "only_from = [\"127.0.0.2\"]")
+        marked_service(&setup, "plain", plain, "127.0.0.1", ""),
+        marked_service(
+            &setup,
+            "own",
+            own,
+            "127.0.0.1",
+            "only_from = [\"127.0.0.2\"]"
+        )
     );
-    let daemon = setup.start(&config);
+    let (daemon, _) = setup.start(&config);
     assert_served(plain, "127.0.0.1");
     assert_refused(&daemon, "plain", plain, "127.0.0.2", "address");
     // A service's own list replaces the default one.
@@ -906,74 +887,103 @@ fn defaults_supply_access_rules_a_service_leaves_unset() {
     assert_refused(&daemon, "own", own, "127.0.0.1", "address");
 }
 
-/// The daemon with `svc` (only a name allowed) and `other` (open), its names resolved
-/// through a nameserver that never answers, `timeout` seconds per query.
-fn start_with_silent_dns(timeout: u32) -> (Oxinetd, std::net::UdpSocket, u16, u16) {
-    let (dns, dns_addr) = silent_nameserver();
+/// A connection from 127.0.0.2 held up by a name lookup that hangs: the daemon serves
+/// `svc` (only a name allowed) and `other` (open), its names resolved through a
+/// nameserver that never answers, `timeout` seconds per query, and that nameserver has
+/// been asked about the connection's peer.
+struct HangingLookup {
+    daemon: Oxinetd,
+    /// The port of `other`.
+    other: u16,
+    /// The connection to `svc` waiting for its verdict.
+    waiting: TcpStream,
+    /// When the connection was made.
+    connected_at: Instant,
+    /// Kept open: a closed port would answer the resolver at once.
+    _nameserver: std::net::UdpSocket,
+}
+
+/// A `HangingLookup`; None (the test is skipped) where no mount namespace can be made.
+fn hanging_lookup(timeout: u32) -> Option<HangingLookup> {
+    if !can_unshare() {
+        eprintln!("skipped: cannot make a mount namespace for a private resolver");
+        return None;
+    }
+    let (nameserver, nameserver_addr) = silent_nameserver();
     let setup = Setup::new();
-    let (svc, other) = (free_port(), free_port());
+    let (svc, other) = (setup.port, free_port());
     let config = [
-        setup.service("svc", svc, "0.0.0.0", "only_from = [\"box.example.test\"]"),
-        setup.service("other", other, "0.0.0.0", ""),
+        marked_service(
+            &setup,
+            "svc",
+            svc,
+            "0.0.0.0",
+            "only_from = [\"box.example.test\"]",
+        ),
+        marked_service(&setup, "other", other, "0.0.0.0", ""),
     ]
     .concat();
-    let resolv = format!("nameserver {dns_addr}\noptions timeout:{timeout} attempts:1\n");
+    let resolv = format!("nameserver {nameserver_addr}\noptions timeout:{timeout} attempts:1\n");
     let daemon = start_with_resolver(setup, &config, TEST_HOSTS, Some(&resolv));
-    (daemon, dns, svc, other)
+    let connected_at = Instant::now();
+    // 127.0.0.2 has no line in the hosts file: its name is asked of the silent server.
+    let waiting = common::tcp_connect_from(ip("127.0.0.2"), common::v4(svc));
+    let mut query = [0u8; 512];
+    nameserver
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    nameserver
+        .recv_from(&mut query)
+        .expect("the daemon asked the nameserver");
+    Some(HangingLookup {
+        daemon,
+        other,
+        waiting,
+        connected_at,
+        _nameserver: nameserver,
+    })
 }
 
 #[test]
 fn hostname_lookup_does_not_hold_up_other_connections() {
-    if !can_unshare() {
-        eprintln!("skipped: cannot make a mount namespace for a private resolver");
+    let Some(mut lookup) = hanging_lookup(2) else {
         return;
-    }
-    let (daemon, dns, svc, other) = start_with_silent_dns(2);
-    // 127.0.0.2 has no line in the hosts file: its name is asked of the silent server.
-    let mut waiting = common::tcp_connect_from(ip("127.0.0.2"), common::v4(svc));
-    let mut query = [0u8; 512];
-    dns.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    dns.recv_from(&mut query)
-        .expect("the daemon asked the nameserver");
+    };
 
     // While that lookup hangs, another connection is served...
-    assert_served(other, "127.0.0.3");
+    assert_served(lookup.other, "127.0.0.3");
     // ...and the first one is still waiting for its verdict.
-    waiting.set_nonblocking(true).unwrap();
+    lookup.waiting.set_nonblocking(true).unwrap();
     let mut byte = [0u8; 1];
-    match std::io::Read::read(&mut waiting, &mut byte) {
+    match std::io::Read::read(&mut lookup.waiting, &mut byte) {
         Err(e) if e.kind() == ErrorKind::WouldBlock => {}
         other => panic!("the connection waiting for a lookup ended early: {other:?}"),
     }
-    waiting.set_nonblocking(false).unwrap();
+    lookup.waiting.set_nonblocking(false).unwrap();
     // No name: refused once the resolver gives up.
-    assert_eq!(common::read_to_eof(&mut waiting), b"");
-    daemon.wait_for_log("FAIL: svc address from=127.0.0.2");
+    assert_eq!(common::read_to_eof(&mut lookup.waiting), b"");
+    lookup
+        .daemon
+        .wait_for_log("FAIL: svc address from=127.0.0.2");
 }
 
 #[test]
 fn hostname_lookup_gives_up_after_5_seconds() {
-    if !can_unshare() {
-        eprintln!("skipped: cannot make a mount namespace for a private resolver");
+    let Some(mut lookup) = hanging_lookup(30) else {
         return;
-    }
-    let (daemon, dns, svc, _other) = start_with_silent_dns(30);
-    let started = Instant::now();
-    let mut waiting = common::tcp_connect_from(ip("127.0.0.2"), common::v4(svc));
-    let mut query = [0u8; 512];
-    dns.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    dns.recv_from(&mut query)
-        .expect("the daemon asked the nameserver");
-    assert_eq!(common::read_to_eof(&mut waiting), b"");
-    let took = started.elapsed();
+    };
+    assert_eq!(common::read_to_eof(&mut lookup.waiting), b"");
+    let took = lookup.connected_at.elapsed();
     assert!(
         (Duration::from_millis(4500)..Duration::from_secs(9)).contains(&took),
         "refused after {took:?}, not after the 5 s lookup timeout"
     );
-    daemon.wait_for_log("FAIL: svc address from=127.0.0.2");
+    lookup
+        .daemon
+        .wait_for_log("FAIL: svc address from=127.0.0.2");
     // A lookup still hanging in the resolver does not hold up the shutdown.
     let stopping = Instant::now();
-    let status = daemon.stop();
+    let status = lookup.daemon.stop();
     assert!(status.success(), "shutdown: {status}");
     assert!(
         stopping.elapsed() < Duration::from_secs(3),
@@ -984,54 +994,37 @@ fn hostname_lookup_gives_up_after_5_seconds() {
 
 #[test]
 fn reload_while_a_lookup_is_pending() {
-    if !can_unshare() {
-        eprintln!("skipped: cannot make a mount namespace for a private resolver");
+    let Some(mut lookup) = hanging_lookup(2) else {
         return;
-    }
-    let (daemon, dns, svc, other) = start_with_silent_dns(2);
-    let mut waiting = common::tcp_connect_from(ip("127.0.0.2"), common::v4(svc));
-    let mut query = [0u8; 512];
-    dns.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    dns.recv_from(&mut query)
-        .expect("the daemon asked the nameserver");
+    };
 
     // `svc` goes away while its peer's name is being looked up.
-    let config = fs::read_to_string(daemon.config_path()).unwrap();
+    let config = fs::read_to_string(lookup.daemon.config_path()).unwrap();
     let other_at = config.find("[service.other]").expect("other in config");
-    daemon.write_config(&config[other_at..]);
-    daemon.reload();
-    daemon.wait_for_log("reload: done");
+    lookup.daemon.write_config(&config[other_at..]);
+    lookup.daemon.reload();
+    lookup.daemon.wait_for_log("reload: done");
 
     // The late verdict is harmless: the connection ends unserved, the daemon serves on.
-    assert_eq!(common::read_to_eof(&mut waiting), b"");
-    assert_served(other, "127.0.0.3");
-    let log = daemon.log();
+    assert_eq!(common::read_to_eof(&mut lookup.waiting), b"");
+    assert_served(lookup.other, "127.0.0.3");
+    let log = lookup.daemon.log();
     assert!(!log.contains("START: svc"), "log:\n{log}");
-    let status = daemon.stop();
+    let status = lookup.daemon.stop();
     assert!(status.success(), "shutdown: {status}");
 }
 
 #[test]
 fn internal_services_send_banners_too() {
-    let dir = tempdir();
-    let banner = dir.path().join("banner");
-    let fail = dir.path().join("fail");
-    fs::write(&banner, "hi\n").unwrap();
-    fs::write(&fail, "no\n").unwrap();
-    let port = free_port();
+    let setup = Setup::new();
     let config = format!(
-        "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\nport = {port}\n\
+        "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\nport = {}\n\
          bind = \"127.0.0.1\"\nonly_from = [\"127.0.0.1\"]\nbanner = {}\nbanner_fail = {}\n",
-        toml_string(banner.to_str().unwrap()),
-        toml_string(fail.to_str().unwrap())
+        setup.port,
+        toml_string(&setup.file("banner", b"hi\n")),
+        toml_string(&setup.file("fail", b"no\n"))
     );
-    let daemon = Oxinetd::start_with(
-        &config,
-        Launch {
-            dir: Some(dir),
-            ..Launch::default()
-        },
-    );
+    let (daemon, port) = setup.start(&config);
     assert_eq!(
         text(tcp_request_from(
             ip("127.0.0.1"),
@@ -1062,12 +1055,18 @@ fn access_times_bounds_are_inclusive_to_the_minute() {
         let times =
             |from: i64, to: i64| format!("access_times = [\"{}-{}\"]", hhmm(from), hhmm(to));
         let config = [
-            setup.service("ends", ends, "127.0.0.1", &times(now - 60, now)),
-            setup.service("starts", starts, "127.0.0.1", &times(now, now + 60)),
-            setup.service("before", before, "127.0.0.1", &times(now - 60, now - 1)),
+            marked_service(&setup, "ends", ends, "127.0.0.1", &times(now - 60, now)),
+            marked_service(&setup, "starts", starts, "127.0.0.1", &times(now, now + 60)),
+            marked_service(
+                &setup,
+                "before",
+                before,
+                "127.0.0.1",
+                &times(now - 60, now - 1),
+            ),
         ]
         .concat();
-        let daemon = setup.start(&config);
+        let (daemon, _) = setup.start(&config);
         let out = |port| text(tcp_request_from(ip("127.0.0.1"), common::v4(port), b""));
         let results = (out(ends), out(starts), out(before));
         if i64::from(local_minutes()) != now {
@@ -1098,11 +1097,11 @@ fn ipv6_networks_never_match_ipv4_peers_on_a_dual_stack_service() {
     let setup = Setup::new();
     let (all6, link) = (free_port(), free_port());
     let config = [
-        setup.service("all6", all6, "::", "only_from = [\"::/0\"]"),
-        setup.service("link", link, "::", "only_from = [\"fe80::/10\"]"),
+        marked_service(&setup, "all6", all6, "::", "only_from = [\"::/0\"]"),
+        marked_service(&setup, "link", link, "::", "only_from = [\"fe80::/10\"]"),
     ]
     .concat();
-    let daemon = setup.start(&config);
+    let (daemon, _) = setup.start(&config);
     assert_served(all6, "::1");
     assert_refused(&daemon, "all6", all6, "127.0.0.1", "address");
     assert_refused(&daemon, "link", link, "::1", "address");
@@ -1110,19 +1109,10 @@ fn ipv6_networks_never_match_ipv4_peers_on_a_dual_stack_service() {
 
 #[test]
 fn host_names_are_case_insensitive_and_may_end_in_a_dot() {
-    if !can_unshare() {
-        eprintln!("skipped: cannot make a mount namespace for a private /etc/hosts");
+    let Some((daemon, port)) = start_svc_with_test_hosts("only_from = [\"BOX.Example.TEST.\"]")
+    else {
         return;
-    }
-    let setup = Setup::new();
-    let port = free_port();
-    let config = setup.service(
-        "svc",
-        port,
-        "0.0.0.0",
-        "only_from = [\"BOX.Example.TEST.\"]",
-    );
-    let daemon = start_with_hosts(setup, &config, TEST_HOSTS);
+    };
     assert_served(port, "127.0.0.5");
     assert_refused(&daemon, "svc", port, "127.0.0.7", "address");
 }
@@ -1163,26 +1153,7 @@ fn empty_access_times_and_non_positive_max_load_are_config_errors() {
         ("max_load = 0", "max_load"),
         ("max_load = -1.5", "max_load"),
     ] {
-        let dir = tempdir();
-        let path = dir.path().join("oxinetd.toml");
-        let config = format!(
-            "[service.svc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
-             server = \"/bin/cat\"\nport = {}\n{line}\n",
-            free_port()
-        );
-        fs::write(&path, &config).unwrap();
-        let out = check_file(&path);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "{line} accepted; stderr:\n{stderr}"
-        );
-        let want = format!("{}:7: service svc: key {key}: ", path.display());
-        assert!(
-            stderr.lines().any(|l| l.contains(&want)),
-            "no error line {want:?} for {line}; stderr:\n{stderr}"
-        );
+        assert_check_rejects(line, key);
     }
 }
 
@@ -1202,11 +1173,7 @@ fn address_is_checked_before_time() {
 
 #[test]
 fn refused_datagrams_are_logged_at_most_once_a_second() {
-    let port = free_port();
-    let daemon = Oxinetd::start(&format!(
-        "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"dgram\"\nwait = true\n\
-         port = {port}\nbind = \"127.0.0.1\"\nonly_from = [\"127.0.0.1\"]\n"
-    ));
+    let (daemon, port) = start_dgram_echo("only_from = [\"127.0.0.1\"]");
     let stranger = udp_socket_from(ip("127.0.0.2"));
     for _ in 0..5 {
         stranger.send_to(b"flood", common::v4(port)).unwrap();
@@ -1234,20 +1201,11 @@ fn empty_string_only_from_denies_everyone() {
 /// An internal dgram echo on 127.0.0.1 with `keys` drops a datagram from 127.0.0.1 with
 /// `FAIL: echo REASON from=127.0.0.1` and sends no reply.
 fn assert_datagram_refused(keys: &str, reason: &str) {
-    let port = free_port();
-    let daemon = Oxinetd::start(&format!(
-        "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"dgram\"\nwait = true\n\
-         port = {port}\nbind = \"127.0.0.1\"\n{keys}\n"
-    ));
+    let (daemon, port) = start_dgram_echo(keys);
     let client = udp_socket_from(ip("127.0.0.1"));
     client.send_to(b"hello", common::v4(port)).unwrap();
     daemon.wait_for_log(&format!("FAIL: echo {reason} from=127.0.0.1"));
-    client.set_nonblocking(true).unwrap();
-    let mut buf = [0u8; 64];
-    match client.recv_from(&mut buf) {
-        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-        other => panic!("a refused datagram got {other:?}"),
-    }
+    assert_no_datagram(&client);
 }
 
 #[test]
@@ -1279,7 +1237,7 @@ fn limits_are_applied_after_a_name_lookup_not_before() {
         return;
     }
     let setup = Setup::new();
-    let port = free_port();
+    let port = setup.port;
     let config = format!(
         "[service.svc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
          server = \"/bin/sh\"\nserver_args = {}\nport = {port}\nbind = \"0.0.0.0\"\n\

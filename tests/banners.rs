@@ -6,77 +6,20 @@ mod common;
 use std::fs;
 use std::path::Path;
 
-use common::{Launch, Oxinetd, check, free_port, tcp_request, tempdir, v4};
+use common::{Setup, check, sh_as_root, tcp_request, tempdir, v4};
 
 /// Bytes a text banner could not carry: CRLF, NUL, a byte that is not UTF-8.
 const BANNER: &[u8] = b"Welcome\r\n\0to the\0 test\r\n\xff\n";
 const SUCCESS: &[u8] = b"+ admitted\r\n";
 const FAIL: &[u8] = b"- refused\r\n\0";
 
-/// A test's temp dir (banner files, markers) and port, before the daemon starts.
-struct Setup {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Setup {
-    fn new() -> Setup {
-        Setup {
-            dir: tempdir(),
-            port: free_port(),
-        }
-    }
-
-    /// DIR/name as a string for the config.
-    fn path(&self, name: &str) -> String {
-        self.dir
-            .path()
-            .join(name)
-            .to_str()
-            .expect("utf-8 temp path")
-            .to_owned()
-    }
-
-    /// Writes DIR/name holding `bytes`; returns its path.
-    fn file(&self, name: &str, bytes: &[u8]) -> String {
-        let path = self.path(name);
-        fs::write(&path, bytes).expect("write banner file");
-        path
-    }
-
-    /// `banner = ...` etc. for the three standard banner files, written now.
-    fn banner_keys(&self) -> String {
-        format!(
-            "banner = {}\nbanner_success = {}\nbanner_fail = {}\n",
-            common::toml_string(&self.file("banner", BANNER)),
-            common::toml_string(&self.file("success", SUCCESS)),
-            common::toml_string(&self.file("fail", FAIL)),
-        )
-    }
-
-    /// A stream nowait service `svc` on the port, with `body` as further keys.
-    fn service(&self, body: &str) -> String {
-        format!(
-            "[service.svc]\nsocket_type = \"stream\"\nwait = false\nport = {}\n{body}\n",
-            self.port
-        )
-    }
-
-    fn start(self, config: &str) -> (Oxinetd, u16) {
-        let port = self.port;
-        let launch = Launch {
-            dir: Some(self.dir),
-            ..Launch::default()
-        };
-        (Oxinetd::start_with(config, launch), port)
-    }
-}
-
-/// `server = "/bin/sh"` running `script` with `-c`, as root.
-fn sh(script: &str) -> String {
+/// `banner = ...` etc. for the three standard banner files, written into the setup's dir now.
+fn banner_keys(setup: &Setup) -> String {
     format!(
-        "user = \"root\"\nserver = \"/bin/sh\"\nserver_args = [\"-c\", {}]\n",
-        common::toml_string(script)
+        "banner = {}\nbanner_success = {}\nbanner_fail = {}\n",
+        common::toml_string(&setup.file("banner", BANNER)),
+        common::toml_string(&setup.file("success", SUCCESS)),
+        common::toml_string(&setup.file("fail", FAIL)),
     )
 }
 
@@ -100,7 +43,11 @@ fn assert_bytes(got: &[u8], want: &[u8]) {
 #[test]
 fn admitted_connection_gets_banner_then_banner_success_then_the_server() {
     let setup = Setup::new();
-    let config = setup.service(&format!("{}{}", setup.banner_keys(), sh("echo server-out")));
+    let config = setup.service(&format!(
+        "{}{}",
+        banner_keys(&setup),
+        sh_as_root("echo server-out")
+    ));
     let (daemon, port) = setup.start(&config);
     assert_bytes(
         &tcp_request(v4(port), b""),
@@ -115,8 +62,8 @@ fn refused_connection_gets_banner_then_banner_fail_then_eof() {
     let ran = setup.path("ran");
     let config = setup.service(&format!(
         "only_from = [\"127.0.0.9\"]\n{}{}",
-        setup.banner_keys(),
-        sh(&format!("touch {ran}; echo server-out"))
+        banner_keys(&setup),
+        sh_as_root(&format!("touch {ran}; echo server-out"))
     ));
     let (daemon, port) = setup.start(&config);
     assert_bytes(&tcp_request(v4(port), b""), &concat(&[BANNER, FAIL]));
@@ -134,7 +81,7 @@ fn refused_connection_without_banner_fail_gets_only_the_banner() {
         "only_from = [\"127.0.0.9\"]\nbanner = {}\nbanner_success = {}\n{}",
         common::toml_string(&setup.file("banner", BANNER)),
         common::toml_string(&setup.file("success", SUCCESS)),
-        sh("echo server-out")
+        sh_as_root("echo server-out")
     ));
     let (daemon, port) = setup.start(&config);
     assert_bytes(&tcp_request(v4(port), b""), BANNER);
@@ -147,7 +94,7 @@ fn admitted_connection_without_banner_gets_banner_success_first() {
     let config = setup.service(&format!(
         "banner_success = {}\n{}",
         common::toml_string(&setup.file("success", SUCCESS)),
-        sh("echo server-out")
+        sh_as_root("echo server-out")
     ));
     let (_daemon, port) = setup.start(&config);
     assert_bytes(
@@ -163,7 +110,7 @@ fn internal_service_sends_its_banners_before_serving() {
         "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\nwait = false\n\
          port = {}\n{}",
         setup.port,
-        setup.banner_keys()
+        banner_keys(&setup)
     );
     let (_daemon, port) = setup.start(&config);
     assert_bytes(
@@ -179,7 +126,7 @@ fn reload_reads_a_changed_banner_file() {
     let config = setup.service(&format!(
         "banner = {}\n{}",
         common::toml_string(&banner),
-        sh("echo server-out")
+        sh_as_root("echo server-out")
     ));
     let (daemon, port) = setup.start(&config);
     assert_bytes(&tcp_request(v4(port), b""), b"first banner\r\nserver-out\n");
@@ -207,7 +154,7 @@ fn a_64_kib_banner_arrives_whole_before_the_server_output() {
     let config = setup.service(&format!(
         "banner = {}\n{}",
         common::toml_string(&setup.file("banner", &big)),
-        sh("echo server-out")
+        sh_as_root("echo server-out")
     ));
     let (_daemon, port) = setup.start(&config);
     assert_bytes(

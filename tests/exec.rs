@@ -4,67 +4,13 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
-use std::path::Path;
 
 use common::{
-    Launch, Oxinetd, free_port, read_to_eof, tcp_connect, tcp_request, tempdir, v4, v6,
-    write_script,
+    Launch, Setup, have, passwd_entry, read_line, read_to_eof, sh, tcp_connect, tcp_request,
+    tempdir, toml_strings, v4, v6,
 };
-
-/// The directory where a test's scripts live before the daemon starts on them.
-struct Setup {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Setup {
-    fn new() -> Setup {
-        Setup {
-            dir: tempdir(),
-            port: free_port(),
-        }
-    }
-
-    fn script(&self, name: &str, body: &str) -> String {
-        let path = write_script(self.dir.path(), name, body);
-        path.to_str().expect("utf-8 temp path").to_owned()
-    }
-
-    /// A stream nowait service `svc` on the port, with `body` as further keys.
-    fn config(&self, body: &str) -> String {
-        format!(
-            "[service.svc]\nsocket_type = \"stream\"\nwait = false\nport = {}\n{body}\n",
-            self.port
-        )
-    }
-
-    fn start(self, body: &str) -> (Oxinetd, u16) {
-        self.start_with(body, Launch::default())
-    }
-
-    fn start_with(self, body: &str, mut launch: Launch<'_>) -> (Oxinetd, u16) {
-        let config = self.config(body);
-        let port = self.port;
-        launch.dir = Some(self.dir);
-        (Oxinetd::start_with(&config, launch), port)
-    }
-}
-
-/// A TOML array of basic strings.
-fn toml_list(items: &[&str]) -> String {
-    let items: Vec<String> = items.iter().map(|s| common::toml_string(s)).collect();
-    format!("[{}]", items.join(", "))
-}
-
-/// Runs `script` (a shell snippet) as the server: `server = "/bin/sh"`, args `-c script`.
-fn sh(script: &str) -> String {
-    format!(
-        "server = \"/bin/sh\"\nserver_args = {}\n",
-        toml_list(&["-c", script])
-    )
-}
 
 fn text(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).expect("server output is UTF-8")
@@ -101,40 +47,11 @@ fn env_over(mut stream: TcpStream) -> (BTreeMap<String, String>, u16) {
     (parse_env(&out), local_port)
 }
 
-fn passwd_entry(user: &str) -> Vec<String> {
-    let passwd = fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
-    passwd
-        .lines()
-        .map(|l| l.split(':').map(str::to_owned).collect::<Vec<_>>())
-        .find(|fields| fields[0] == user)
-        .unwrap_or_else(|| panic!("no {user} in /etc/passwd"))
-}
-
-fn have(program: &str) -> bool {
-    ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
-        .iter()
-        .any(|d| Path::new(d).join(program).exists())
-}
-
-/// Reads one line (up to and including '\n'); panics on EOF or timeout.
-fn read_line(stream: &mut TcpStream) -> String {
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    while !line.ends_with(b"\n") {
-        match stream.read(&mut byte) {
-            Ok(0) => panic!("EOF after {:?}", String::from_utf8_lossy(&line)),
-            Ok(_) => line.push(byte[0]),
-            Err(e) => panic!("read line: {e} after {:?}", String::from_utf8_lossy(&line)),
-        }
-    }
-    text(line)
-}
-
 #[test]
 fn server_args_string_is_split_on_whitespace() {
     let setup = Setup::new();
     let server = setup.script("args.sh", ARGS_SH);
-    let (_daemon, port) = setup.start(&format!(
+    let (_daemon, port) = setup.start_service(&format!(
         "user = \"root\"\nserver = {}\nserver_args = \"  alpha   beta\\tgamma  \"\n",
         common::toml_string(&server)
     ));
@@ -145,10 +62,10 @@ fn server_args_string_is_split_on_whitespace() {
 fn server_args_array_keeps_spaces_inside_an_argument() {
     let setup = Setup::new();
     let server = setup.script("args.sh", ARGS_SH);
-    let (_daemon, port) = setup.start(&format!(
+    let (_daemon, port) = setup.start_service(&format!(
         "user = \"root\"\nserver = {}\nserver_args = {}\n",
         common::toml_string(&server),
-        toml_list(&["one two", " three ", ""])
+        toml_strings(&["one two", " three ", ""])
     ));
     assert_eq!(output(port), "[one two]\n[ three ]\n[]\n");
 }
@@ -157,9 +74,9 @@ fn server_args_array_keeps_spaces_inside_an_argument() {
 fn argv0_defaults_to_the_basename_of_server() {
     let setup = Setup::new();
     let cmdline = setup.script("cmdline.sh", CMDLINE_SH);
-    let (_daemon, port) = setup.start(&format!(
+    let (_daemon, port) = setup.start_service(&format!(
         "user = \"root\"\nserver = \"/bin/sh\"\nserver_args = {}\n",
-        toml_list(&[&cmdline, "x"])
+        toml_strings(&[&cmdline, "x"])
     ));
     assert_eq!(output(port), format!("sh\n{cmdline}\nx\n"));
 }
@@ -168,9 +85,9 @@ fn argv0_defaults_to_the_basename_of_server() {
 fn nameinargs_takes_argv0_from_server_args() {
     let setup = Setup::new();
     let cmdline = setup.script("cmdline.sh", CMDLINE_SH);
-    let (_daemon, port) = setup.start(&format!(
+    let (_daemon, port) = setup.start_service(&format!(
         "user = \"root\"\nflags = [\"NAMEINARGS\"]\nserver = \"/bin/sh\"\nserver_args = {}\n",
-        toml_list(&["fancy-name", &cmdline, "x y"])
+        toml_strings(&["fancy-name", &cmdline, "x y"])
     ));
     assert_eq!(output(port), format!("fancy-name\n{cmdline}\nx y\n"));
 }
@@ -179,7 +96,7 @@ fn nameinargs_takes_argv0_from_server_args() {
 fn nameinargs_with_a_string_of_server_args() {
     let setup = Setup::new();
     let cmdline = setup.script("cmdline.sh", CMDLINE_SH);
-    let (_daemon, port) = setup.start(&format!(
+    let (_daemon, port) = setup.start_service(&format!(
         "user = \"root\"\nflags = [\"NAMEINARGS\"]\nserver = \"/bin/sh\"\nserver_args = {}\n",
         common::toml_string(&format!("fancy-name {cmdline} extra"))
     ));
@@ -196,7 +113,7 @@ fn server_has_only_fds_0_1_2_and_they_are_the_connection() {
         wrapper: vec!["/bin/sh", "-c", "exec 7</dev/null 8>&2; exec \"$0\" \"$@\""],
         ..Launch::default()
     };
-    let (_daemon, port) = setup.start_with(
+    let (_daemon, port) = setup.start_service_with(
         &format!(
             "user = \"root\"\n{}",
             sh("ls /proc/$$/fd; readlink /proc/$$/fd/0 /proc/$$/fd/1 /proc/$$/fd/2")
@@ -214,7 +131,7 @@ fn server_has_only_fds_0_1_2_and_they_are_the_connection() {
 
 #[test]
 fn server_stderr_goes_to_the_connection() {
-    let (_daemon, port) = Setup::new().start(&format!(
+    let (_daemon, port) = Setup::new().start_service(&format!(
         "user = \"root\"\n{}",
         sh("echo to-stdout; echo to-stderr >&2; echo again")
     ));
@@ -223,7 +140,7 @@ fn server_stderr_goes_to_the_connection() {
 
 #[test]
 fn server_stdin_is_the_connection() {
-    let (_daemon, port) = Setup::new().start(&format!(
+    let (_daemon, port) = Setup::new().start_service(&format!(
         "user = \"root\"\n{}",
         sh("read line; echo \"got $line\"")
     ));
@@ -237,7 +154,7 @@ fn environment_has_connection_variables_env_entries_and_the_daemons_own() {
         env: vec![("OXI_SECRET", "1")],
         ..Launch::default()
     };
-    let (_daemon, port) = setup.start_with(
+    let (_daemon, port) = setup.start_service_with(
         "user = \"root\"\nserver = \"/usr/bin/env\"\nenv = [\"FOO=bar\", \"SPACED=a b\"]\n",
         launch,
     );
@@ -270,7 +187,8 @@ fn environment_has_connection_variables_env_entries_and_the_daemons_own() {
 
 #[test]
 fn environment_over_ipv6_names_ipv6_addresses() {
-    let (_daemon, port) = Setup::new().start("user = \"root\"\nserver = \"/usr/bin/env\"\n");
+    let (_daemon, port) =
+        Setup::new().start_service("user = \"root\"\nserver = \"/usr/bin/env\"\n");
     let (env, local_port) = env_over(tcp_connect(v6(port)));
     let get = |k: &str| env.get(k).map(String::as_str);
     assert_eq!(get("REMOTE_ADDR"), Some("::1"), "{env:#?}");
@@ -292,7 +210,7 @@ fn passenv_passes_only_the_named_variables() {
         env: vec![("OXI_SECRET", "1"), ("PATH", path)],
         ..Launch::default()
     };
-    let (_daemon, port) = setup.start_with(
+    let (_daemon, port) = setup.start_service_with(
         "user = \"nobody\"\nserver = \"/usr/bin/env\"\npassenv = [\"PATH\"]\nenv = [\"FOO=bar\"]\n",
         launch,
     );
@@ -331,7 +249,7 @@ fn user_nobody_drops_every_group_of_the_daemon() {
         wrapper: vec!["setpriv", "--groups", "4,24", "--"],
         ..Launch::default()
     };
-    let (daemon, port) = setup.start_with(
+    let (daemon, port) = setup.start_service_with(
         &format!(
             "user = \"nobody\"\n{}",
             sh("id -u; id -g; id -G; echo \"$HOME|$USER|$LOGNAME|$SHELL\"")
@@ -359,7 +277,7 @@ fn user_nobody_drops_every_group_of_the_daemon() {
 
 #[test]
 fn group_sets_the_primary_group() {
-    let (_daemon, port) = Setup::new().start(&format!(
+    let (_daemon, port) = Setup::new().start_service(&format!(
         "user = \"nobody\"\ngroup = \"daemon\"\n{}",
         sh("id -u; id -g; id -G")
     ));
@@ -373,9 +291,9 @@ fn server_starts_with_default_signal_dispositions_and_an_empty_mask() {
     // is spawned through glibc's posix_spawn, which leaves glibc's internal signals 32 and
     // 33 ignored in it (glibc's sigaction cannot reset those): the server gets them
     // default all the same.
-    let (_daemon, port) = Setup::new().start(&format!(
+    let (_daemon, port) = Setup::new().start_service(&format!(
         "user = \"root\"\nserver = \"/bin/grep\"\nserver_args = {}\n",
-        toml_list(&["-E", "^Sig(Blk|Ign):", "/proc/self/status"])
+        toml_strings(&["-E", "^Sig(Blk|Ign):", "/proc/self/status"])
     ));
     assert_eq!(
         output(port),
@@ -395,10 +313,10 @@ fn server_gets_default_dispositions_for_signals_the_daemon_inherited_ignored() {
         ],
         ..Launch::default()
     };
-    let (_daemon, port) = Setup::new().start_with(
+    let (_daemon, port) = Setup::new().start_service_with(
         &format!(
             "user = \"root\"\nserver = \"/bin/grep\"\nserver_args = {}\n",
-            toml_list(&["-E", "^SigIgn:", "/proc/self/status"])
+            toml_strings(&["-E", "^SigIgn:", "/proc/self/status"])
         ),
         launch,
     );
@@ -412,7 +330,7 @@ fn server_runs_in_a_new_session() {
         "session.sh",
         "#!/bin/sh\nread pid comm state ppid pgrp session rest < /proc/$$/stat\necho \"$$ $pid $pgrp $session\"\n",
     );
-    let (daemon, port) = setup.start(&format!(
+    let (daemon, port) = setup.start_service(&format!(
         "user = \"root\"\nserver = {}\n",
         common::toml_string(&server)
     ));
@@ -433,7 +351,7 @@ fn server_runs_in_a_new_session() {
 
 #[test]
 fn umask_is_applied() {
-    let (_daemon, port) = Setup::new().start(&format!(
+    let (_daemon, port) = Setup::new().start_service(&format!(
         "user = \"root\"\numask = \"027\"\n{}",
         sh("umask")
     ));
@@ -442,7 +360,7 @@ fn umask_is_applied() {
 
 #[test]
 fn rlimit_files_is_applied() {
-    let (_daemon, port) = Setup::new().start(&format!(
+    let (_daemon, port) = Setup::new().start_service(&format!(
         "user = \"root\"\nrlimit_files = 64\n{}",
         sh("ulimit -n")
     ));
@@ -457,7 +375,8 @@ fn nice_is_applied() {
         eprintln!("skipped: the test runs at niceness {own}, not 0");
         return;
     }
-    let (_daemon, port) = Setup::new().start(&format!("user = \"root\"\nnice = 5\n{}", sh("nice")));
+    let (_daemon, port) =
+        Setup::new().start_service(&format!("user = \"root\"\nnice = 5\n{}", sh("nice")));
     assert_eq!(output(port), "5\n");
 }
 
@@ -466,7 +385,7 @@ fn exec_failure_closes_the_connection_and_is_logged() {
     let setup = Setup::new();
     // Executable, so the config is valid, but execve fails with ENOENT on the interpreter.
     let server = setup.script("broken.sh", "#!/nonexistent/interp\necho never\n");
-    let (daemon, port) = setup.start(&format!(
+    let (daemon, port) = setup.start_service(&format!(
         "user = \"root\"\nserver = {}\n",
         common::toml_string(&server)
     ));
@@ -488,7 +407,7 @@ fn exec_failure_closes_the_connection_and_is_logged() {
 
 #[test]
 fn instances_limit_closes_extra_connections_until_one_ends() {
-    let (daemon, port) = Setup::new().start(&format!(
+    let (daemon, port) = Setup::new().start_service(&format!(
         "user = \"root\"\ninstances = 2\n{}",
         sh("echo hi; read line; echo \"bye $line\"")
     ));
@@ -549,7 +468,8 @@ fn privileges_are_dropped_setgroups_then_setgid_then_setuid() {
         wrapper_forks: true,
         ..Launch::default()
     };
-    let (daemon, port) = setup.start_with(&format!("user = \"nobody\"\n{}", sh("id -u")), launch);
+    let (daemon, port) =
+        setup.start_service_with(&format!("user = \"nobody\"\n{}", sh("id -u")), launch);
     let uid = passwd_entry("nobody")[2].clone();
     assert_eq!(output(port), format!("{uid}\n"));
     daemon.wait_for_log("EXIT: svc");
@@ -616,13 +536,7 @@ fn dgram_wait_server_gets_the_socket_and_udp_variables() {
          user = \"root\"\nserver = {}\n",
         common::toml_string(&server)
     );
-    let daemon = Oxinetd::start_with(
-        &config,
-        Launch {
-            dir: Some(setup.dir),
-            ..Launch::default()
-        },
-    );
+    let (daemon, _) = setup.start(&config);
     let client = common::udp_client_for(&v4(port));
     client.connect(v4(port)).unwrap();
     let client_port = client.local_addr().unwrap().port();

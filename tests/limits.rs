@@ -4,13 +4,13 @@
 mod common;
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{IpAddr, TcpStream};
+use std::io::Write;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::{
-    Oxinetd, count_lines, free_port, read_to_eof, tcp_connect_from, tcp_request_from, toml_strings,
-    v4,
+    Oxinetd, Setup, assert_check_rejects, count_lines, free_port, ip, read_line, read_to_eof,
+    tcp_connect_from, tcp_request_from, toml_strings, v4, wait_for,
 };
 
 /// An exec'd stream nowait service `name` on 127.0.0.1:`port` with `keys`; its server prints
@@ -21,25 +21,6 @@ fn holding_service(name: &str, port: u16, keys: &str) -> String {
          server = \"/bin/sh\"\nserver_args = {}\nport = {port}\nbind = \"127.0.0.1\"\n{keys}\n\n",
         toml_strings(&["-c", "echo hi; read line"])
     )
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse()
-        .unwrap_or_else(|e| panic!("bad test address {s}: {e}"))
-}
-
-/// Reads one line (up to and including '\n'); panics on EOF or timeout.
-fn read_line(stream: &mut TcpStream) -> String {
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    while !line.ends_with(b"\n") {
-        match stream.read(&mut byte) {
-            Ok(0) => panic!("EOF after {:?}", String::from_utf8_lossy(&line)),
-            Ok(_) => line.push(byte[0]),
-            Err(e) => panic!("read line: {e} after {:?}", String::from_utf8_lossy(&line)),
-        }
-    }
-    String::from_utf8(line).expect("UTF-8 line")
 }
 
 /// A connection from `from` whose server has started (it said `hi`); it runs until the
@@ -145,18 +126,23 @@ fn cps_episodes(log: &str, id: &str, from: &str) -> usize {
         .count()
 }
 
-#[test]
-fn cps_sheds_only_the_fast_peer_for_the_pause_and_logs_once() {
+/// An exec'd service `svc` on 127.0.0.1 printing `served`, with `cps = [2, 1]`; the
+/// daemon and the port.
+fn start_cps_svc() -> (Oxinetd, u16) {
     let port = free_port();
     let daemon = Oxinetd::start(&format!(
         "[service.svc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
-         server = \"/bin/sh\"\nserver_args = {}\nport = {port}\nbind = \"127.0.0.1\"\n\
-         cps = [2, 1]\n",
-        toml_strings(&["-c", "echo served"])
+         {}port = {port}\nbind = \"127.0.0.1\"\ncps = [2, 1]\n",
+        common::sh("echo served")
     ));
+    (daemon, port)
+}
+
+/// Ten connections from `from` at once against `cps = [2, 1]`: two are served, eight shed.
+fn burst_of_ten(port: u16, from: &str) {
     // All ten are queued by the kernel first, so the daemon meets them as one burst.
     let mut burst: Vec<TcpStream> = (0..10)
-        .map(|_| tcp_connect_from(ip("127.0.0.2"), v4(port)))
+        .map(|_| tcp_connect_from(ip(from), v4(port)))
         .collect();
     let outputs: Vec<String> = burst
         .iter_mut()
@@ -166,6 +152,12 @@ fn cps_sheds_only_the_fast_peer_for_the_pause_and_logs_once() {
     want[0] = "served\n".into();
     want[1] = "served\n".into();
     assert_eq!(outputs, want, "a burst of 10 against cps = [2, 1]");
+}
+
+#[test]
+fn cps_sheds_only_the_fast_peer_for_the_pause_and_logs_once() {
+    let (daemon, port) = start_cps_svc();
+    burst_of_ten(port, "127.0.0.2");
     daemon.wait_for_log("FAIL: svc cps from=127.0.0.2");
 
     // Another peer is served meanwhile: only the fast one is shed.
@@ -219,6 +211,35 @@ fn cps_sheds_only_the_fast_peer_for_the_pause_and_logs_once() {
     assert_eq!(cps_episodes(&log, "svc", "127.0.0.3"), 0, "log:\n{log}");
 }
 
+#[test]
+fn cps_episode_ends_with_a_summary_line() {
+    let (daemon, port) = start_cps_svc();
+    burst_of_ten(port, "127.0.0.2");
+    daemon.wait_for_log("FAIL: svc cps from=127.0.0.2");
+    // The peer stops. The episode ends a pause (1 s) after its last excess connection,
+    // and the daemon's housekeeping, due 10 s after the first shed one, says so.
+    let summary = "WARN service svc: cps: shed 8 connections from 127.0.0.2 over 1 s";
+    let log = wait_for(
+        "the cps end-of-episode summary",
+        Duration::from_secs(20),
+        || {
+            let log = daemon.log();
+            if count_lines(&log, "cps: shed") > 0 {
+                Ok(log)
+            } else {
+                Err(format!("log:\n{log}"))
+            }
+        },
+    );
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("cps: shed")).collect();
+    assert!(
+        lines.len() == 1 && lines[0].ends_with(&format!(" {summary}")),
+        "want one line ending in {summary:?}; log:\n{log}"
+    );
+    // The summary is not a second start-of-episode line.
+    assert_eq!(cps_episodes(&log, "svc", "127.0.0.2"), 1, "log:\n{log}");
+}
+
 /// The 1-minute load average.
 fn load_average() -> f64 {
     let text = fs::read_to_string("/proc/loadavg").expect("read /proc/loadavg");
@@ -251,29 +272,19 @@ fn max_load_refuses_at_or_above_the_load() {
 #[test]
 fn limit_refusals_get_the_banners_too() {
     // "A refused connection is accepted and closed in the parent, after banner_fail."
-    let dir = common::tempdir();
-    let banner = dir.path().join("banner");
-    let fail = dir.path().join("fail");
-    fs::write(&banner, b"hello\r\n").unwrap();
-    fs::write(&fail, b"busy\r\n").unwrap();
-    let (instances, per_source) = (free_port(), free_port());
+    let setup = Setup::new();
+    let (instances, per_source) = (setup.port, free_port());
     let banners = format!(
         "banner = {}\nbanner_fail = {}",
-        common::toml_string(banner.to_str().unwrap()),
-        common::toml_string(fail.to_str().unwrap())
+        common::toml_string(&setup.file("banner", b"hello\r\n")),
+        common::toml_string(&setup.file("fail", b"busy\r\n"))
     );
     let config = format!(
         "{}{}",
         holding_service("one", instances, &format!("instances = 1\n{banners}")),
         holding_service("each", per_source, &format!("per_source = 1\n{banners}"))
     );
-    let daemon = Oxinetd::start_with(
-        &config,
-        common::Launch {
-            dir: Some(dir),
-            ..common::Launch::default()
-        },
-    );
+    let (daemon, _) = setup.start(&config);
     for (id, port, reason) in [
         ("one", instances, "service_limit"),
         ("each", per_source, "per_source_limit"),
@@ -334,41 +345,16 @@ fn servers_started_before_a_reload_still_count() {
     drop((held_each2, held_each3, again_one, again_each));
 }
 
-/// `--check` on a service `svc` with `line` added (as line 7): exit 1 and an error naming
-/// file, line, service and `key`.
-fn assert_key_error(line: &str, key: &str) {
-    let dir = common::tempdir();
-    let path = dir.path().join("oxinetd.toml");
-    let config = format!(
-        "[service.svc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
-         server = \"/bin/cat\"\nport = {}\n{line}\n",
-        free_port()
-    );
-    fs::write(&path, &config).unwrap();
-    let out = common::check_file(&path);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{line} accepted; stderr:\n{stderr}"
-    );
-    let want = format!("{}:7: service svc: key {key}: ", path.display());
-    assert!(
-        stderr.lines().any(|l| l.contains(&want)),
-        "no error line {want:?} for {line}; stderr:\n{stderr}"
-    );
-}
-
 #[test]
 fn max_servers_in_a_service_is_a_config_error() {
-    assert_key_error("max_servers = 2", "max_servers");
+    assert_check_rejects("max_servers = 2", "max_servers");
 }
 
 #[test]
 fn cps_needs_a_rate_and_a_pause() {
-    assert_key_error("cps = [2]", "cps");
-    assert_key_error("cps = \"2 1 3\"", "cps");
-    assert_key_error("cps = [0, 1]", "cps");
+    assert_check_rejects("cps = [2]", "cps");
+    assert_check_rejects("cps = \"2 1 3\"", "cps");
+    assert_check_rejects("cps = [0, 1]", "cps");
 }
 
 #[test]
@@ -452,25 +438,16 @@ fn max_servers_does_not_count_internal_sessions() {
 
 #[test]
 fn cps_shed_connections_get_banner_fail() {
-    let dir = common::tempdir();
-    let fail = dir.path().join("fail");
-    fs::write(&fail, b"slow down\r\n").unwrap();
-    let port = free_port();
+    let setup = Setup::new();
     let config = holding_service(
         "svc",
-        port,
+        setup.port,
         &format!(
             "cps = [1, 5]\nbanner_fail = {}",
-            common::toml_string(fail.to_str().unwrap())
+            common::toml_string(&setup.file("fail", b"slow down\r\n"))
         ),
     );
-    let daemon = Oxinetd::start_with(
-        &config,
-        common::Launch {
-            dir: Some(dir),
-            ..common::Launch::default()
-        },
-    );
+    let (daemon, port) = setup.start(&config);
     let first = hold(port, "127.0.0.2");
     for _ in 0..2 {
         let out = tcp_request_from(ip("127.0.0.2"), v4(port), b"");

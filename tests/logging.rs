@@ -10,62 +10,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::{
-    IO_TIMEOUT, Launch, Oxinetd, READY_TIMEOUT, check, free_port, read_to_eof, tcp_connect,
-    tcp_request, tempdir, v4, wait_until, write_script,
+    IO_TIMEOUT, Oxinetd, READY_TIMEOUT, Setup, check, free_port, read_to_eof, sh_as_root,
+    tcp_connect, tcp_request, tempdir, v4, wait_for, wait_until,
 };
-
-/// A test's temp dir (scripts, log files) and port, before the daemon starts.
-struct Setup {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Setup {
-    fn new() -> Setup {
-        Setup {
-            dir: tempdir(),
-            port: free_port(),
-        }
-    }
-
-    /// DIR/name as a string for the config.
-    fn path(&self, name: &str) -> String {
-        self.dir
-            .path()
-            .join(name)
-            .to_str()
-            .expect("utf-8 temp path")
-            .to_owned()
-    }
-
-    /// A stream nowait service `svc` on the port, with `body` as further keys.
-    fn service(&self, body: &str) -> String {
-        format!(
-            "[service.svc]\nsocket_type = \"stream\"\nwait = false\nport = {}\n{body}\n",
-            self.port
-        )
-    }
-
-    fn start(self, config: &str) -> (Oxinetd, u16) {
-        let port = self.port;
-        let launch = Launch {
-            dir: Some(self.dir),
-            ..Launch::default()
-        };
-        (Oxinetd::start_with(config, launch), port)
-    }
-}
-
-/// `server = "/bin/sh"` running `script` with `-c`, as root.
-fn sh(script: &str) -> String {
-    format!(
-        "user = \"root\"\nserver = \"/bin/sh\"\nserver_args = [\"-c\", {}]\n",
-        common::toml_string(script)
-    )
-}
 
 /// The message of one line in xinetd's file format, `YY/MM/DD@HH:MM:SS: MESSAGE`; panics
 /// unless the stamp has exactly that shape.
@@ -113,21 +63,36 @@ fn file_messages(path: &Path) -> Vec<String> {
 
 /// Waits until at least `n` messages of the file start with `prefix`; returns all messages.
 fn wait_file(path: &Path, prefix: &str, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
+    let what = format!("{n} x {prefix:?} in {}", path.display());
+    wait_for(&what, READY_TIMEOUT, || {
         let messages = file_messages(path);
         if messages.iter().filter(|m| m.starts_with(prefix)).count() >= n {
-            return messages;
+            Ok(messages)
+        } else {
+            Err(format!("it holds:\n{}", messages.join("\n")))
         }
-        if Instant::now() >= deadline {
-            panic!(
-                "{} did not show {n} x {prefix:?} within {READY_TIMEOUT:?}; it holds:\n{}",
-                path.display(),
-                messages.join("\n")
-            );
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
+    })
+}
+
+/// `log_type = "FILE PATH"`, a line of service keys.
+fn log_to_file(path: impl std::fmt::Display) -> String {
+    format!(
+        "log_type = {}\n",
+        common::toml_string(&format!("FILE {path}"))
+    )
+}
+
+/// Serves `svc` running `script` (which prints its pid first) with its lines in the log
+/// file DIR/svc.log, and connects once; the daemon, the server's pid, and the file's
+/// messages once its EXIT is there.
+fn serve_once_logging_to_file(script: &str) -> (Oxinetd, u32, Vec<String>) {
+    let setup = Setup::new();
+    let log = setup.path("svc.log");
+    let config = setup.service(&format!("{}{}", log_to_file(&log), sh_as_root(script)));
+    let (daemon, port) = setup.start(&config);
+    let pid = printed_pid(&output(port));
+    let messages = wait_file(Path::new(&log), "EXIT: svc", 1);
+    (daemon, pid, messages)
 }
 
 /// The messages starting with `prefix`.
@@ -212,13 +177,13 @@ fn one_connection_with(log_on_success: &str) -> (u32, Vec<String>) {
     let log = setup.path("svc.log");
     let marker_port = free_port();
     let config = format!(
-        "{}log_type = {}\nlog_on_success = {log_on_success}\n\
+        "{}{}log_on_success = {log_on_success}\n\
          [service.marker]\nsocket_type = \"stream\"\nwait = false\nport = {marker_port}\n\
-         log_type = {}\n{}",
-        setup.service(&sh("echo $$")),
-        common::toml_string(&format!("FILE {log}")),
-        common::toml_string(&format!("FILE {log}")),
-        sh("echo marker"),
+         {}{}",
+        setup.service(&sh_as_root("echo $$")),
+        log_to_file(&log),
+        log_to_file(&log),
+        sh_as_root("echo marker"),
     );
     let (daemon, port) = setup.start(&config);
     let pid = printed_pid(&output(port));
@@ -235,16 +200,7 @@ fn one_connection_with(log_on_success: &str) -> (u32, Vec<String>) {
 
 #[test]
 fn file_log_has_start_and_exit_in_xinetd_format_and_not_on_stderr() {
-    let setup = Setup::new();
-    let log = setup.path("svc.log");
-    let config = setup.service(&format!(
-        "log_type = {}\n{}",
-        common::toml_string(&format!("FILE {log}")),
-        sh("echo $$")
-    ));
-    let (daemon, port) = setup.start(&config);
-    let pid = printed_pid(&output(port));
-    let messages = wait_file(Path::new(&log), "EXIT: svc", 1);
+    let (daemon, pid, messages) = serve_once_logging_to_file("echo $$");
     let messages: Vec<String> = messages.iter().map(|m| durations_as_d(m, 1)).collect();
     assert_eq!(
         messages,
@@ -263,7 +219,7 @@ fn file_log_has_start_and_exit_in_xinetd_format_and_not_on_stderr() {
 #[test]
 fn stderr_log_has_start_and_exit_words_without_log_type() {
     let setup = Setup::new();
-    let config = setup.service(&sh("echo $$"));
+    let config = setup.service(&sh_as_root("echo $$"));
     let (daemon, port) = setup.start(&config);
     let pid = printed_pid(&output(port));
     let log = daemon.wait_for_log("EXIT: svc");
@@ -324,48 +280,28 @@ fn log_on_success_as_one_string_of_words() {
     );
 }
 
-#[test]
-fn exit_status_of_the_server_is_logged() {
-    let setup = Setup::new();
-    let log = setup.path("svc.log");
-    let config = setup.service(&format!(
-        "log_type = {}\n{}",
-        common::toml_string(&format!("FILE {log}")),
-        sh("echo $$; exit 3")
-    ));
-    let (_daemon, port) = setup.start(&config);
-    let pid = printed_pid(&output(port));
-    let messages = wait_file(Path::new(&log), "EXIT: svc", 1);
+/// Serves a server running `script` (which prints its pid first), and checks its EXIT
+/// line in the log file says `how` it ended (`status=N` or `signal=N`).
+fn assert_exit_logged(script: &str, how: &str) {
+    let (_daemon, pid, messages) = serve_once_logging_to_file(script);
     let exits: Vec<String> = with_prefix(&messages, "EXIT: svc")
         .iter()
         .map(|m| durations_as_d(m, 1))
         .collect();
     assert_eq!(
         exits,
-        [format!("EXIT: svc status=3 pid={pid} duration=D(sec)")]
+        [format!("EXIT: svc {how} pid={pid} duration=D(sec)")]
     );
 }
 
 #[test]
+fn exit_status_of_the_server_is_logged() {
+    assert_exit_logged("echo $$; exit 3", "status=3");
+}
+
+#[test]
 fn killed_server_is_logged_with_its_signal() {
-    let setup = Setup::new();
-    let log = setup.path("svc.log");
-    let config = setup.service(&format!(
-        "log_type = {}\n{}",
-        common::toml_string(&format!("FILE {log}")),
-        sh("echo $$; kill -KILL $$")
-    ));
-    let (_daemon, port) = setup.start(&config);
-    let pid = printed_pid(&output(port));
-    let messages = wait_file(Path::new(&log), "EXIT: svc", 1);
-    let exits: Vec<String> = with_prefix(&messages, "EXIT: svc")
-        .iter()
-        .map(|m| durations_as_d(m, 1))
-        .collect();
-    assert_eq!(
-        exits,
-        [format!("EXIT: svc signal=9 pid={pid} duration=D(sec)")]
-    );
+    assert_exit_logged("echo $$; kill -KILL $$", "signal=9");
 }
 
 /// Serves `server` (a path that passes the config check) as `user`, connects once and
@@ -373,8 +309,8 @@ fn killed_server_is_logged_with_its_signal() {
 fn assert_exec_failure(setup: Setup, server: &str, user: &str, errno_text: &str) {
     let log = setup.path("svc.log");
     let config = setup.service(&format!(
-        "log_type = {}\nuser = {}\nserver = {}\n",
-        common::toml_string(&format!("FILE {log}")),
+        "{}user = {}\nserver = {}\n",
+        log_to_file(&log),
         common::toml_string(user),
         common::toml_string(server)
     ));
@@ -405,21 +341,15 @@ fn assert_exec_failure(setup: Setup, server: &str, user: &str, errno_text: &str)
 fn exec_failure_eacces_logs_fail_with_errno_text_and_exit_127() {
     // Executable for root (so the config is valid), not for nobody: execve fails EACCES.
     let setup = Setup::new();
-    let server = write_script(setup.dir.path(), "private.sh", "#!/bin/sh\necho never\n");
+    let server = setup.script("private.sh", "#!/bin/sh\necho never\n");
     fs::set_permissions(&server, fs::Permissions::from_mode(0o700)).unwrap();
-    let server = server.to_str().unwrap().to_owned();
     assert_exec_failure(setup, &server, "nobody", "Permission denied");
 }
 
 #[test]
 fn exec_failure_bad_interpreter_logs_fail_with_errno_text_and_exit_127() {
     let setup = Setup::new();
-    let server = write_script(
-        setup.dir.path(),
-        "broken.sh",
-        "#!/nonexistent\necho never\n",
-    );
-    let server = server.to_str().unwrap().to_owned();
+    let server = setup.script("broken.sh", "#!/nonexistent\necho never\n");
     assert_exec_failure(setup, &server, "root", "No such file or directory");
 }
 
@@ -430,9 +360,9 @@ fn refused_by_instances(log_on_failure: &str) -> Vec<String> {
     let setup = Setup::new();
     let log = setup.path("svc.log");
     let config = setup.service(&format!(
-        "log_type = {}\nlog_on_failure = {log_on_failure}\ninstances = 1\n{}",
-        common::toml_string(&format!("FILE {log}")),
-        sh("echo hi; read line; echo bye")
+        "{}log_on_failure = {log_on_failure}\ninstances = 1\n{}",
+        log_to_file(&log),
+        sh_as_root("echo hi; read line; echo bye")
     ));
     let (daemon, port) = setup.start(&config);
     let mut held = tcp_connect(v4(port));
@@ -523,7 +453,7 @@ fn assert_syslog(log_type: &str, pri: u32) {
         setup.service(&format!(
             "log_type = {}\n{}",
             common::toml_string(log_type),
-            sh("echo $$")
+            sh_as_root("echo $$")
         ))
     );
     let (daemon, port) = setup.start(&config);
@@ -564,9 +494,9 @@ fn sighup_reopens_the_log_file_so_it_can_be_rotated() {
     let log = PathBuf::from(setup.path("svc.log"));
     let rotated = PathBuf::from(setup.path("svc.log.1"));
     let config = setup.service(&format!(
-        "log_type = {}\n{}",
-        common::toml_string(&format!("FILE {}", log.display())),
-        sh("echo $$")
+        "{}{}",
+        log_to_file(log.display()),
+        sh_as_root("echo $$")
     ));
     let (daemon, port) = setup.start(&config);
     let first = printed_pid(&output(port));
@@ -603,11 +533,11 @@ fn sighup_reopens_the_log_file_so_it_can_be_rotated() {
 fn reload_moves_a_services_lines_to_a_new_log_type() {
     let setup = Setup::new();
     let log = PathBuf::from(setup.path("svc.log"));
-    let plain = setup.service(&sh("echo $$"));
+    let plain = setup.service(&sh_as_root("echo $$"));
     let with_file = setup.service(&format!(
-        "log_type = {}\n{}",
-        common::toml_string(&format!("FILE {}", log.display())),
-        sh("echo $$")
+        "{}{}",
+        log_to_file(log.display()),
+        sh_as_root("echo $$")
     ));
     let (daemon, port) = setup.start(&plain);
     let first = printed_pid(&output(port));
@@ -637,7 +567,7 @@ fn file_hard_limit_stops_the_log_growing_and_the_service_goes_on() {
     let config = setup.service(&format!(
         "log_type = {}\n{}",
         common::toml_string(&format!("FILE {} 1K 2K", log.display())),
-        sh("echo ok")
+        sh_as_root("echo ok")
     ));
     let (daemon, port) = setup.start(&config);
     // Each connection logs two lines of about 70 bytes: 40 connections would write
@@ -667,13 +597,13 @@ fn defaults_log_type_applies_to_services_without_their_own() {
     let own = PathBuf::from(setup.path("own.log"));
     let other_port = free_port();
     let config = format!(
-        "[defaults]\nlog_type = {}\n\n{}\n\
+        "[defaults]\n{}\n{}\n\
          [service.other]\nsocket_type = \"stream\"\nwait = false\nport = {other_port}\n\
-         log_type = {}\n{}",
-        common::toml_string(&format!("FILE {}", shared.display())),
-        setup.service(&sh("echo $$")),
-        common::toml_string(&format!("FILE {}", own.display())),
-        sh("echo $$"),
+         {}{}",
+        log_to_file(shared.display()),
+        setup.service(&sh_as_root("echo $$")),
+        log_to_file(own.display()),
+        sh_as_root("echo $$"),
     );
     let (daemon, port) = setup.start(&config);
     let pid = printed_pid(&output(port));
@@ -780,11 +710,11 @@ fn userid_from_the_peers_identd_is_logged() {
         "{}\n[service.idsvc]\nsocket_type = \"stream\"\nwait = false\nport = {idonly_port}\n\
          flags = [\"IDONLY\"]\nlog_on_success = [\"HOST\", \"USERID\"]\n{}",
         setup.service(&format!(
-            "log_type = {}\nlog_on_success = [\"PID\", \"HOST\", \"USERID\", \"EXIT\", \"DURATION\"]\n{}",
-            common::toml_string(&format!("FILE {log}")),
-            sh("echo served")
+            "{}log_on_success = [\"PID\", \"HOST\", \"USERID\", \"EXIT\", \"DURATION\"]\n{}",
+            log_to_file(&log),
+            sh_as_root("echo served")
         )),
-        sh("echo identified"),
+        sh_as_root("echo identified"),
     );
     let (daemon, port) = setup.start(&config);
     let mut stream = connect_from(client_ip, port);
@@ -830,7 +760,7 @@ fn idonly_refuses_a_peer_without_an_ident_answer() {
     let config = setup.service(&format!(
         "flags = [\"IDONLY\"]\nlog_on_success = [\"PID\", \"HOST\", \"USERID\"]\n\
          log_on_failure = [\"HOST\", \"USERID\"]\n{}",
-        sh(&format!("touch {ran}; echo served"))
+        sh_as_root(&format!("touch {ran}; echo served"))
     ));
     let (daemon, port) = setup.start(&config);
     let mut stream = connect_from(client_ip, port);

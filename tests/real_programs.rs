@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Launch, Oxinetd, free_port, run_ok, tempdir};
+use common::{Setup, run_ok, toml_string, toml_strings};
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -41,6 +41,18 @@ fn git(dir: &Path) -> Command {
     command
 }
 
+/// A service `name` on `port` running `server` with `args` as root: stream nowait, or
+/// dgram wait.
+fn root_service(name: &str, socket_type: &str, port: u16, server: &str, args: &[&str]) -> String {
+    let wait = socket_type == "dgram";
+    format!(
+        "[service.{name}]\nsocket_type = \"{socket_type}\"\nwait = {wait}\nuser = \"root\"\n\
+         port = {port}\nserver = {}\nserver_args = {}\n",
+        toml_string(server),
+        toml_strings(args)
+    )
+}
+
 fn stdout_text(output: std::process::Output) -> String {
     String::from_utf8(output.stdout)
         .expect("utf-8 output")
@@ -54,9 +66,10 @@ fn git_daemon_serves_a_clone() {
         eprintln!("skipped: git is not installed");
         return;
     };
-    let dir = tempdir();
-    let base = dir.path().join("repos");
-    let src = dir.path().join("src");
+    let setup = Setup::new();
+    let dir = setup.dir.path().to_owned();
+    let base = dir.join("repos");
+    let src = dir.join("src");
     fs::create_dir_all(&base).unwrap();
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("hello.txt"), "hello through oxinetd\n").unwrap();
@@ -80,32 +93,28 @@ fn git_daemon_serves_a_clone() {
         CLIENT_TIMEOUT,
     ));
     run_ok(
-        git(dir.path()).args(["clone", "-q", "--bare", "src", "repos/repo.git"]),
+        git(&dir).args(["clone", "-q", "--bare", "src", "repos/repo.git"]),
         CLIENT_TIMEOUT,
     );
 
-    let port = free_port();
     let base_str = base.to_str().unwrap();
-    let config = format!(
-        "[service.git]\n\
-         socket_type = \"stream\"\n\
-         wait = false\n\
-         user = \"root\"\n\
-         port = {port}\n\
-         server = \"{git_bin}\"\n\
-         server_args = [\"daemon\", \"--inetd\", \"--export-all\", \"--base-path={base_str}\", \"{base_str}\"]\n"
+    let config = root_service(
+        "git",
+        "stream",
+        setup.port,
+        &git_bin,
+        &[
+            "daemon",
+            "--inetd",
+            "--export-all",
+            &format!("--base-path={base_str}"),
+            base_str,
+        ],
     );
-    let work = dir.path().to_owned();
-    let daemon = Oxinetd::start_with(
-        &config,
-        Launch {
-            dir: Some(dir),
-            ..Launch::default()
-        },
-    );
+    let (daemon, port) = setup.start(&config);
 
     run_ok(
-        git(&work).args([
+        git(&dir).args([
             "clone",
             "-q",
             &format!("git://127.0.0.1:{port}/repo.git"),
@@ -113,7 +122,7 @@ fn git_daemon_serves_a_clone() {
         ]),
         CLIENT_TIMEOUT,
     );
-    let out = work.join("out");
+    let out = dir.join("out");
     let cloned = stdout_text(run_ok(
         git(&out).args(["rev-parse", "HEAD"]),
         CLIENT_TIMEOUT,
@@ -132,51 +141,41 @@ fn rsync_daemon_serves_a_file() {
         eprintln!("skipped: rsync is not installed");
         return;
     };
-    let dir = tempdir();
-    let export = dir.path().join("export");
-    let dest = dir.path().join("dest");
+    let setup = Setup::new();
+    let dir = setup.dir.path().to_owned();
+    let export = dir.join("export");
+    let dest = dir.join("dest");
     fs::create_dir_all(&export).unwrap();
     fs::create_dir_all(&dest).unwrap();
     let data = pattern(300 * 1024 + 17);
     fs::write(export.join("file.bin"), &data).unwrap();
-    let rsyncd_conf = dir.path().join("rsyncd.conf");
+    let rsyncd_conf = dir.join("rsyncd.conf");
     fs::write(
         &rsyncd_conf,
         format!(
             "use chroot = no\nuid = root\ngid = root\nlog file = {}\n\n[mod]\n    path = {}\n    read only = yes\n",
-            dir.path().join("rsyncd.log").display(),
+            dir.join("rsyncd.log").display(),
             export.display()
         ),
     )
     .unwrap();
 
-    let port = free_port();
-    let config = format!(
-        "[service.rsync]\n\
-         socket_type = \"stream\"\n\
-         wait = false\n\
-         user = \"root\"\n\
-         port = {port}\n\
-         server = \"{rsync_bin}\"\n\
-         server_args = [\"--daemon\", \"--config={}\"]\n",
-        rsyncd_conf.display()
+    let config = root_service(
+        "rsync",
+        "stream",
+        setup.port,
+        &rsync_bin,
+        &["--daemon", &format!("--config={}", rsyncd_conf.display())],
     );
-    let work = dir.path().to_owned();
-    let daemon = Oxinetd::start_with(
-        &config,
-        Launch {
-            dir: Some(dir),
-            ..Launch::default()
-        },
-    );
+    let (daemon, port) = setup.start(&config);
 
     run_ok(
         Command::new("rsync")
             .arg(format!("rsync://127.0.0.1:{port}/mod/file.bin"))
-            .arg(work.join("dest/file.bin")),
+            .arg(dir.join("dest/file.bin")),
         CLIENT_TIMEOUT,
     );
-    let got = fs::read(work.join("dest/file.bin")).unwrap();
+    let got = fs::read(dir.join("dest/file.bin")).unwrap();
     assert_eq!(got.len(), data.len(), "rsync'ed file length");
     assert!(got == data, "rsync'ed file differs");
     daemon.wait_for_log("START: rsync");
@@ -191,34 +190,25 @@ fn tftpd_serves_a_file_over_dgram_wait() {
         eprintln!("skipped: tftpd-hpa or tftp-hpa is not installed");
         return;
     };
-    let dir = tempdir();
-    let boot = dir.path().join("tftpboot");
-    let download = dir.path().join("download");
+    let setup = Setup::new();
+    let dir = setup.dir.path().to_owned();
+    let boot = dir.join("tftpboot");
+    let download = dir.join("download");
     fs::create_dir_all(&boot).unwrap();
     fs::create_dir_all(&download).unwrap();
     // Not a multiple of the 512-byte block, so the last block is short.
     let data = pattern(100 * 1024 + 123);
     fs::write(boot.join("file.bin"), &data).unwrap();
 
-    let port = free_port();
-    let config = format!(
-        "[service.tftp]\n\
-         socket_type = \"dgram\"\n\
-         wait = true\n\
-         user = \"root\"\n\
-         bind = \"127.0.0.1\"\n\
-         port = {port}\n\
-         server = \"{tftpd}\"\n\
-         server_args = [\"-s\", \"{}\", \"-u\", \"root\"]\n",
-        boot.display()
-    );
-    let daemon = Oxinetd::start_with(
-        &config,
-        Launch {
-            dir: Some(dir),
-            ..Launch::default()
-        },
-    );
+    let boot_str = boot.to_str().unwrap();
+    let config = root_service(
+        "tftp",
+        "dgram",
+        setup.port,
+        &tftpd,
+        &["-s", boot_str, "-u", "root"],
+    ) + "bind = \"127.0.0.1\"\n";
+    let (daemon, port) = setup.start(&config);
 
     // tftp-hpa: options, then host and port, then `-c` last; it saves into the current dir.
     let output = run_ok(

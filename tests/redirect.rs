@@ -12,7 +12,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    IO_TIMEOUT, Oxinetd, READY_TIMEOUT, free_port, read_to_eof, run_ok, tcp_connect, tempdir, v4,
+    IO_TIMEOUT, Oxinetd, READY_TIMEOUT, free_port, have, read_to_eof, run_ok, tcp_connect, tempdir,
+    v4,
 };
 
 /// A stream service `svc` on a free port relaying to `target` ("host port"), with
@@ -80,12 +81,6 @@ fn request(port: u16, input: &[u8]) -> Vec<u8> {
         written.join().expect("writer thread");
         reply
     })
-}
-
-/// Whether `program` is on PATH.
-fn have(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
 }
 
 /// `python3 -m http.server` serving a dir on 127.0.0.1; killed on drop.

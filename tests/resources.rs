@@ -5,13 +5,13 @@ mod common;
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{IpAddr, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Launch, Oxinetd, count_lines, cpu_time, free_port, read_to_eof, tcp_connect_from,
+    Launch, Oxinetd, count_lines, cpu_time, free_port, have, ip, read_to_eof, tcp_connect_from,
     tcp_request_from, tempdir, toml_strings, v4,
 };
 
@@ -19,17 +19,6 @@ use common::{
 /// would use all of it.
 const CPU_BUDGET: Duration = Duration::from_millis(500);
 const EPISODE: Duration = Duration::from_secs(1);
-
-fn ip(s: &str) -> IpAddr {
-    s.parse()
-        .unwrap_or_else(|e| panic!("bad test address {s}: {e}"))
-}
-
-fn have(program: &str) -> bool {
-    ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
-        .iter()
-        .any(|d| std::path::Path::new(d).join(program).exists())
-}
 
 /// Runs `during` repeatedly for `EPISODE` and returns the daemon's CPU time over it.
 fn cpu_over_episode(daemon: &Oxinetd, mut during: impl FnMut()) -> Duration {
@@ -283,6 +272,17 @@ impl Drop for PidsCgroup {
     }
 }
 
+/// A connection to `port` is closed unserved: no process could be started for it.
+#[track_caller]
+fn assert_unserved(port: u16) {
+    let out = tcp_request_from(ip("127.0.0.1"), v4(port), b"");
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "",
+        "served without a process"
+    );
+}
+
 #[test]
 fn fork_failure_is_logged_once_per_episode_and_the_daemon_recovers() {
     let Some(cgroup) = PidsCgroup::create() else {
@@ -314,22 +314,12 @@ fn fork_failure_is_logged_once_per_episode_and_the_daemon_recovers() {
         .expect("list the daemon's threads")
         .count();
     cgroup.set_max(&tasks.to_string());
-    let out = tcp_request_from(ip("127.0.0.1"), v4(svc), b"");
-    assert_eq!(
-        String::from_utf8_lossy(&out),
-        "",
-        "served without a process"
-    );
+    assert_unserved(svc);
     common::wait_until("FAIL: svc fork", Duration::from_secs(10), || {
         fork_fails(&daemon.log()) >= 1
     });
     let used = cpu_over_episode(&daemon, || {
-        let out = tcp_request_from(ip("127.0.0.1"), v4(svc), b"");
-        assert_eq!(
-            String::from_utf8_lossy(&out),
-            "",
-            "served without a process"
-        );
+        assert_unserved(svc);
     });
     assert!(
         used < CPU_BUDGET,
@@ -357,12 +347,7 @@ fn fork_failure_is_logged_once_per_episode_and_the_daemon_recovers() {
 
     // A new episode is logged again.
     cgroup.set_max(&tasks.to_string());
-    let out = tcp_request_from(ip("127.0.0.1"), v4(svc), b"");
-    assert_eq!(
-        String::from_utf8_lossy(&out),
-        "",
-        "served without a process"
-    );
+    assert_unserved(svc);
     common::wait_until("a second FAIL: svc fork", Duration::from_secs(10), || {
         fork_fails(&daemon.log()) >= 2
     });

@@ -1,14 +1,18 @@
 //! RPC services: registered with the local rpcbind while the daemon runs (checked with
 //! `rpcinfo -p`, when an rpcbind answers on 127.0.0.1:111) and withdrawn when it stops;
-//! and the configuration errors of `rpc_number` / `rpc_version` (always).
+//! served all the same where no rpcbind answers (a network namespace of their own); and
+//! the configuration errors of `rpc_number` / `rpc_version` (always).
 mod common;
 
+use std::fs::File;
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::process::Command;
+use std::thread;
 use std::time::Duration;
 
-use common::{Oxinetd, check, run_command, tcp_request, v4};
+use common::{Launch, Oxinetd, check, free_port, have, run_command, tcp_request, v4};
 
 /// A program number no real service registers.
 const PROGRAM: u32 = 300_999;
@@ -20,12 +24,6 @@ fn rpc_service(extra: &str) -> String {
          protocol = \"tcp\"\nwait = false\nuser = \"root\"\nserver = \"/bin/sh\"\n\
          server_args = [\"-c\", \"echo rpc-served\"]\n{extra}\n"
     )
-}
-
-/// Whether `program` is on PATH.
-fn have(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
 }
 
 /// Whether a portmapper answers a NULL call (program 100000 version 2 procedure 0) on
@@ -133,6 +131,77 @@ fn rpc_service_is_registered_while_running_and_withdrawn_at_stop() {
 
     assert!(daemon.stop().success());
     assert_eq!(registrations(), [], "{PROGRAM} still registered after stop");
+}
+
+/// Whether this process may run a program in a network namespace of its own with its
+/// loopback up (root, unshare, ip).
+fn can_make_network_namespace() -> bool {
+    run_command(
+        Command::new("unshare").args(["--net", "--", "ip", "link", "set", "lo", "up"]),
+        Duration::from_secs(10),
+    )
+    .status
+    .success()
+}
+
+/// Runs `f` on a thread that has joined the network namespace of process `pid`: its
+/// sockets, and only its, live there.
+fn in_network_namespace_of<T: Send>(pid: i32, f: impl FnOnce() -> T + Send) -> T {
+    let namespace = File::open(format!("/proc/{pid}/ns/net"))
+        .unwrap_or_else(|e| panic!("open the network namespace of {pid}: {e}"));
+    thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns only changes this thread's namespace; the fd is valid and open.
+            let joined = unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(joined, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("thread in the daemon's network namespace")
+    })
+}
+
+#[test]
+fn rpc_service_without_rpcbind_logs_the_error_and_still_serves() {
+    if !can_make_network_namespace() {
+        eprintln!("skipped: cannot make a network namespace (unshare --net, ip)");
+        return;
+    }
+    // A network namespace of its own has only a loopback and nothing on port 111, so
+    // this machine's rpcbind cannot answer. A fixed port: nobody can look it up.
+    let port = free_port();
+    let daemon = Oxinetd::start_with(
+        &rpc_service(&format!(
+            "rpc_number = {PROGRAM}\nrpc_version = \"1-2\"\nport = {port}"
+        )),
+        Launch {
+            wrapper: vec![
+                "unshare",
+                "--net",
+                "--",
+                "/bin/sh",
+                "-c",
+                "ip link set lo up && exec \"$0\" \"$@\"",
+            ],
+            ..Launch::default()
+        },
+    );
+    let log = daemon.wait_for_log("cannot register with rpcbind");
+    let errors: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.find(" ERROR service rpcsvc: ").map(|at| &l[at + 1..]))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "ERROR service rpcsvc: cannot register with rpcbind: rpcbind is not running \
+          (no answer from 127.0.0.1:111)"
+        ],
+        "log:\n{log}"
+    );
+    let reply = in_network_namespace_of(daemon.pid(), || tcp_request(v4(port), b""));
+    assert_eq!(String::from_utf8_lossy(&reply), "rpc-served\n");
+    daemon.wait_for_log("EXIT: rpcsvc status=0");
 }
 
 #[test]

@@ -3,16 +3,9 @@
 //! checks, so it is refused everywhere with `FAIL: ID address`; other peers are unaffected.
 mod common;
 
-use std::net::IpAddr;
-
 use common::{
-    Oxinetd, count_lines, free_port, tcp_request_from, toml_strings, udp_socket_from, v4,
+    Oxinetd, count_lines, free_port, ip, tcp_request_from, toml_strings, udp_socket_from, v4,
 };
-
-fn ip(s: &str) -> IpAddr {
-    s.parse()
-        .unwrap_or_else(|e| panic!("bad test address {s}: {e}"))
-}
 
 /// A stream SENSOR `trap` on `trap_port` with `deny_time`, a normal exec'd service `svc`
 /// printing `served` on `svc_port`, and an internal stream `echo` on `echo_port`.

@@ -4,54 +4,22 @@
 //! (CVE-2013-4342), a trailing NUL after `+Go\r\n`, bytes after the name line lost.
 mod common;
 
-use std::fs;
 use std::io::{Read, Write};
 use std::path::Path;
 
-use common::{Launch, Oxinetd, free_port, read_to_eof, tcp_connect, tcp_request, tempdir, v4};
+use common::{
+    Oxinetd, Setup, free_port, passwd_entry, read_to_eof, sh, tcp_connect, tcp_request, v4,
+};
 
-/// A test's temp dir (marker files) before the daemon starts, and the tcpmux port.
-struct Setup {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Setup {
-    fn new() -> Setup {
-        Setup {
-            dir: tempdir(),
-            port: free_port(),
-        }
-    }
-
-    /// DIR/name as a string for the config.
-    fn path(&self, name: &str) -> String {
-        self.dir
-            .path()
-            .join(name)
-            .to_str()
-            .expect("utf-8 temp path")
-            .to_owned()
-    }
-
-    /// The internal tcpmux service on the port, then `services`.
-    fn config(&self, services: &str) -> String {
-        format!(
-            "[service.tcpmux]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\nwait = false\n\
-             port = {}\n\n{services}",
-            self.port
-        )
-    }
-
-    fn start(self, services: &str) -> (Oxinetd, u16) {
-        let config = self.config(services);
-        let port = self.port;
-        let launch = Launch {
-            dir: Some(self.dir),
-            ..Launch::default()
-        };
-        (Oxinetd::start_with(&config, launch), port)
-    }
+/// Starts the daemon with the internal tcpmux service on the setup's port, then
+/// `services`; the daemon and the tcpmux port.
+fn start_tcpmux(setup: Setup, services: &str) -> (Oxinetd, u16) {
+    let config = format!(
+        "[service.tcpmux]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\nwait = false\n\
+         port = {}\n\n{services}",
+        setup.port
+    );
+    setup.start(&config)
 }
 
 /// A service `name` of `kind` ("TCPMUX", "TCPMUXPLUS" or "" for a normal one, which then
@@ -64,22 +32,21 @@ fn service(name: &str, kind: &str, user: &str, script: &str, extra: &str) -> Str
     };
     format!(
         "[service.{name}]\n{kind}socket_type = \"stream\"\nwait = false\nuser = \"{user}\"\n\
-         server = \"/bin/sh\"\nserver_args = [\"-c\", {}]\n{extra}\n\n",
-        common::toml_string(script)
+         {}{extra}\n\n",
+        sh(script)
     )
 }
 
 /// Prints the uid, then echoes one line of input.
 const UID_THEN_ECHO: &str = "id -u; read line; echo \"$line\"";
 
-fn uid_of(user: &str) -> String {
-    let passwd = fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
-    passwd
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|fields| fields[0] == user)
-        .unwrap_or_else(|| panic!("no {user} in /etc/passwd"))[2]
-        .to_owned()
+/// tcpmux with one TCPMUXPLUS service `plusname`, run as root, that prints its uid and
+/// echoes a line.
+fn start_plusname() -> (Oxinetd, u16) {
+    start_tcpmux(
+        Setup::new(),
+        &service("plusname", "TCPMUXPLUS", "root", UID_THEN_ECHO, ""),
+    )
 }
 
 /// Shows bytes readably when an assertion fails.
@@ -95,13 +62,7 @@ fn assert_bytes(got: &[u8], want: &[u8]) {
 
 #[test]
 fn tcpmuxplus_sends_go_and_leaves_the_bytes_after_the_line_to_the_server() {
-    let (daemon, port) = Setup::new().start(&service(
-        "plusname",
-        "TCPMUXPLUS",
-        "root",
-        UID_THEN_ECHO,
-        "",
-    ));
+    let (daemon, port) = start_plusname();
     // Name and data in one write: the daemon must read no further than the line.
     assert_bytes(
         &tcp_request(v4(port), b"PLUSNAME\r\nhello\n"),
@@ -113,13 +74,7 @@ fn tcpmuxplus_sends_go_and_leaves_the_bytes_after_the_line_to_the_server() {
 
 #[test]
 fn regression_xinetd_tcpmuxplus_reply_had_a_trailing_nul() {
-    let (_daemon, port) = Setup::new().start(&service(
-        "plusname",
-        "TCPMUXPLUS",
-        "root",
-        UID_THEN_ECHO,
-        "",
-    ));
+    let (_daemon, port) = start_plusname();
     let mut stream = tcp_connect(v4(port));
     stream.write_all(b"plusname\r\n").unwrap();
     let mut go = [0u8; 5];
@@ -135,13 +90,16 @@ fn regression_xinetd_tcpmuxplus_reply_had_a_trailing_nul() {
 
 #[test]
 fn tcpmux_server_sends_its_own_reply_line() {
-    let (_daemon, port) = Setup::new().start(&service(
-        "plain",
-        "TCPMUX",
-        "root",
-        "printf '+OK\\r\\n'; read line; echo \"got $line\"",
-        "",
-    ));
+    let (_daemon, port) = start_tcpmux(
+        Setup::new(),
+        &service(
+            "plain",
+            "TCPMUX",
+            "root",
+            "printf '+OK\\r\\n'; read line; echo \"got $line\"",
+            "",
+        ),
+    );
     assert_bytes(
         &tcp_request(v4(port), b"plain\r\nabc\n"),
         b"+OK\r\ngot abc\n",
@@ -163,7 +121,7 @@ fn help_lists_exactly_the_tcpmux_names() {
         ),
     ]
     .concat();
-    let (_daemon, port) = Setup::new().start(&services);
+    let (_daemon, port) = start_tcpmux(Setup::new(), &services);
     let reply = tcp_request(v4(port), b"HELP\r\n");
     let text = String::from_utf8(reply).expect("HELP reply is text");
     assert!(text.ends_with("\r\n"), "HELP reply {text:?}");
@@ -174,13 +132,7 @@ fn help_lists_exactly_the_tcpmux_names() {
 
 #[test]
 fn unknown_name_gets_service_not_available_then_eof() {
-    let (daemon, port) = Setup::new().start(&service(
-        "plusname",
-        "TCPMUXPLUS",
-        "root",
-        UID_THEN_ECHO,
-        "",
-    ));
+    let (daemon, port) = start_plusname();
     assert_bytes(
         &tcp_request(v4(port), b"nosuch\r\n"),
         b"-Service not available\r\n",
@@ -209,7 +161,7 @@ fn regression_cve_2012_0862_a_service_that_is_not_tcpmux_is_not_reachable_throug
         ),
     ]
     .concat();
-    let (_daemon, port) = setup.start(&services);
+    let (_daemon, port) = start_tcpmux(setup, &services);
     for name in ["hello", "HELLO"] {
         let reply = tcp_request(v4(port), format!("{name}\r\n").as_bytes());
         let text = String::from_utf8_lossy(&reply);
@@ -231,8 +183,8 @@ fn regression_cve_2013_4342_tcpmux_services_run_as_their_own_user() {
         service("plain", "TCPMUX", "nobody", "printf '+OK\\r\\n'; id -u", ""),
     ]
     .concat();
-    let (_daemon, port) = Setup::new().start(&services);
-    let uid = uid_of("nobody");
+    let (_daemon, port) = start_tcpmux(Setup::new(), &services);
+    let uid = &passwd_entry("nobody")[2];
     assert_bytes(
         &tcp_request(v4(port), b"plusname\r\nx\n"),
         format!("+Go\r\n{uid}\nx\n").as_bytes(),
@@ -258,7 +210,7 @@ fn access_rules_of_a_tcpmux_service_apply() {
         service("open", "TCPMUXPLUS", "root", "echo open", ""),
     ]
     .concat();
-    let (daemon, port) = setup.start(&services);
+    let (daemon, port) = start_tcpmux(setup, &services);
     let reply = tcp_request(v4(port), b"plusname\r\n");
     assert!(
         !reply.starts_with(b"+"),

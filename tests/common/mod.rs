@@ -8,9 +8,10 @@ use std::collections::hash_map::RandomState;
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::hash::{BuildHasher, Hasher};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{
-    Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket,
+    IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs,
+    UdpSocket,
 };
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -213,17 +214,18 @@ impl Oxinetd {
 
     /// Waits until `needle` occurs on at least `n` lines of the log; returns the log.
     pub fn wait_for_log_count(&self, needle: &str, n: usize) -> String {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            let log = self.log();
-            if log.lines().filter(|l| l.contains(needle)).count() >= n {
-                return log;
-            }
-            if Instant::now() >= deadline {
-                panic!("log did not show {n} x {needle:?} within {READY_TIMEOUT:?}; log:\n{log}");
-            }
-            thread::sleep(POLL);
-        }
+        wait_for(
+            &format!("{n} x {needle:?} in the log"),
+            READY_TIMEOUT,
+            || {
+                let log = self.log();
+                if count_lines(&log, needle) >= n {
+                    Ok(log)
+                } else {
+                    Err(format!("log:\n{log}"))
+                }
+            },
+        )
     }
 
     /// Sends `sig` to the daemon.
@@ -306,6 +308,94 @@ impl Drop for Oxinetd {
     }
 }
 
+/// A test's temp dir and port before the daemon starts: the files its config names
+/// (scripts, banners, log files, markers) go into the dir, which becomes the daemon's.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    /// A free port for the test's main service.
+    pub port: u16,
+}
+
+impl Setup {
+    pub fn new() -> Setup {
+        Setup {
+            dir: tempdir(),
+            port: free_port(),
+        }
+    }
+
+    /// DIR/name as a string for the config.
+    pub fn path(&self, name: &str) -> String {
+        self.dir
+            .path()
+            .join(name)
+            .to_str()
+            .expect("utf-8 temp path")
+            .to_owned()
+    }
+
+    /// Writes DIR/name holding `bytes`; returns its path.
+    pub fn file(&self, name: &str, bytes: &[u8]) -> String {
+        let path = self.path(name);
+        fs::write(&path, bytes).unwrap_or_else(|e| panic!("write {path}: {e}"));
+        path
+    }
+
+    /// Writes the executable script DIR/name holding `body`; returns its path.
+    pub fn script(&self, name: &str, body: &str) -> String {
+        write_script(self.dir.path(), name, body);
+        self.path(name)
+    }
+
+    /// A stream nowait service `svc` on the port, with `body` as further keys.
+    pub fn service(&self, body: &str) -> String {
+        format!(
+            "[service.svc]\nsocket_type = \"stream\"\nwait = false\nport = {}\n{body}\n",
+            self.port
+        )
+    }
+
+    /// Starts the daemon on `service(body)` alone; the daemon and the port.
+    pub fn start_service(self, body: &str) -> (Oxinetd, u16) {
+        self.start_service_with(body, Launch::default())
+    }
+
+    /// Like `start_service`, with `launch`'s environment or wrapper.
+    pub fn start_service_with(self, body: &str, launch: Launch<'_>) -> (Oxinetd, u16) {
+        let config = self.service(body);
+        self.start_with(&config, launch)
+    }
+
+    /// Starts the daemon on `config` in the dir and waits until ready; the daemon and
+    /// the port.
+    pub fn start(self, config: &str) -> (Oxinetd, u16) {
+        self.start_with(config, Launch::default())
+    }
+
+    /// Like `start`, with `launch`'s environment or wrapper.
+    pub fn start_with(self, config: &str, launch: Launch<'_>) -> (Oxinetd, u16) {
+        let port = self.port;
+        let launch = Launch {
+            dir: Some(self.dir),
+            ..launch
+        };
+        (Oxinetd::start_with(config, launch), port)
+    }
+}
+
+/// `server = "/bin/sh"` running `script` with `-c`.
+pub fn sh(script: &str) -> String {
+    format!(
+        "server = \"/bin/sh\"\nserver_args = {}\n",
+        toml_strings(&["-c", script])
+    )
+}
+
+/// `sh(script)` as root.
+pub fn sh_as_root(script: &str) -> String {
+    format!("user = \"root\"\n{}", sh(script))
+}
+
 fn send_signal(pid: i32, sig: i32) {
     // SAFETY: kill has no memory effects; pid is a process this harness started.
     unsafe {
@@ -340,12 +430,45 @@ pub fn check_file(path: &Path) -> Output {
         .expect("run oxinetd --check")
 }
 
+/// `--check` on a stream service `svc` with `line` added as line 7 of the file: exit 1,
+/// and an error naming the file, that line, the service and `key`.
+pub fn assert_check_rejects(line: &str, key: &str) {
+    let dir = tempdir();
+    let path = dir.path().join("oxinetd.toml");
+    let config = format!(
+        "[service.svc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
+         server = \"/bin/cat\"\nport = {}\n{line}\n",
+        free_port()
+    );
+    fs::write(&path, &config).expect("write config");
+    let out = check_file(&path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{line} accepted; stderr:\n{stderr}"
+    );
+    let want = format!("{}:7: service svc: key {key}: ", path.display());
+    assert!(
+        stderr.lines().any(|l| l.contains(&want)),
+        "no error line {want:?} for {line}; stderr:\n{stderr}"
+    );
+}
+
 /// Connects, retrying while the connection is refused, for up to 10 s.
 pub fn tcp_connect(addr: impl ToSocketAddrs) -> TcpStream {
     let addr = resolve(addr);
+    connect_retrying(&format!("connect to {addr}"), || {
+        TcpStream::connect_timeout(&addr, IO_TIMEOUT)
+    })
+}
+
+/// Runs `connect` until it succeeds, retrying while the connection is refused (the
+/// daemon may not be listening yet) for up to 10 s; sets 10 s I/O timeouts on the stream.
+fn connect_retrying(what: &str, mut connect: impl FnMut() -> io::Result<TcpStream>) -> TcpStream {
     let deadline = Instant::now() + IO_TIMEOUT;
     loop {
-        match TcpStream::connect_timeout(&addr, IO_TIMEOUT) {
+        match connect() {
             Ok(stream) => {
                 stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
                 stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
@@ -354,7 +477,7 @@ pub fn tcp_connect(addr: impl ToSocketAddrs) -> TcpStream {
             Err(e) if e.kind() == ErrorKind::ConnectionRefused && Instant::now() < deadline => {
                 thread::sleep(POLL);
             }
-            Err(e) => panic!("connect to {addr}: {e}"),
+            Err(e) => panic!("{what}: {e}"),
         }
     }
 }
@@ -379,10 +502,29 @@ pub fn read_to_eof(stream: &mut TcpStream) -> Vec<u8> {
     }
 }
 
+/// Reads one line (up to and including '\n'); panics on EOF or timeout.
+pub fn read_line(stream: &mut TcpStream) -> String {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\n") {
+        match stream.read(&mut byte) {
+            Ok(0) => panic!("EOF after {:?}", String::from_utf8_lossy(&line)),
+            Ok(_) => line.push(byte[0]),
+            Err(e) => panic!("read line: {e} after {:?}", String::from_utf8_lossy(&line)),
+        }
+    }
+    String::from_utf8(line).expect("UTF-8 line")
+}
+
 /// Connects, writes `input` (from a second thread, so large inputs cannot deadlock),
 /// shuts down the write side and reads to EOF.
 pub fn tcp_request(addr: impl ToSocketAddrs, input: &[u8]) -> Vec<u8> {
-    let mut stream = tcp_connect(addr);
+    exchange(tcp_connect(addr), input)
+}
+
+/// Writes `input` on `stream` from a second thread (so large inputs cannot deadlock),
+/// shuts down the write side and reads to EOF.
+fn exchange(mut stream: TcpStream, input: &[u8]) -> Vec<u8> {
     let mut writer = stream.try_clone().expect("clone stream");
     thread::scope(|s| {
         let written = s.spawn(move || {
@@ -393,7 +535,8 @@ pub fn tcp_request(addr: impl ToSocketAddrs, input: &[u8]) -> Vec<u8> {
         let out = read_to_eof(&mut stream);
         match written.join().expect("writer thread") {
             Ok(()) => {}
-            // A server may close without reading everything; the reply is what matters.
+            // A server may close without reading everything, and a refused connection
+            // is closed at once: the reply is what matters.
             Err(e) if matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) => {}
             Err(e) => panic!("write request: {e}"),
         }
@@ -449,12 +592,26 @@ pub fn udp_request(addr: impl ToSocketAddrs, data: &[u8]) -> Vec<u8> {
 
 /// Polls `f` until it returns true; panics with `what` after `timeout`.
 pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    wait_for(what, timeout, || f().then_some(()).ok_or_else(String::new));
+}
+
+/// Polls `f` until it returns `Ok`, and returns that value; after `timeout` panics with
+/// `what` and the last `Err`, which says what was seen instead (empty: nothing to say).
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
     let deadline = Instant::now() + timeout;
-    while !f() {
-        if Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting for: {what}");
+    loop {
+        match f() {
+            Ok(value) => return value,
+            Err(seen) if Instant::now() >= deadline => {
+                let seen = if seen.is_empty() {
+                    seen
+                } else {
+                    format!("; {seen}")
+                };
+                panic!("timed out after {timeout:?} waiting for: {what}{seen}");
+            }
+            Err(_) => thread::sleep(POLL),
         }
-        thread::sleep(POLL);
     }
 }
 
@@ -540,48 +697,21 @@ pub fn run_ok(command: &mut Command, timeout: Duration) -> Output {
 pub fn tcp_connect_from(from: std::net::IpAddr, addr: impl ToSocketAddrs) -> TcpStream {
     use socket2::{Domain, Socket, Type};
     let addr = resolve(addr);
-    let deadline = Instant::now() + IO_TIMEOUT;
-    loop {
+    connect_retrying(&format!("connect from {from} to {addr}"), || {
         let socket =
             Socket::new(Domain::for_address(addr), Type::STREAM, None).expect("client socket");
         socket
             .bind(&SocketAddr::new(from, 0).into())
             .unwrap_or_else(|e| panic!("bind client socket to {from}: {e}"));
-        match socket.connect_timeout(&addr.into(), IO_TIMEOUT) {
-            Ok(()) => {
-                let stream: TcpStream = socket.into();
-                stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-                stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-                return stream;
-            }
-            Err(e) if e.kind() == ErrorKind::ConnectionRefused && Instant::now() < deadline => {
-                thread::sleep(POLL);
-            }
-            Err(e) => panic!("connect from {from} to {addr}: {e}"),
-        }
-    }
+        socket.connect_timeout(&addr.into(), IO_TIMEOUT)?;
+        Ok(socket.into())
+    })
 }
 
 /// Like `tcp_request`, from the local address `from`: connects, writes `input`, shuts down
 /// the write side and reads to EOF.
 pub fn tcp_request_from(from: std::net::IpAddr, addr: impl ToSocketAddrs, input: &[u8]) -> Vec<u8> {
-    let mut stream = tcp_connect_from(from, addr);
-    let mut writer = stream.try_clone().expect("clone stream");
-    thread::scope(|s| {
-        let written = s.spawn(move || {
-            let result = writer.write_all(input);
-            let _ = writer.shutdown(Shutdown::Write);
-            result
-        });
-        let out = read_to_eof(&mut stream);
-        match written.join().expect("writer thread") {
-            Ok(()) => {}
-            // A refused connection is closed at once; the reply (none) is what matters.
-            Err(e) if matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) => {}
-            Err(e) => panic!("write request: {e}"),
-        }
-        out
-    })
+    exchange(tcp_connect_from(from, addr), input)
 }
 
 /// A UDP socket bound to `from` (port chosen by the kernel), 5 s read timeout.
@@ -649,4 +779,26 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
+}
+
+/// A test address, parsed.
+pub fn ip(s: &str) -> IpAddr {
+    s.parse()
+        .unwrap_or_else(|e| panic!("bad test address {s}: {e}"))
+}
+
+/// Whether `program` is on PATH, where the tests run it from.
+pub fn have(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
+}
+
+/// The fields of `user`'s line in /etc/passwd (name, password, uid, gid, gecos, home, shell).
+pub fn passwd_entry(user: &str) -> Vec<String> {
+    let passwd = fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
+    passwd
+        .lines()
+        .map(|l| l.split(':').map(str::to_owned).collect::<Vec<_>>())
+        .find(|fields| fields[0] == user)
+        .unwrap_or_else(|| panic!("no {user} in /etc/passwd"))
 }
