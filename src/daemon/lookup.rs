@@ -431,24 +431,45 @@ mod tests {
         };
         assert!(lookups.submit(job));
         collect(&lookups, 1, Duration::from_secs(10));
-        let mut helpers = 0;
+        // A thread takes its name when it starts running, so the second helper may not
+        // be named yet: look again until both are, within a deadline.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let helpers = lookup_thread_masks();
+            for blocked in &helpers {
+                for signal in [libc::SIGCHLD, libc::SIGHUP, libc::SIGTERM, libc::SIGINT] {
+                    assert_ne!(blocked & (1 << (signal - 1)), 0, "signal {signal} open");
+                }
+            }
+            if helpers.len() >= 2 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} lookup threads",
+                helpers.len()
+            );
+            std::thread::yield_now();
+        }
+    }
+
+    /// The blocked-signal mask of each thread of this process named `lookup`.
+    fn lookup_thread_masks() -> Vec<u64> {
+        let mut masks = Vec::new();
         for task in std::fs::read_dir("/proc/self/task").unwrap() {
             let status = std::fs::read_to_string(task.unwrap().path().join("status"));
             let Ok(status) = status else { continue }; // The thread has exited.
             if !status.lines().any(|line| line == "Name:\tlookup") {
                 continue;
             }
-            helpers += 1;
             let blocked = status
                 .lines()
                 .find_map(|line| line.strip_prefix("SigBlk:\t"))
                 .map(|mask| u64::from_str_radix(mask, 16).unwrap())
                 .unwrap();
-            for signal in [libc::SIGCHLD, libc::SIGHUP, libc::SIGTERM, libc::SIGINT] {
-                assert_ne!(blocked & (1 << (signal - 1)), 0, "signal {signal} open");
-            }
+            masks.push(blocked);
         }
-        assert!(helpers >= 2);
+        masks
     }
 
     /// An identd on a loopback port that reads one query and sends `reply`, or
