@@ -64,6 +64,11 @@ fn portmapper_answers() -> bool {
 
 /// `(version, protocol, port)` of every registration of PROGRAM, from `rpcinfo -p`.
 fn registrations() -> Vec<(u32, String, u16)> {
+    registrations_of(PROGRAM)
+}
+
+/// `(version, protocol, port)` of every registration of `program`, from `rpcinfo -p`.
+fn registrations_of(program: u32) -> Vec<(u32, String, u16)> {
     let output = run_command(
         Command::new("rpcinfo").args(["-p", "127.0.0.1"]),
         Duration::from_secs(10),
@@ -78,7 +83,7 @@ fn registrations() -> Vec<(u32, String, u16)> {
         .filter_map(|line| {
             // `   program vers proto   port  service`
             let words: Vec<&str> = line.split_whitespace().collect();
-            if words.len() < 4 || words[0] != PROGRAM.to_string() {
+            if words.len() < 4 || words[0] != program.to_string() {
                 return None;
             }
             Some((
@@ -92,28 +97,41 @@ fn registrations() -> Vec<(u32, String, u16)> {
     found
 }
 
-#[test]
-fn rpc_service_is_registered_while_running_and_withdrawn_at_stop() {
+/// Whether a real rpcbind can be asked and queried here; says why not when not.
+fn rpcbind_available() -> bool {
     if !have("rpcbind") || !have("rpcinfo") {
         eprintln!("skipped: rpcbind or rpcinfo (package rpcbind) is not installed");
-        return;
+        return false;
     }
     if !portmapper_answers() {
         eprintln!("skipped: no portmapper answers on 127.0.0.1:111/udp (rpcbind not running)");
-        return;
+        return false;
     }
-    // A registration left by an earlier run that was killed would hide a missing one.
+    true
+}
+
+/// Withdraws versions 1 and 2 of `program`: a registration left by an earlier run that
+/// was killed would hide a missing one.
+fn clear_registrations(program: u32) {
     for version in ["1", "2"] {
         let _ = run_command(
-            Command::new("rpcinfo").args(["-d", &PROGRAM.to_string(), version]),
+            Command::new("rpcinfo").args(["-d", &program.to_string(), version]),
             Duration::from_secs(10),
         );
     }
     assert_eq!(
-        registrations(),
+        registrations_of(program),
         [],
-        "precondition: {PROGRAM} not registered"
+        "precondition: {program} not registered"
     );
+}
+
+#[test]
+fn rpc_service_is_registered_while_running_and_withdrawn_at_stop() {
+    if !rpcbind_available() {
+        return;
+    }
+    clear_registrations(PROGRAM);
 
     let daemon = Oxinetd::start(&rpc_service(&format!(
         "rpc_number = {PROGRAM}\nrpc_version = \"1-2\""
@@ -131,6 +149,50 @@ fn rpc_service_is_registered_while_running_and_withdrawn_at_stop() {
 
     assert!(daemon.stop().success());
     assert_eq!(registrations(), [], "{PROGRAM} still registered after stop");
+}
+
+#[test]
+fn a_version_another_port_holds_is_left_to_it_and_the_others_register() {
+    if !rpcbind_available() {
+        return;
+    }
+    // Its own program number: the other test clears and checks PROGRAM meanwhile.
+    const SHARED: u32 = 300_998;
+    clear_registrations(SHARED);
+    let holder = Oxinetd::start(&rpc_service(&format!(
+        "rpc_number = {SHARED}\nrpc_version = \"1\""
+    )));
+    let held = registrations_of(SHARED);
+    assert_eq!(held.len(), 1, "registrations of {SHARED}: {held:?}");
+    let holder_port = held[0].2;
+
+    let second = Oxinetd::start(&rpc_service(&format!(
+        "rpc_number = {SHARED}\nrpc_version = \"1-2\""
+    )));
+    let log = second.wait_for_log("cannot register version 1 with rpcbind");
+    assert!(
+        log.contains(
+            "ERROR service rpcsvc: cannot register version 1 with rpcbind: rpcbind refused: \
+             the program and version are registered to another port"
+        ),
+        "log:\n{log}"
+    );
+    let found = registrations_of(SHARED);
+    assert_eq!(found.len(), 2, "registrations of {SHARED}: {found:?}");
+    assert_eq!(found[0], (1, "tcp".to_owned(), holder_port));
+    let second_port = found[1].2;
+    assert_ne!(second_port, holder_port);
+    assert_eq!(found[1], (2, "tcp".to_owned(), second_port));
+
+    // Stopping withdraws what the second registered, not the holder's version.
+    assert!(second.stop().success());
+    assert_eq!(
+        registrations_of(SHARED),
+        [(1, "tcp".to_owned(), holder_port)],
+        "the holder's registration after the second daemon stopped"
+    );
+    assert!(holder.stop().success());
+    assert_eq!(registrations_of(SHARED), [], "{SHARED} still registered");
 }
 
 /// Whether this process may run a program in a network namespace of its own with its

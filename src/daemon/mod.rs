@@ -94,6 +94,8 @@ struct Service {
     fork_failing: bool,
     /// Refused datagrams are logged at most once a second, so a flood is no log flood.
     datagram_refusal_logged: Option<Instant>,
+    /// RPC versions this service registered with rpcbind: the ones to withdraw.
+    rpc_registered: Vec<u32>,
 }
 
 /// Slots are reused; the generation tells old tokens and children from new ones.
@@ -331,9 +333,10 @@ impl Daemon {
         } else {
             info!("service {}: {}", spec.id, spec.describe());
         }
-        if let (Some(rpc), Some(socket)) = (&spec.rpc, &socket) {
-            register_rpc(&spec, rpc, socket, true);
-        }
+        let rpc_registered = match (&spec.rpc, &socket) {
+            (Some(rpc), Some(socket)) => register_rpc(&spec, rpc, socket),
+            _ => Vec::new(),
+        };
         let log = self.service_log(&spec);
         self.services[index].value = Some(Service {
             cps: spec.limits.cps.map(|(rate, pause)| Cps::new(rate, pause)),
@@ -348,6 +351,7 @@ impl Daemon {
             per_source: PerSource::new(),
             fork_failing: false,
             datagram_refusal_logged: None,
+            rpc_registered,
         });
         Ok(())
     }
@@ -365,9 +369,7 @@ impl Daemon {
         if let Some(service) = slot.value.take() {
             if let Some(socket) = &service.socket {
                 let _ = self.epoll.delete(socket);
-                if let Some(rpc) = &service.spec.rpc {
-                    register_rpc(&service.spec, rpc, socket, false);
-                }
+                withdraw_rpc(&service);
             }
             info!(
                 "service {}: stopped ({} running to finish)",
@@ -658,10 +660,9 @@ impl Daemon {
     /// A new socket for a service whose address or kind changed; the old one closes only
     /// once the new one is open, unless the new address overlaps the old.
     fn rebind(&mut self, index: usize, spec: &ServiceSpec) -> Result<(), String> {
-        if let Some(old) = self.services[index].value.as_ref()
-            && let (Some(rpc), Some(socket)) = (&old.spec.rpc, &old.socket)
-        {
-            register_rpc(&old.spec, rpc, socket, false);
+        if let Some(old) = self.services[index].value.as_mut() {
+            withdraw_rpc(old);
+            old.rpc_registered.clear();
         }
         let socket = if spec.tcpmux.is_some() {
             None
@@ -702,7 +703,7 @@ impl Daemon {
                 )
                 .map_err(|errno| format!("epoll: {errno}"))?;
             if let Some(rpc) = &spec.rpc {
-                register_rpc(spec, rpc, socket, true);
+                service.rpc_registered = register_rpc(spec, rpc, socket);
             }
         }
         service.socket = socket;
@@ -773,16 +774,18 @@ fn open_socket(spec: &ServiceSpec) -> Result<Socket, String> {
     }
 }
 
-/// Registers (or withdraws) every version of an RPC service with rpcbind. A missing
-/// rpcbind is logged; the service still listens for clients that know its port.
-fn register_rpc(spec: &ServiceSpec, rpc: &config::spec::RpcSpec, socket: &Socket, set: bool) {
+/// Registers every version of an RPC service with rpcbind and returns the versions
+/// registered. A missing rpcbind is logged; the service still listens for clients that
+/// know its port.
+fn register_rpc(spec: &ServiceSpec, rpc: &config::spec::RpcSpec, socket: &Socket) -> Vec<u32> {
+    let mut registered = Vec::new();
     let Some(port) = socket
         .local_addr()
         .ok()
         .and_then(|address| address.as_socket())
         .map(|address| address.port())
     else {
-        return;
+        return registered;
     };
     for version in rpc.versions.0..=rpc.versions.1 {
         let mapping = rpc::Mapping {
@@ -791,25 +794,50 @@ fn register_rpc(spec: &ServiceSpec, rpc: &config::spec::RpcSpec, socket: &Socket
             protocol: spec.socket.protocol,
             port,
         };
-        let result = if set {
-            rpc::set(&mapping)
-        } else {
-            rpc::unset(&mapping)
-        };
-        match result {
-            Ok(()) if set => info!(
-                "service {}: registered RPC program {} version {version} on port {port}",
-                spec.id, rpc.number
+        match rpc::set(&mapping) {
+            Ok(()) => {
+                info!(
+                    "service {}: registered RPC program {} version {version} on port {port}",
+                    spec.id, rpc.number
+                );
+                registered.push(version);
+            }
+            // Another program holds this version: the next one may still be free.
+            Err(error @ rpc::RpcError::Refused) => error!(
+                "service {}: cannot register version {version} with rpcbind: {error}",
+                spec.id
             ),
-            Ok(()) => {}
-            Err(error) if set => {
-                error!("service {}: cannot register with rpcbind: {error}", spec.id);
-                return;
-            }
+            // rpcbind is not there or not sane: every version would fail alike.
             Err(error) => {
-                debug!("service {}: rpcbind unset: {error}", spec.id);
-                return;
+                error!("service {}: cannot register with rpcbind: {error}", spec.id);
+                break;
             }
+        }
+    }
+    registered
+}
+
+/// Withdraws the versions `service` registered, and only those: a version rpcbind
+/// refused belongs to another program, which keeps it.
+fn withdraw_rpc(service: &Service) {
+    let (Some(rpc), Some(socket)) = (&service.spec.rpc, &service.socket) else {
+        return;
+    };
+    let port = socket
+        .local_addr()
+        .ok()
+        .and_then(|address| address.as_socket())
+        .map_or(0, |address| address.port());
+    for &version in &service.rpc_registered {
+        let mapping = rpc::Mapping {
+            program: rpc.number,
+            version,
+            protocol: service.spec.socket.protocol,
+            port,
+        };
+        if let Err(error) = rpc::unset(&mapping) {
+            debug!("service {}: rpcbind unset: {error}", service.spec.id);
+            return;
         }
     }
 }

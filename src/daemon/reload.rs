@@ -29,9 +29,11 @@ pub fn plan<'a>(
         let name = old.id.as_str();
         changes.push(match new.iter().find(|spec| spec.id == name) {
             Some(spec) if spec == *old => Change::Keep(name),
+            // A changed RPC program or version range is registered afresh with the
+            // socket it comes with.
             Some(spec) => Change::Update {
                 spec,
-                rebind: spec.socket != old.socket,
+                rebind: spec.socket != old.socket || spec.rpc != old.rpc,
             },
             None if broken.iter().any(|b| b == name) => Change::KeepOld(name),
             None => Change::Remove(name),
@@ -48,7 +50,9 @@ pub fn plan<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::spec::{Instances, Internal, Program, Protocol, SocketSpec, SocketType};
+    use crate::config::spec::{
+        Instances, Internal, Program, Protocol, RpcSpec, SocketSpec, SocketType,
+    };
 
     fn spec(name: &str, port: u16) -> ServiceSpec {
         ServiceSpec {
@@ -112,6 +116,28 @@ mod tests {
                 Change::KeepOld("bad"),
                 Change::Add(&new[3]),
             ]
+        );
+    }
+
+    #[test]
+    fn a_changed_rpc_range_is_registered_afresh() {
+        let mut old = spec("rpcsvc", 7);
+        old.rpc = Some(RpcSpec {
+            number: 300_000,
+            versions: (1, 1),
+        });
+        let mut new = old.clone();
+        new.rpc = Some(RpcSpec {
+            number: 300_000,
+            versions: (1, 2),
+        });
+        let new = vec![new];
+        assert_eq!(
+            plan(&[&old], &new, &[]),
+            vec![Change::Update {
+                spec: &new[0],
+                rebind: true
+            }]
         );
     }
 }
