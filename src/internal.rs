@@ -145,31 +145,33 @@ impl Session {
     }
 }
 
-/// Writes the reply to one datagram over the request, which is the first `length` bytes
-/// of `buffer`, and returns the reply's length; `None` when no reply is due. Replies are
-/// never sent to privileged source ports or to broadcast or multicast addresses, which is
-/// how UDP echo and chargen get used to reflect floods.
-pub fn dgram_reply(
+/// The reply to one datagram, or `None` when no reply is due. Replies are never sent
+/// to privileged source ports or to broadcast or multicast addresses, which is how
+/// UDP echo and chargen get used to reflect floods.
+pub fn dgram_reply<'a>(
     kind: Internal,
     from: SocketAddr,
-    buffer: &mut [u8],
-    length: usize,
-) -> Option<usize> {
+    request: &'a [u8],
+    scratch: &'a mut Vec<u8>,
+) -> Option<&'a [u8]> {
     if !may_reply_to(from) {
         return None;
     }
-    let reply = |buffer: &mut [u8], bytes: &[u8]| {
-        let length = bytes.len().min(buffer.len());
-        buffer[..length].copy_from_slice(&bytes[..length]);
-        Some(length)
-    };
     match kind {
-        Internal::Echo => Some(length.min(buffer.len())),
+        Internal::Echo => Some(request),
         Internal::Discard | Internal::TcpMux => None,
-        Internal::Daytime => reply(buffer, daytime().as_bytes()),
-        Internal::Time => reply(buffer, &time()),
+        Internal::Daytime => {
+            scratch.clear();
+            scratch.extend_from_slice(daytime().as_bytes());
+            Some(scratch)
+        }
+        Internal::Time => {
+            scratch.clear();
+            scratch.extend_from_slice(&time());
+            Some(scratch)
+        }
         // RFC 864 caps a chargen datagram at 512 bytes: six whole 74-byte lines.
-        Internal::Chargen => reply(buffer, &chargen_cycle()[..6 * LINE]),
+        Internal::Chargen => Some(&chargen_cycle()[..6 * LINE]),
     }
 }
 

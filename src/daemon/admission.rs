@@ -15,14 +15,13 @@ use log::{debug, warn};
 use nix::unistd::Pid;
 use socket2::{SockAddr, Socket};
 
-use super::datagrams;
 use super::lookup::{Answer, IDENT_PORT, Job};
 use super::relay::Relay;
 use super::service_log::Reason;
 use super::sessions::{MuxRequest, Work};
 use super::{
     ACCEPT_BATCH, Child, DGRAM_BATCH, Daemon, FD_EXHAUSTION_PAUSE, FIRST_BACKOFF, LOOKUPS_TOKEN,
-    Timer, local_address, peek_sender, vacant,
+    Timer, as_uninit, local_address, peek_sender, vacant,
 };
 use crate::access::Decision;
 use crate::config::spec::{Internal, Program, SocketType, TcpMux};
@@ -646,47 +645,48 @@ impl Daemon {
     /// Internal dgram services: each datagram is checked (by address only: no lookups
     /// per datagram) and answered from the loop.
     fn serve_datagrams(&mut self, index: usize, generation: u32, kind: Internal) {
-        // A bounded number of batches per wake, so a flood cannot starve other services.
-        for _ in 0..DGRAM_BATCH / datagrams::BATCH {
-            let Some(fd) = self.services[index]
-                .value
-                .as_ref()
-                .and_then(|service| service.socket.as_ref())
-                .map(|socket| socket.as_raw_fd())
-            else {
+        for _ in 0..DGRAM_BATCH {
+            let Some(service) = self.services[index].value.as_ref() else {
                 return;
             };
-            let received = match self.datagrams.receive(fd) {
-                Ok(received) => received,
+            let Some(socket) = &service.socket else {
+                return;
+            };
+            let (length, from) = match socket.recv_from(as_uninit(&mut self.datagram)) {
+                Ok((length, from)) => match from.as_socket() {
+                    Some(from) => (length, from),
+                    None => continue,
+                },
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => {
-                    debug!("service {index}: recvmmsg: {error}");
-                    return;
+                    debug!("service {}: recvfrom: {error}", service.spec.id);
+                    continue;
                 }
             };
-            for slot in 0..received {
-                let Some(from) = self.datagrams.sender(slot) else {
-                    continue;
-                };
-                let peer = from.ip().to_canonical();
-                let refusal = match self.check_peer(index, generation, peer, Some(&[])) {
-                    Check::Pass => None,
-                    Check::Refuse(reason) => Some(reason),
-                    Check::NeedNames => Some(Reason::Address),
-                };
-                match refusal {
-                    Some(reason) => {
-                        self.log_datagram_refusal(index, generation, peer, reason, true)
-                    }
-                    None => self.datagrams.reply_with(slot, |buffer, length| {
-                        internal::dgram_reply(kind, from, buffer, length)
-                    }),
-                }
+            let peer = from.ip().to_canonical();
+            let refusal = match self.check_peer(index, generation, peer, Some(&[])) {
+                Check::Pass => None,
+                Check::Refuse(reason) => Some(reason),
+                Check::NeedNames => Some(Reason::Address),
+            };
+            if let Some(reason) = refusal {
+                self.log_datagram_refusal(index, generation, peer, reason, true);
+                continue;
             }
-            // A full send buffer drops a reply, as UDP may.
-            self.datagrams
-                .send_replies(fd, |error| debug!("service {index}: sendmmsg: {error}"));
-            if received < datagrams::BATCH {
-                return; // the queue is empty
+            let Some(service) = self.services[index].value.as_ref() else {
+                return;
+            };
+            let Some(socket) = &service.socket else {
+                return;
+            };
+            let request = &self.datagram[..length.min(self.datagram.len())];
+            let Some(reply) = internal::dgram_reply(kind, from, request, &mut self.scratch) else {
+                continue;
+            };
+            // A full send buffer drops the reply, as UDP may.
+            if let Err(error) = socket.send_to(reply, &SockAddr::from(from)) {
+                debug!("service {}: sendto {from}: {error}", service.spec.id);
             }
         }
     }

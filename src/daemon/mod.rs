@@ -3,7 +3,6 @@
 //! spawner; it owns every fd and every child.
 
 mod admission;
-mod datagrams;
 pub mod listeners;
 pub mod lookup;
 pub mod relay;
@@ -29,7 +28,6 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use socket2::Socket;
 
-use self::datagrams::DatagramBatch;
 use crate::config::spec::Program;
 use crate::config::{self, Config, ServiceSpec};
 use crate::limits::{Cps, DenyList, PerSource};
@@ -161,8 +159,8 @@ pub struct Daemon {
     stopping: Option<Instant>,
     killed: bool,
     fd_exhaustion_logged: bool,
-    /// Buffers for internal datagram services, shared by all of them.
-    datagrams: Box<DatagramBatch>,
+    datagram: Vec<u8>,
+    scratch: Vec<u8>,
 }
 
 /// Blocks the signals the loop reads from its signalfd; returns the mask to restore
@@ -228,7 +226,8 @@ impl Daemon {
             stopping: None,
             killed: false,
             fd_exhaustion_logged: false,
-            datagrams: DatagramBatch::new(),
+            datagram: vec![0; 65536],
+            scratch: Vec::new(),
         })
     }
 
@@ -864,6 +863,12 @@ fn peek_sender(socket: &Socket) -> Option<SocketAddr> {
         .recv_from_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT)
         .ok()
         .and_then(|(_, from)| from.as_socket())
+}
+
+fn as_uninit(buffer: &mut [u8]) -> &mut [MaybeUninit<u8>] {
+    // SAFETY: initialised bytes are valid MaybeUninit<u8>, and the callee only writes
+    // bytes, never uninitialised ones, into the slice.
+    unsafe { &mut *(buffer as *mut [u8] as *mut [MaybeUninit<u8>]) }
 }
 
 /// Servers run in their own session, so their own children go with them.
