@@ -87,7 +87,7 @@ END {
 	print ""
 	print "## " s ": internal datagram echo on [::1], 8 requests in flight (a reply later than 50 ms counts as lost)"
 	print ""
-	print "8 requests in flight from one client core: near 100,000 answers/s the load generator, not the daemon, may be the limit; compare daemon CPU and losses."
+	print "8 requests in flight from one load-generator thread: each answer sends the next request, so answers/s is 8 / round trip; compare daemon CPU and losses too."
 	print ""
 	print "| peer | answered/s | ×ox | p50 µs | ×ox | p99 µs | ×ox | sent | answered | lost | lost % | daemon CPU s/10k | ×ox | RSS KiB | failures |"
 	print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"

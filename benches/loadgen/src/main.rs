@@ -202,6 +202,11 @@ struct WorkerResult {
 }
 
 fn connect_fail(e: &std::io::Error) -> Fail {
+    // A connect cut short by SO_SNDTIMEO fails with EINPROGRESS on Linux.
+    const EINPROGRESS: i32 = 115;
+    if e.raw_os_error() == Some(EINPROGRESS) {
+        return Fail::ConnectTimeout;
+    }
     match e.kind() {
         ErrorKind::ConnectionRefused => Fail::ConnectRefused,
         ErrorKind::ConnectionReset => Fail::ConnectReset,
@@ -223,11 +228,9 @@ fn read_fail(e: &std::io::Error) -> Fail {
 /// than N µs is printed on stderr with its local port and phases, to find it in a trace.
 fn tcp_once(a: &Args, addr: &SocketAddr, buf: &mut Vec<u8>) -> Result<Instant, Fail> {
     let t0 = Instant::now();
-    let mut s = TcpStream::connect_timeout(addr, a.timeout).map_err(|e| connect_fail(&e))?;
+    let mut s = connect(addr, a.timeout).map_err(|e| connect_fail(&e))?;
     let connected = Instant::now();
-    s.set_read_timeout(Some(a.timeout)).map_err(|_| Fail::ReadOther)?;
     if a.mode == Mode::TcpEcho {
-        s.set_write_timeout(Some(a.timeout)).map_err(|_| Fail::WriteError)?;
         s.write_all(&a.payload).map_err(|_| Fail::WriteError)?;
         s.shutdown(Shutdown::Write).map_err(|_| Fail::WriteError)?;
     }
@@ -264,6 +267,21 @@ fn tcp_once(a: &Args, addr: &SocketAddr, buf: &mut Vec<u8>) -> Result<Instant, F
     Ok(first)
 }
 
+/// A blocking connect whose wait, and every later read and write, is bounded by
+/// `timeout` (SO_SNDTIMEO bounds connect on Linux): seven system calls for a one-shot
+/// exchange where `TcpStream::connect_timeout` and per-call timeouts take eleven.
+fn connect(addr: &SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(*addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_write_timeout(Some(timeout))?;
+    socket.set_read_timeout(Some(timeout))?;
+    socket.connect(&(*addr).into())?;
+    Ok(socket.into())
+}
+
 fn tcp_worker(a: Arc<Args>, start: Instant, started: Arc<AtomicU64>) -> WorkerResult {
     let addr = a.addr.unwrap();
     let deadline = start + a.duration;
@@ -290,10 +308,13 @@ fn tcp_worker(a: Arc<Args>, start: Instant, started: Arc<AtomicU64>) -> WorkerRe
     r
 }
 
-/// One request in flight per worker: send a numbered datagram, wait for the same number
-/// back. A reply that does not come within `--udp-timeout-ms` counts as lost; late
-/// replies to older requests are skipped.
-fn udp_worker(a: Arc<Args>, start: Instant, started: Arc<AtomicU64>, id: usize) -> WorkerResult {
+/// `--concurrency` requests in flight from one thread and one socket: each numbered
+/// datagram is answered by the same bytes, and each answer sends the next request in its
+/// place. One thread, so the client core spends its time on datagrams, not on switching
+/// between blocked threads: the daemon, not the client, should be what is measured. A
+/// request unanswered after `--udp-timeout-ms` counts as lost and is replaced; a late
+/// answer to it is ignored.
+fn udp_window(a: Arc<Args>, start: Instant, started: Arc<AtomicU64>) -> WorkerResult {
     let addr = a.addr.unwrap();
     let deadline = start + a.duration;
     let mut r = WorkerResult::default();
@@ -305,47 +326,88 @@ fn udp_worker(a: Arc<Args>, start: Instant, started: Arc<AtomicU64>, id: usize) 
             return r;
         }
     };
-    let mut seq: u64 = 0;
+    // Set once: a recv wakes at least this often to retire lost requests.
+    let tick = (a.udp_timeout / 4).max(Duration::from_millis(1));
+    let _ = sock.set_read_timeout(Some(tick));
+    let window = a.concurrency.max(1);
+    // Slot i holds the request whose number is congruent to i: (number, sent at).
+    let mut slots: Vec<Option<(u64, Instant)>> = vec![None; window];
+    let mut next: u64 = 0;
     let mut out = Vec::with_capacity(64);
     let mut inb = [0u8; 2048];
-    while Instant::now() < deadline && started.fetch_add(1, Ordering::Relaxed) < a.max_conns {
-        seq += 1;
+    let request = |out: &mut Vec<u8>, number: u64| {
         out.clear();
-        write!(out, "{id}:{seq}:").unwrap();
+        write!(out, "{number}:").unwrap();
         out.extend_from_slice(&a.payload);
-        let t0 = Instant::now();
+    };
+    // Sends a new request into `slot` unless the run is over.
+    let mut send = |slots: &mut Vec<Option<(u64, Instant)>>, slot: usize, r: &mut WorkerResult| {
+        slots[slot] = None;
+        if Instant::now() >= deadline || started.fetch_add(1, Ordering::Relaxed) >= a.max_conns {
+            return;
+        }
+        // The next number that lands in this slot.
+        let number = next + ((slot as u64 + window as u64 - next % window as u64) % window as u64);
+        next = number + 1;
+        request(&mut out, number);
         if sock.send(&out).is_err() {
             r.fails[Fail::WriteError as usize] += 1;
-            thread::sleep(Duration::from_millis(1));
-            continue;
+            return;
         }
         r.udp_sent += 1;
-        let wait_until = t0 + a.udp_timeout;
-        loop {
-            let now = Instant::now();
-            if now >= wait_until {
-                break; // lost
+        slots[slot] = Some((number, Instant::now()));
+    };
+    for slot in 0..window {
+        send(&mut slots, slot, &mut r);
+    }
+    let mut expected = Vec::with_capacity(64);
+    let mut last_sweep = Instant::now();
+    while slots.iter().any(Option::is_some) {
+        match sock.recv(&mut inb) {
+            Ok(n) => {
+                let reply = &inb[..n];
+                let number = reply
+                    .iter()
+                    .position(|&b| b == b':')
+                    .and_then(|colon| std::str::from_utf8(&reply[..colon]).ok())
+                    .and_then(|digits| digits.parse::<u64>().ok());
+                let Some(number) = number else {
+                    r.fails[Fail::Mismatch as usize] += 1;
+                    continue;
+                };
+                let slot = (number % window as u64) as usize;
+                match slots[slot] {
+                    Some((waiting, sent_at)) if waiting == number => {
+                        request(&mut expected, number);
+                        if reply != &expected[..] {
+                            r.fails[Fail::Mismatch as usize] += 1;
+                        } else {
+                            let t1 = Instant::now();
+                            r.udp_answered += 1;
+                            r.latencies_us.push((t1 - sent_at).as_micros().min(u32::MAX as u128) as u32);
+                            r.last_ok = t1 - start;
+                        }
+                        send(&mut slots, slot, &mut r);
+                    }
+                    _ => {} // late: its request was already counted lost
+                }
             }
-            let _ = sock.set_read_timeout(Some(wait_until - now));
-            match sock.recv(&mut inb) {
-                Ok(n) if inb[..n] == out[..] => {
-                    let t1 = Instant::now();
-                    r.udp_answered += 1;
-                    r.latencies_us.push((t1 - t0).as_micros().min(u32::MAX as u128) as u32);
-                    r.last_ok = t1 - start;
-                    break;
-                }
-                Ok(_) => continue, // a late answer to an earlier request
-                Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
-                    // ICMP port unreachable: nobody listens. Count it and back off.
-                    r.fails[Fail::ConnectRefused as usize] += 1;
-                    thread::sleep(Duration::from_millis(1));
-                    break;
-                }
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
-                Err(_) => {
-                    r.fails[Fail::ReadOther as usize] += 1;
-                    break;
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                // ICMP port unreachable: nobody listens. Count it and back off.
+                r.fails[Fail::ConnectRefused as usize] += 1;
+                thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => r.fails[Fail::ReadOther as usize] += 1,
+        }
+        let now = Instant::now();
+        if now - last_sweep >= tick {
+            last_sweep = now;
+            for slot in 0..window {
+                if let Some((_, sent_at)) = slots[slot] {
+                    if now - sent_at >= a.udp_timeout {
+                        send(&mut slots, slot, &mut r); // the old one is lost
+                    }
                 }
             }
         }
@@ -365,13 +427,15 @@ fn run_load(a: Args) {
     let a = Arc::new(a);
     let started = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let handles: Vec<_> = (0..a.concurrency)
-        .map(|id| {
+    // TCP: one thread per connection in flight; UDP: one thread keeps them all in flight.
+    let threads = if a.mode == Mode::UdpEcho { 1 } else { a.concurrency };
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
             let (a, started) = (a.clone(), started.clone());
             thread::Builder::new()
                 .stack_size(256 * 1024)
                 .spawn(move || match a.mode {
-                    Mode::UdpEcho => udp_worker(a, start, started, id),
+                    Mode::UdpEcho => udp_window(a, start, started),
                     _ => tcp_worker(a, start, started),
                 })
                 .expect("spawn worker thread")
