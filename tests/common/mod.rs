@@ -30,7 +30,7 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(20);
 
-/// A port in 20000..32000 that is free for TCP and UDP on 127.0.0.1 and ::1 right now.
+/// A port in 20000..32000 that is free for TCP and UDP on every local address right now.
 ///
 /// The range lies below Linux's ephemeral range, so clients of other tests do not take it;
 /// the random start keeps parallel test processes apart.
