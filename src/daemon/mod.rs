@@ -31,6 +31,7 @@ use socket2::Socket;
 use crate::config::spec::Program;
 use crate::config::{self, Config, ServiceSpec};
 use crate::limits::{Cps, DenyList, PerSource};
+use crate::logging;
 use crate::peer;
 use crate::rpc;
 use crate::spawn::{Prepared, Spawner};
@@ -253,10 +254,19 @@ impl Daemon {
 
     /// Runs until shutdown completes.
     pub fn run(&mut self) -> io::Result<()> {
+        logging::hold_lines();
+        let result = self.run_loop();
+        self.lines.sinks.flush();
+        logging::release_lines();
+        result
+    }
+
+    fn run_loop(&mut self) -> io::Result<()> {
         let mut events = vec![EpollEvent::empty(); 256];
         loop {
-            // Log files are written once per turn, not once per line.
+            // Log lines are written once per turn, not once per line.
             self.lines.sinks.flush();
+            logging::flush();
             let timeout = self.timeout();
             let count = match self.epoll.wait(&mut events, timeout) {
                 Ok(count) => count,
@@ -281,7 +291,6 @@ impl Daemon {
                 self.run_timers();
             }
             if self.stopping.is_some() && (self.children.is_empty() || self.gave_up_waiting()) {
-                self.lines.sinks.flush();
                 info!("shutdown: done");
                 return Ok(());
             }

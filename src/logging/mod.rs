@@ -1,9 +1,9 @@
 //! Log lines: the daemon's own on stderr, and each service's to its `log_type`.
 //!
-//! Every line is formatted into a reused buffer and leaves whole: the daemon's own in
-//! one write(2) each, a syslog line in one send(2), and a FILE sink's lines together in
-//! one write(2) per turn of the event loop (a START and an EXIT per connection are on
-//! the hot path). Whole writes also keep concurrent writers to the same pipe or file
+//! Every line is formatted into a reused buffer and leaves whole: a syslog line in one
+//! send(2); the event loop's stderr lines, and a FILE sink's, together in one write(2)
+//! per turn of the loop (a START and an EXIT per connection are on the hot path); other
+//! threads' stderr lines in one write(2) each. Whole writes also keep concurrent writers to the same pipe or file
 //! from interleaving. A line that cannot be written is dropped; logging never panics and
 //! never takes the daemon down.
 
@@ -27,6 +27,40 @@ pub fn init(level: LevelFilter) {
     if log::set_logger(&STDERR).is_ok() {
         log::set_max_level(level);
     }
+    // A panic ends the daemon (panic = "abort"): the lines held before it go out first.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        flush();
+        report(info);
+    }));
+}
+
+/// From now on this thread's lines wait in memory until `flush` (or 64 KiB of them):
+/// the event loop holds a turn's lines and writes them in one write(2) before it
+/// sleeps. Other threads' lines still leave at once.
+pub fn hold_lines() {
+    let _ = HELD.try_with(|held| held.borrow_mut().holding = true);
+}
+
+/// Writes the lines this thread holds, and holds no more until `hold_lines`.
+pub fn release_lines() {
+    flush();
+    let _ = HELD.try_with(|held| held.borrow_mut().holding = false);
+}
+
+/// Writes the lines this thread holds, if any, in one write(2).
+pub fn flush() {
+    let _ = HELD.try_with(|held| {
+        if let Ok(mut held) = held.try_borrow_mut()
+            && !held.lines.is_empty()
+        {
+            let _ = write_line(libc::STDERR_FILENO, &held.lines);
+            held.lines.clear();
+            if held.lines.capacity() > KEEP_CAPACITY * 4 {
+                held.lines = Vec::new();
+            }
+        }
+    });
 }
 
 struct Stderr;
@@ -36,8 +70,19 @@ static STDERR: Stderr = Stderr;
 /// A line buffer that grew beyond this is given back instead of kept.
 const KEEP_CAPACITY: usize = 16 * 1024;
 
+/// Held lines are written once they reach this, even mid-turn.
+const HOLD_LIMIT: usize = 64 * 1024;
+
+/// Lines waiting for `flush` on a thread that `hold_lines` was called on.
+#[derive(Default)]
+struct Held {
+    holding: bool,
+    lines: Vec<u8>,
+}
+
 thread_local! {
     static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
+    static HELD: RefCell<Held> = RefCell::new(Held::default());
 }
 
 impl Log for Stderr {
@@ -69,7 +114,19 @@ fn emit(line: &mut Vec<u8>, record: &Record) {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     format_line(line, now, record.level(), record.args());
-    let _ = write_line(libc::STDERR_FILENO, line);
+    let held = HELD.try_with(|held| match held.try_borrow_mut() {
+        Ok(mut held) if held.holding => {
+            held.lines.extend_from_slice(line);
+            held.lines.len() >= HOLD_LIMIT
+        }
+        _ => {
+            let _ = write_line(libc::STDERR_FILENO, line);
+            false
+        }
+    });
+    if held == Ok(true) {
+        flush();
+    }
 }
 
 /// `TIMESTAMP LEVEL message\n` into `line`, `now` being the time since the Unix epoch.
