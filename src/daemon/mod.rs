@@ -419,12 +419,12 @@ impl Daemon {
         let mut reap = false;
         let mut reload = false;
         let mut stop = false;
-        // Signals merge: read them all, then act once for each kind.
-        while let Ok(Some(info)) = self.signals.read_signal() {
-            match Signal::try_from(info.ssi_signo as i32) {
-                Ok(Signal::SIGCHLD) => reap = true,
-                Ok(Signal::SIGHUP) => reload = true,
-                Ok(Signal::SIGTERM | Signal::SIGINT) => stop = true,
+        // Signals merge: take the pending ones, then act once for each kind.
+        for signal in read_signals(&self.signals) {
+            match signal {
+                libc::SIGCHLD => reap = true,
+                libc::SIGHUP => reload = true,
+                libc::SIGTERM | libc::SIGINT => stop = true,
                 _ => {}
             }
         }
@@ -878,6 +878,34 @@ fn as_uninit(buffer: &mut [u8]) -> &mut [MaybeUninit<u8>] {
     // SAFETY: initialised bytes are valid MaybeUninit<u8>, and the callee only writes
     // bytes, never uninitialised ones, into the slice.
     unsafe { &mut *(buffer as *mut [u8] as *mut [MaybeUninit<u8>]) }
+}
+
+/// The signals pending on `signals`, in one read(2). Standard signals merge, so at most
+/// the four the loop takes can be pending; any left would keep the (level-triggered)
+/// signalfd readable. Reading on until EAGAIN would cost a system call per wake.
+fn read_signals(signals: &SignalFd) -> impl Iterator<Item = i32> {
+    const ROOM: usize = 8;
+    // SAFETY: signalfd_siginfo is plain integers; all-zero is a valid value.
+    let mut infos: [libc::signalfd_siginfo; ROOM] = unsafe { std::mem::zeroed() };
+    let read = loop {
+        // SAFETY: the buffer is live and its size is passed; the kernel writes whole
+        // signalfd_siginfo records into it.
+        let read = unsafe {
+            libc::read(
+                signals.as_raw_fd(),
+                infos.as_mut_ptr().cast(),
+                std::mem::size_of_val(&infos),
+            )
+        };
+        if read >= 0 || Errno::last() != Errno::EINTR {
+            break read.max(0) as usize;
+        }
+    };
+    let count = read / std::mem::size_of::<libc::signalfd_siginfo>();
+    infos
+        .into_iter()
+        .take(count)
+        .map(|info| info.ssi_signo as i32)
 }
 
 /// Servers run in their own session, so their own children go with them.
