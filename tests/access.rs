@@ -893,6 +893,8 @@ fn defaults_supply_access_rules_a_service_leaves_unset() {
 /// been asked about the connection's peer.
 struct HangingLookup {
     daemon: Oxinetd,
+    /// The port of `svc`.
+    svc: u16,
     /// The port of `other`.
     other: u16,
     /// The connection to `svc` waiting for its verdict.
@@ -937,6 +939,7 @@ fn hanging_lookup(timeout: u32) -> Option<HangingLookup> {
         .expect("the daemon asked the nameserver");
     Some(HangingLookup {
         daemon,
+        svc,
         other,
         waiting,
         connected_at,
@@ -990,6 +993,61 @@ fn hostname_lookup_gives_up_after_5_seconds() {
         "shutdown took {:?}",
         stopping.elapsed()
     );
+}
+
+/// Raises this process's open-file limit (inherited by the daemon it starts) to at
+/// least `want`; false if the hard limit does not allow it.
+fn allow_open_files(want: u64) -> bool {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the one struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_max < want {
+            return false;
+        }
+        if limit.rlim_cur < want {
+            limit.rlim_cur = want;
+            return libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0;
+        }
+    }
+    true
+}
+
+#[test]
+fn lookups_beyond_the_limit_are_refused_at_once_not_queued() {
+    // 1,024 connections waiting for names, and the daemon's listeners and logs besides.
+    if !allow_open_files(4096) {
+        eprintln!("skipped: the open-file limit cannot be raised to 4096");
+        return;
+    }
+    let Some(lookup) = hanging_lookup(30) else {
+        return;
+    };
+    // One lookup hangs already; 1,023 more fill the daemon's queue of 1,024...
+    let svc = lookup.svc;
+    let waiting: Vec<TcpStream> = (0..1023)
+        .map(|_| common::tcp_connect_from(ip("127.0.0.2"), common::v4(svc)))
+        .collect();
+    // ...so the next is refused without waiting for a name (the hanging ones wait 5 s).
+    let refused_from = Instant::now();
+    let mut refused = common::tcp_connect_from(ip("127.0.0.2"), common::v4(svc));
+    assert_eq!(common::read_to_eof(&mut refused), b"");
+    assert!(
+        refused_from.elapsed() < Duration::from_secs(4),
+        "the connection over the limit waited {:?}",
+        refused_from.elapsed()
+    );
+    let log = lookup
+        .daemon
+        .wait_for_log("FAIL: svc lookup_overload from=127.0.0.2");
+    assert_eq!(
+        count_lines(&log, "FAIL: svc lookup_overload from=127.0.0.2"),
+        1,
+        "log:\n{log}"
+    );
+    drop(waiting);
 }
 
 #[test]
