@@ -773,3 +773,36 @@ fn idonly_refuses_a_peer_without_an_ident_answer() {
     assert!(!Path::new(&ran).exists(), "the server ran for {client_ip}");
     assert!(!log.contains("START: svc"), "{log}");
 }
+
+#[test]
+fn a_log_file_that_could_not_be_opened_is_tried_again_at_reload() {
+    let setup = Setup::new();
+    let dir = PathBuf::from(setup.path("logs"));
+    let log = dir.join("svc.log");
+    let config = setup.service(&format!(
+        "{}{}",
+        log_to_file(log.display()),
+        sh_as_root("echo $$")
+    ));
+    // The directory does not exist yet: the lines go to stderr meanwhile.
+    let (daemon, port) = setup.start(&config);
+    daemon.wait_for_log("service svc: log_type: cannot open log file");
+    let first = printed_pid(&output(port));
+    daemon.wait_for_log(&format!("EXIT: svc status=0 pid={first}"));
+
+    // The same configuration, reloaded once the directory is there.
+    fs::create_dir(&dir).unwrap();
+    daemon.reload();
+    daemon.wait_for_log("service svc: log_type: opened now");
+    let second = printed_pid(&output(port));
+    let messages = wait_file(&log, "EXIT: svc", 1);
+    assert_eq!(
+        with_prefix(&messages, "START:"),
+        [format!("START: svc pid={second} from=127.0.0.1")]
+    );
+    assert!(
+        !daemon.log().contains(&format!("pid={second}")),
+        "the server's lines still went to stderr:\n{}",
+        daemon.log()
+    );
+}

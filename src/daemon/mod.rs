@@ -590,6 +590,8 @@ impl Daemon {
             .into_iter()
             .map(OwnedChange::from)
             .collect();
+        // Before the changes, so a service added or updated now is not tried twice.
+        self.reopen_failed_logs();
         for change in changes {
             self.apply(change);
         }
@@ -600,6 +602,32 @@ impl Daemon {
             .collect();
         self.lines.sinks.retain(&used);
         info!("reload: done ({} services)", self.service_count());
+    }
+
+    /// A service whose `log_type` could not be opened (logging to stderr meanwhile) is
+    /// tried again at every reload, even when its definition did not change: the missing
+    /// directory or the syslog socket may be there now.
+    fn reopen_failed_logs(&mut self) {
+        for index in 0..self.services.len() {
+            let Some(service) = self.services[index].value.as_ref() else {
+                continue;
+            };
+            if service.log.sink.is_some() || service.spec.logging.log_type.is_none() {
+                continue;
+            }
+            let log = Rc::clone(&service.log);
+            let Some(sink) = self.lines.open(&log.id, &log.logging) else {
+                continue;
+            };
+            info!("service {}: log_type: opened now", log.id);
+            if let Some(service) = self.services[index].value.as_mut() {
+                service.log = Rc::new(ServiceLog {
+                    id: Rc::clone(&log.id),
+                    logging: log.logging.clone(),
+                    sink: Some(sink),
+                });
+            }
+        }
     }
 
     fn index_of(&self, id: &str) -> Option<usize> {
