@@ -806,3 +806,40 @@ fn a_log_file_that_could_not_be_opened_is_tried_again_at_reload() {
         daemon.log()
     );
 }
+
+#[test]
+fn reload_moves_syslog_lines_to_a_new_syslog_socket() {
+    let setup = Setup::new();
+    let (first_path, second_path) = (setup.path("first.sock"), setup.path("second.sock"));
+    let first = UnixDatagram::bind(&first_path).expect("bind the first syslog socket");
+    let second = UnixDatagram::bind(&second_path).expect("bind the second syslog socket");
+    let service = setup.service(&format!(
+        "log_type = \"SYSLOG daemon\"\n{}",
+        sh_as_root("echo $$")
+    ));
+    let config_with =
+        |socket: &str| format!("syslog_socket = {}\n{service}", common::toml_string(socket));
+    let (daemon, port) = setup.start(&config_with(&first_path));
+    let pid = printed_pid(&output(port));
+    recv_containing(&first, &format!("START: svc pid={pid}"), &mut Vec::new());
+
+    daemon.write_config(&config_with(&second_path));
+    daemon.reload();
+    daemon.wait_for_log("reload: done");
+    let pid = printed_pid(&output(port));
+    let start = recv_containing(&second, &format!("START: svc pid={pid}"), &mut Vec::new());
+    assert_eq!(
+        syslog_message(&start, 3 * 8 + 6, daemon.pid()),
+        format!("START: svc pid={pid} from=127.0.0.1")
+    );
+    // Unix datagrams are queued at send: had the old socket got the line, it is there.
+    first.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = first.recv(&mut buf) {
+        let datagram = String::from_utf8_lossy(&buf[..n]);
+        assert!(
+            !datagram.contains(&format!("pid={pid}")),
+            "the old syslog socket got {datagram:?}"
+        );
+    }
+}

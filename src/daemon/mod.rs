@@ -581,6 +581,9 @@ impl Daemon {
         }
         self.shutdown_grace = config.shutdown_grace;
         self.max_servers = config.max_servers;
+        self.lines
+            .sinks
+            .set_syslog_socket(config.syslog_socket.clone());
         let running: Vec<&ServiceSpec> = self
             .services
             .iter()

@@ -174,6 +174,22 @@ impl Sinks {
         }
     }
 
+    /// After a reload that names another `syslog_socket`: every SYSLOG sink connects to
+    /// it (a sink that cannot keeps dropping lines, and tries again with each line at
+    /// most once a second, as after any error).
+    pub fn set_syslog_socket(&mut self, path: PathBuf) {
+        if path == self.syslog_socket {
+            return;
+        }
+        self.syslog_socket = path;
+        for sink in self.slots.iter_mut().flatten() {
+            if let Dest::Syslog(syslog) = &mut sink.dest {
+                let result = syslog.reconnect(&self.syslog_socket);
+                sink.report(result);
+            }
+        }
+    }
+
     /// Closes every sink not in `used` (after a reload, `used` is every sink a
     /// service still names); their ids write nothing from now on.
     pub fn retain(&mut self, used: &[SinkId]) {
