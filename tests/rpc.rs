@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::process::Command;
+use std::process::{Command, Output};
 use std::thread;
 use std::time::Duration;
 
@@ -313,4 +313,101 @@ fn bad_rpc_version_is_a_config_error_naming_the_key() {
             "{bad:?}: error does not name the key: {stderr}"
         );
     }
+}
+
+/// An rpcbind running in the network and mount namespaces of process `pid`; killed on
+/// drop.
+struct RpcbindIn(std::process::Child);
+
+impl RpcbindIn {
+    fn start(pid: i32) -> RpcbindIn {
+        let child = Command::new("nsenter")
+            .args([
+                &format!("--net=/proc/{pid}/ns/net"),
+                &format!("--mount=/proc/{pid}/ns/mnt"),
+                "--",
+                "rpcbind",
+                "-f",
+            ])
+            .spawn()
+            .expect("start rpcbind in the daemon's namespaces");
+        RpcbindIn(child)
+    }
+}
+
+impl Drop for RpcbindIn {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `rpcinfo -p` run in the network and mount namespaces of process `pid`.
+fn rpcinfo_in(pid: i32) -> Output {
+    run_command(
+        Command::new("nsenter").args([
+            &format!("--net=/proc/{pid}/ns/net"),
+            &format!("--mount=/proc/{pid}/ns/mnt"),
+            "--",
+            "rpcinfo",
+            "-p",
+            "127.0.0.1",
+        ]),
+        Duration::from_secs(10),
+    )
+}
+
+#[test]
+fn rpc_versions_not_registered_are_registered_at_the_next_reload() {
+    if !have("rpcbind") || !have("rpcinfo") || !have("nsenter") || !can_make_network_namespace() {
+        eprintln!("skipped: needs rpcbind, rpcinfo, nsenter and a network namespace");
+        return;
+    }
+    // Its own network namespace (no rpcbind answers there) and mount namespace with an
+    // empty /run, so the rpcbind started there later does not meet this machine's.
+    let daemon = Oxinetd::start_with(
+        &rpc_service(&format!("rpc_number = {PROGRAM}\nrpc_version = \"1\"")),
+        Launch {
+            wrapper: vec![
+                "unshare",
+                "--net",
+                "--mount",
+                "--",
+                "/bin/sh",
+                "-c",
+                "mount -t tmpfs tmpfs /run && ip link set lo up && exec \"$0\" \"$@\"",
+            ],
+            ..Launch::default()
+        },
+    );
+    daemon.wait_for_log("cannot register with rpcbind: rpcbind is not running");
+
+    let _rpcbind = RpcbindIn::start(daemon.pid());
+    common::wait_for(
+        "rpcbind answering in the namespace",
+        Duration::from_secs(10),
+        || {
+            let output = rpcinfo_in(daemon.pid());
+            if output.status.success() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&output.stderr).into_owned())
+            }
+        },
+    );
+    daemon.reload();
+    daemon.wait_for_log(&format!(
+        "registered RPC program {PROGRAM} version 1 on port"
+    ));
+    let listed = String::from_utf8_lossy(&rpcinfo_in(daemon.pid()).stdout).into_owned();
+    assert!(
+        listed
+            .lines()
+            .any(|line| line.split_whitespace().take(3).eq([
+                PROGRAM.to_string().as_str(),
+                "1",
+                "tcp"
+            ])),
+        "rpcinfo -p in the namespace:\n{listed}"
+    );
 }

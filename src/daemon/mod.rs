@@ -342,7 +342,7 @@ impl Daemon {
             info!("service {}: {}", spec.id, spec.describe());
         }
         let rpc_registered = match (&spec.rpc, &socket) {
-            (Some(rpc), Some(socket)) => register_rpc(&spec, rpc, socket),
+            (Some(rpc), Some(socket)) => register_rpc(&spec, rpc, socket, &[]),
             _ => Vec::new(),
         };
         let log = self.service_log(&spec);
@@ -595,6 +595,7 @@ impl Daemon {
             .collect();
         // Before the changes, so a service added or updated now is not tried twice.
         self.reopen_failed_logs();
+        self.register_missing_rpc();
         for change in changes {
             self.apply(change);
         }
@@ -629,6 +630,26 @@ impl Daemon {
                     logging: log.logging.clone(),
                     sink: Some(sink),
                 });
+            }
+        }
+    }
+
+    /// RPC versions not registered (rpcbind was not running, or refused them) are tried
+    /// again at every reload. Not on a timer: each try may hold up the loop for a second
+    /// where a firewall drops the call instead of refusing it.
+    fn register_missing_rpc(&mut self) {
+        for service in self
+            .services
+            .iter_mut()
+            .filter_map(|slot| slot.value.as_mut())
+        {
+            let (Some(rpc), Some(socket)) = (&service.spec.rpc, &service.socket) else {
+                continue;
+            };
+            let wanted = (rpc.versions.1 - rpc.versions.0 + 1) as usize;
+            if service.rpc_registered.len() < wanted {
+                let more = register_rpc(&service.spec, rpc, socket, &service.rpc_registered);
+                service.rpc_registered.extend(more);
             }
         }
     }
@@ -742,7 +763,7 @@ impl Daemon {
                 )
                 .map_err(|errno| format!("epoll: {errno}"))?;
             if let Some(rpc) = &spec.rpc {
-                service.rpc_registered = register_rpc(spec, rpc, socket);
+                service.rpc_registered = register_rpc(spec, rpc, socket, &[]);
             }
         }
         service.socket = socket;
@@ -813,10 +834,15 @@ fn open_socket(spec: &ServiceSpec) -> Result<Socket, String> {
     }
 }
 
-/// Registers every version of an RPC service with rpcbind and returns the versions
-/// registered. A missing rpcbind is logged; the service still listens for clients that
-/// know its port.
-fn register_rpc(spec: &ServiceSpec, rpc: &config::spec::RpcSpec, socket: &Socket) -> Vec<u32> {
+/// Registers every version of an RPC service with rpcbind but those `already` registered,
+/// and returns the versions registered now. A missing rpcbind is logged; the service
+/// still listens for clients that know its port.
+fn register_rpc(
+    spec: &ServiceSpec,
+    rpc: &config::spec::RpcSpec,
+    socket: &Socket,
+    already: &[u32],
+) -> Vec<u32> {
     let mut registered = Vec::new();
     let Some(port) = socket
         .local_addr()
@@ -827,6 +853,9 @@ fn register_rpc(spec: &ServiceSpec, rpc: &config::spec::RpcSpec, socket: &Socket
         return registered;
     };
     for version in rpc.versions.0..=rpc.versions.1 {
+        if already.contains(&version) {
+            continue;
+        }
         let mapping = rpc::Mapping {
             program: rpc.number,
             version,
