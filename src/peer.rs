@@ -39,22 +39,51 @@ pub fn write_environment(
         Protocol::Tcp => ("TCP", "TCP"),
         Protocol::Udp => ("UDP", "UDP"),
     };
-    // Writing to a Vec cannot fail.
-    let _ = write!(out, "PROTO={proto}\0");
+    let mut put = |name: &[&str], value: &[u8]| {
+        for part in name {
+            out.extend_from_slice(part.as_bytes());
+        }
+        out.push(b'=');
+        out.extend_from_slice(value);
+        out.push(0);
+    };
+    put(&["PROTO"], proto.as_bytes());
+    // Each address and port is formatted once, then copied: this runs per connection.
+    let mut ip = Text::default();
+    let mut port = Text::default();
     if let Some(remote) = remote.map(canonical) {
-        let (ip, port) = (remote.ip(), remote.port());
-        let _ = write!(
-            out,
-            "REMOTE_HOST={ip}\0REMOTE_ADDR={ip}\0REMOTE_PORT={port}\0{ucspi}REMOTEIP={ip}\0{ucspi}REMOTEPORT={port}\0"
-        );
+        let (ip, port) = (ip.show(remote.ip()), port.show(remote.port()));
+        put(&["REMOTE_HOST"], ip);
+        put(&["REMOTE_ADDR"], ip);
+        put(&["REMOTE_PORT"], port);
+        put(&[ucspi, "REMOTEIP"], ip);
+        put(&[ucspi, "REMOTEPORT"], port);
     }
     if let Some(local) = local.map(canonical) {
-        let _ = write!(
-            out,
-            "{ucspi}LOCALIP={}\0{ucspi}LOCALPORT={}\0",
-            local.ip(),
-            local.port()
-        );
+        put(&[ucspi, "LOCALIP"], ip.show(local.ip()));
+        put(&[ucspi, "LOCALPORT"], port.show(local.port()));
+    }
+}
+
+/// Room for the text of an address or a port: the longest is an IPv6 address with an
+/// embedded IPv4 one, 45 bytes.
+struct Text {
+    bytes: [u8; 48],
+}
+
+impl Default for Text {
+    fn default() -> Text {
+        Text { bytes: [0; 48] }
+    }
+}
+
+impl Text {
+    fn show(&mut self, value: impl std::fmt::Display) -> &[u8] {
+        let mut cursor = std::io::Cursor::new(&mut self.bytes[..]);
+        // Every IP address and port fits; a failure would leave the text cut short.
+        let _ = write!(cursor, "{value}");
+        let length = cursor.position() as usize;
+        &self.bytes[..length]
     }
 }
 
@@ -98,6 +127,34 @@ mod tests {
             variables
                 .iter()
                 .all(|v| CONNECTION_VARIABLES.contains(&v.split('=').next().unwrap()))
+        );
+    }
+
+    #[test]
+    fn the_longest_addresses_are_written_whole() {
+        let mut out = Vec::new();
+        let longest = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535";
+        write_environment(
+            &mut out,
+            Protocol::Udp,
+            Some(longest.parse().unwrap()),
+            Some("[::1]:7".parse().unwrap()),
+        );
+        let text = String::from_utf8(out).unwrap();
+        let variables: Vec<&str> = text.split_terminator('\0').collect();
+        let ip = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff";
+        assert_eq!(
+            variables,
+            [
+                "PROTO=UDP".to_string(),
+                format!("REMOTE_HOST={ip}"),
+                format!("REMOTE_ADDR={ip}"),
+                "REMOTE_PORT=65535".to_string(),
+                format!("UDPREMOTEIP={ip}"),
+                "UDPREMOTEPORT=65535".to_string(),
+                "UDPLOCALIP=::1".to_string(),
+                "UDPLOCALPORT=7".to_string(),
+            ]
         );
     }
 }
