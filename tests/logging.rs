@@ -545,15 +545,21 @@ fn reload_moves_a_services_lines_to_a_new_log_type() {
 
     daemon.write_config(&with_file);
     daemon.reload();
-    let second = printed_pid(&output(port));
-    let messages = wait_file(&log, "EXIT: svc", 1);
+    assert_next_server_logs_only_to(&daemon, port, &log);
+}
+
+/// Connects once more: the new server's START and EXIT go to the file `log` and not to
+/// stderr.
+fn assert_next_server_logs_only_to(daemon: &Oxinetd, port: u16, log: &Path) {
+    let pid = printed_pid(&output(port));
+    let messages = wait_file(log, "EXIT: svc", 1);
     assert_eq!(
         with_prefix(&messages, "START:"),
-        [format!("START: svc pid={second} from=127.0.0.1")]
+        [format!("START: svc pid={pid} from=127.0.0.1")]
     );
     assert!(
-        !daemon.log().contains(&format!("pid={second}")),
-        "the new server's lines also went to stderr:\n{}",
+        !daemon.log().contains(&format!("pid={pid}")),
+        "the server's lines also went to stderr:\n{}",
         daemon.log()
     );
 }
@@ -794,17 +800,7 @@ fn a_log_file_that_could_not_be_opened_is_tried_again_at_reload() {
     fs::create_dir(&dir).unwrap();
     daemon.reload();
     daemon.wait_for_log("service svc: log_type: opened now");
-    let second = printed_pid(&output(port));
-    let messages = wait_file(&log, "EXIT: svc", 1);
-    assert_eq!(
-        with_prefix(&messages, "START:"),
-        [format!("START: svc pid={second} from=127.0.0.1")]
-    );
-    assert!(
-        !daemon.log().contains(&format!("pid={second}")),
-        "the server's lines still went to stderr:\n{}",
-        daemon.log()
-    );
+    assert_next_server_logs_only_to(&daemon, port, &log);
 }
 
 #[test]
