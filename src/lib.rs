@@ -36,8 +36,9 @@
 //!   touches the network. `daemon::reload::plan` is pure too, and so are the decisions:
 //!   `access` (who may connect), `limits` (how many, how fast, the deny list) and
 //!   `tcpmux` (the RFC 1078 request line).
-//! - `logging` writes the daemon's own lines to stderr, one write per line, and a
-//!   service's lines to its `log_type` (a file with size limits, or syslog).
+//! - `logging` writes the daemon's own lines to stderr and a service's lines to its
+//!   `log_type` (a file with size limits, or syslog); the loop's lines for stderr and
+//!   files leave together, one write per loop turn.
 //! - `daemon` is the imperative shell: the epoll loop, signals through a signalfd,
 //!   listeners, children, reload and shutdown.
 //! - `spawn` turns a connection into a running server with `clone(CLONE_VM |
