@@ -195,6 +195,41 @@ fn a_version_another_port_holds_is_left_to_it_and_the_others_register() {
     assert_eq!(registrations_of(SHARED), [], "{SHARED} still registered");
 }
 
+#[test]
+fn withdrawing_the_tcp_half_of_an_rpc_program_keeps_the_udp_half() {
+    if !rpcbind_available() {
+        return;
+    }
+    // Its own program number: the other tests clear and check theirs meanwhile.
+    const BOTH: u32 = 300_996;
+    clear_registrations(BOTH);
+    let udp_half = format!(
+        "[service.rpcudp]\ntype = [\"RPC\", \"UNLISTED\"]\nsocket_type = \"dgram\"\n\
+         protocol = \"udp\"\nwait = true\nuser = \"root\"\nserver = \"/bin/true\"\n\
+         rpc_number = {BOTH}\nrpc_version = \"1\"\n"
+    );
+    let tcp_half = rpc_service(&format!("rpc_number = {BOTH}\nrpc_version = \"1\""));
+    let daemon = Oxinetd::start(&format!("{tcp_half}\n{udp_half}"));
+    let protocols = |found: Vec<(u32, String, u16)>| -> Vec<String> {
+        found.into_iter().map(|(_, protocol, _)| protocol).collect()
+    };
+    assert_eq!(protocols(registrations_of(BOTH)), ["tcp", "udp"]);
+
+    // Portmapper v2 withdraws version 1 for both protocols at once: the udp half, still
+    // configured, must be registered again.
+    daemon.write_config(&udp_half);
+    daemon.reload();
+    daemon.wait_for_log("reload: done");
+    assert_eq!(protocols(registrations_of(BOTH)), ["udp"]);
+
+    assert!(daemon.stop().success());
+    assert_eq!(
+        registrations_of(BOTH),
+        [],
+        "{BOTH} still registered after stop"
+    );
+}
+
 /// Whether this process may run a program in a network namespace of its own with its
 /// loopback up (root, unshare, ip).
 fn can_make_network_namespace() -> bool {

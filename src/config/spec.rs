@@ -220,6 +220,13 @@ pub struct RpcSpec {
     pub versions: (u32, u32),
 }
 
+impl RpcSpec {
+    /// Every version of the range, lowest first.
+    pub fn all_versions(&self) -> Vec<u32> {
+        (self.versions.0..=self.versions.1).collect()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServiceSpec {
     /// What /etc/services and the internal services know it by.

@@ -28,7 +28,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use socket2::Socket;
 
-use crate::config::spec::Program;
+use crate::config::spec::{Program, Protocol};
 use crate::config::{self, Config, ServiceSpec};
 use crate::limits::{Cps, DenyList, PerSource};
 use crate::logging;
@@ -342,7 +342,7 @@ impl Daemon {
             info!("service {}: {}", spec.id, spec.describe());
         }
         let rpc_registered = match (&spec.rpc, &socket) {
-            (Some(rpc), Some(socket)) => register_rpc(&spec, rpc, socket, &[]),
+            (Some(rpc), Some(socket)) => register_rpc(&spec, rpc, socket, &rpc.all_versions()),
             _ => Vec::new(),
         };
         let log = self.service_log(&spec);
@@ -374,17 +374,22 @@ impl Daemon {
 
     fn remove_service(&mut self, index: usize) {
         let slot = &mut self.services[index];
-        if let Some(service) = slot.value.take() {
+        let removed = slot.value.take();
+        slot.generation = slot.generation.wrapping_add(1) & 0x7fff_ffff;
+        if let Some(service) = removed {
             if let Some(socket) = &service.socket {
                 let _ = self.epoll.delete(socket);
                 withdraw_rpc(&service);
+                if let Some(rpc) = service.spec.rpc {
+                    let protocol = service.spec.socket.protocol;
+                    self.reregister_rpc(rpc.number, protocol, &service.rpc_registered);
+                }
             }
             info!(
                 "service {}: stopped ({} running to finish)",
                 service.spec.id, service.running
             );
         }
-        slot.generation = slot.generation.wrapping_add(1) & 0x7fff_ffff;
     }
 
     fn set_armed(&mut self, index: usize, generation: u32, armed: bool) {
@@ -634,6 +639,28 @@ impl Daemon {
         }
     }
 
+    /// Portmapper v2 withdraws a version for every protocol at once: after `withdrawn`
+    /// versions of program `number` over `protocol` are withdrawn, the services that hold
+    /// them over the other protocol (an RPC service defined for both tcp and udp)
+    /// register them again.
+    fn reregister_rpc(&self, number: u32, protocol: Protocol, withdrawn: &[u32]) {
+        for service in self.services.iter().filter_map(|slot| slot.value.as_ref()) {
+            let (Some(rpc), Some(socket)) = (&service.spec.rpc, &service.socket) else {
+                continue;
+            };
+            if rpc.number != number || service.spec.socket.protocol == protocol {
+                continue;
+            }
+            let versions: Vec<u32> = service
+                .rpc_registered
+                .iter()
+                .copied()
+                .filter(|version| withdrawn.contains(version))
+                .collect();
+            register_rpc(&service.spec, rpc, socket, &versions);
+        }
+    }
+
     /// RPC versions not registered (rpcbind was not running, or refused them) are tried
     /// again at every reload. Not on a timer: each try may hold up the loop for a second
     /// where a firewall drops the call instead of refusing it.
@@ -646,9 +673,13 @@ impl Daemon {
             let (Some(rpc), Some(socket)) = (&service.spec.rpc, &service.socket) else {
                 continue;
             };
-            let wanted = (rpc.versions.1 - rpc.versions.0 + 1) as usize;
-            if service.rpc_registered.len() < wanted {
-                let more = register_rpc(&service.spec, rpc, socket, &service.rpc_registered);
+            let missing: Vec<u32> = rpc
+                .all_versions()
+                .into_iter()
+                .filter(|version| !service.rpc_registered.contains(version))
+                .collect();
+            if !missing.is_empty() {
+                let more = register_rpc(&service.spec, rpc, socket, &missing);
                 service.rpc_registered.extend(more);
             }
         }
@@ -720,9 +751,13 @@ impl Daemon {
     /// A new socket for a service whose address or kind changed; the old one closes only
     /// once the new one is open, unless the new address overlaps the old.
     fn rebind(&mut self, index: usize, spec: &ServiceSpec) -> Result<(), String> {
-        if let Some(old) = self.services[index].value.as_mut() {
+        let withdrawn = self.services[index].value.as_mut().map(|old| {
             withdraw_rpc(old);
-            old.rpc_registered.clear();
+            let versions = std::mem::take(&mut old.rpc_registered);
+            (old.spec.rpc, old.spec.socket.protocol, versions)
+        });
+        if let Some((Some(rpc), protocol, versions)) = withdrawn {
+            self.reregister_rpc(rpc.number, protocol, &versions);
         }
         let socket = if spec.tcpmux.is_some() {
             None
@@ -763,7 +798,7 @@ impl Daemon {
                 )
                 .map_err(|errno| format!("epoll: {errno}"))?;
             if let Some(rpc) = &spec.rpc {
-                service.rpc_registered = register_rpc(spec, rpc, socket, &[]);
+                service.rpc_registered = register_rpc(spec, rpc, socket, &rpc.all_versions());
             }
         }
         service.socket = socket;
@@ -834,14 +869,14 @@ fn open_socket(spec: &ServiceSpec) -> Result<Socket, String> {
     }
 }
 
-/// Registers every version of an RPC service with rpcbind but those `already` registered,
-/// and returns the versions registered now. A missing rpcbind is logged; the service
-/// still listens for clients that know its port.
+/// Registers `versions` of an RPC service with rpcbind and returns the ones registered.
+/// A missing rpcbind is logged; the service still listens for clients that know its
+/// port.
 fn register_rpc(
     spec: &ServiceSpec,
     rpc: &config::spec::RpcSpec,
     socket: &Socket,
-    already: &[u32],
+    versions: &[u32],
 ) -> Vec<u32> {
     let mut registered = Vec::new();
     let Some(port) = socket
@@ -852,10 +887,7 @@ fn register_rpc(
     else {
         return registered;
     };
-    for version in rpc.versions.0..=rpc.versions.1 {
-        if already.contains(&version) {
-            continue;
-        }
+    for &version in versions {
         let mapping = rpc::Mapping {
             program: rpc.number,
             version,
