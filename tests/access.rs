@@ -1317,3 +1317,140 @@ fn limits_are_applied_after_a_name_lookup_not_before() {
     let log = daemon.log();
     assert_eq!(count_lines(&log, "START: svc"), 1, "log:\n{log}");
 }
+
+/// A DNS server on a loopback address of its own, port 53, that knows one host: PTR for
+/// `peer` answers `name`, and A for `name` answers `forward`. Everything else is
+/// NXDOMAIN (AAAA for `name`: no data). Runs until the returned guard is dropped.
+struct FakeNameserver {
+    addr: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeNameserver {
+    fn start(peer: std::net::Ipv4Addr, name: &'static str, forward: std::net::Ipv4Addr) -> Self {
+        let (socket, addr) = silent_nameserver();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let [a, b, c, d] = peer.octets();
+        let ptr_name = format!("{d}.{c}.{b}.{a}.in-addr.arpa");
+        let thread = std::thread::spawn(move || {
+            let mut query = [0u8; 512];
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((n, from)) = socket.recv_from(&mut query) else {
+                    continue;
+                };
+                if let Some(reply) = dns_reply(&query[..n], &ptr_name, name, forward) {
+                    let _ = socket.send_to(&reply, from);
+                }
+            }
+        });
+        FakeNameserver {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FakeNameserver {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The answer to one query (RFC 1035 wire format), or None for a malformed one.
+fn dns_reply(
+    query: &[u8],
+    ptr_name: &str,
+    name: &str,
+    forward: std::net::Ipv4Addr,
+) -> Option<Vec<u8>> {
+    const PTR: u16 = 12;
+    const A: u16 = 1;
+    const AAAA: u16 = 28;
+    // The question: labels from offset 12, then type and class.
+    let mut at = 12;
+    let mut labels = Vec::new();
+    loop {
+        let length = *query.get(at)? as usize;
+        at += 1;
+        if length == 0 {
+            break;
+        }
+        labels.push(String::from_utf8_lossy(query.get(at..at + length)?).to_lowercase());
+        at += length;
+    }
+    let asked = labels.join(".");
+    let qtype = u16::from_be_bytes([*query.get(at)?, *query.get(at + 1)?]);
+    let question_end = at + 4;
+    let (rcode, answer): (u8, Option<(u16, Vec<u8>)>) = match qtype {
+        PTR if asked == ptr_name => {
+            let mut rdata = Vec::new();
+            for label in name.split('.') {
+                rdata.push(label.len() as u8);
+                rdata.extend_from_slice(label.as_bytes());
+            }
+            rdata.push(0);
+            (0, Some((PTR, rdata)))
+        }
+        A if asked == name => (0, Some((A, forward.octets().to_vec()))),
+        AAAA if asked == name => (0, None),
+        _ => (3, None),
+    };
+    let mut reply = Vec::with_capacity(question_end + 64);
+    reply.extend_from_slice(query.get(..2)?); // id
+    // QR, opcode 0, RD copied; RA; the rcode.
+    reply.push(0x80 | (query[2] & 0x01));
+    reply.push(0x80 | rcode);
+    reply.extend_from_slice(&[0, 1, 0, u8::from(answer.is_some()), 0, 0, 0, 0]);
+    reply.extend_from_slice(query.get(12..question_end)?);
+    if let Some((rtype, rdata)) = answer {
+        reply.extend_from_slice(&[0xc0, 12]); // the name: a pointer to the question's
+        reply.extend_from_slice(&rtype.to_be_bytes());
+        reply.extend_from_slice(&[0, 1, 0, 0, 0, 60]); // class IN, TTL 60
+        reply.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        reply.extend_from_slice(&rdata);
+    }
+    Some(reply)
+}
+
+#[test]
+fn a_host_name_is_trusted_only_when_its_forward_lookup_gives_the_peer_back() {
+    if !can_unshare() {
+        eprintln!("skipped: cannot make a mount namespace for a private resolver");
+        return;
+    }
+    // 127.0.0.9 is in no hosts file: its name comes from DNS. The same name and rule
+    // twice: once the name's address is the peer's (trusted), once another (a forged
+    // PTR record, as anyone controlling their reverse zone can publish).
+    let peer = std::net::Ipv4Addr::new(127, 0, 0, 9);
+    for (forward, trusted) in [(peer, true), (std::net::Ipv4Addr::new(10, 9, 9, 9), false)] {
+        let nameserver = FakeNameserver::start(peer, "ghost.example.test", forward);
+        let setup = Setup::new();
+        let port = setup.port;
+        let config = marked_service(
+            &setup,
+            "svc",
+            port,
+            "0.0.0.0",
+            "only_from = [\"ghost.example.test\"]",
+        );
+        let resolv = format!(
+            "nameserver {}\noptions timeout:2 attempts:1\n",
+            nameserver.addr
+        );
+        let daemon = start_with_resolver(setup, &config, TEST_HOSTS, Some(&resolv));
+        if trusted {
+            assert_served(port, "127.0.0.9");
+        } else {
+            assert_refused(&daemon, "svc", port, "127.0.0.9", "address");
+        }
+    }
+}
