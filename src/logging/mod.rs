@@ -51,16 +51,41 @@ pub fn release_lines() {
 /// Writes the lines this thread holds, if any, in one write(2).
 pub fn flush() {
     let _ = HELD.try_with(|held| {
-        if let Ok(mut held) = held.try_borrow_mut()
-            && !held.lines.is_empty()
-        {
-            let _ = write_line(libc::STDERR_FILENO, &held.lines);
-            held.lines.clear();
-            if held.lines.capacity() > KEEP_CAPACITY * 4 {
-                held.lines = Vec::new();
-            }
+        if let Ok(mut held) = held.try_borrow_mut() {
+            let _ = held.lines.write_to(libc::STDERR_FILENO);
         }
     });
+}
+
+/// Whole lines waiting to leave together in one write(2): the loop's stderr lines and
+/// each log file's, for one turn of the loop.
+#[derive(Default)]
+struct Pending {
+    lines: Vec<u8>,
+}
+
+impl Pending {
+    /// Held lines are written once they reach this, even mid-turn.
+    const LIMIT: usize = 64 * 1024;
+
+    /// Adds `line`; true when the lines held have reached `LIMIT` and should go now.
+    fn push(&mut self, line: &[u8]) -> bool {
+        self.lines.extend_from_slice(line);
+        self.lines.len() >= Self::LIMIT
+    }
+
+    /// Writes the held lines to `fd`; on failure they are dropped, as a line would be.
+    fn write_to(&mut self, fd: RawFd) -> std::io::Result<()> {
+        if self.lines.is_empty() {
+            return Ok(());
+        }
+        let result = write_line(fd, &self.lines);
+        self.lines.clear();
+        if self.lines.capacity() > Self::LIMIT {
+            self.lines = Vec::new();
+        }
+        result
+    }
 }
 
 struct Stderr;
@@ -70,14 +95,11 @@ static STDERR: Stderr = Stderr;
 /// A line buffer that grew beyond this is given back instead of kept.
 const KEEP_CAPACITY: usize = 16 * 1024;
 
-/// Held lines are written once they reach this, even mid-turn.
-const HOLD_LIMIT: usize = 64 * 1024;
-
 /// Lines waiting for `flush` on a thread that `hold_lines` was called on.
 #[derive(Default)]
 struct Held {
     holding: bool,
-    lines: Vec<u8>,
+    lines: Pending,
 }
 
 thread_local! {
@@ -115,10 +137,7 @@ fn emit(line: &mut Vec<u8>, record: &Record) {
         .unwrap_or_default();
     format_line(line, now, record.level(), record.args());
     let held = HELD.try_with(|held| match held.try_borrow_mut() {
-        Ok(mut held) if held.holding => {
-            held.lines.extend_from_slice(line);
-            held.lines.len() >= HOLD_LIMIT
-        }
+        Ok(mut held) if held.holding => held.lines.push(line),
         _ => {
             let _ = write_line(libc::STDERR_FILENO, line);
             false
@@ -213,6 +232,26 @@ mod tests {
             line(60, 10, Level::Trace, format_args!("t")),
             "1970-01-01T00:01:00.010Z TRACE t\n"
         );
+    }
+
+    #[test]
+    fn pending_lines_leave_together_and_say_when_full() {
+        use std::os::fd::AsRawFd;
+        let (read, write) = nix::unistd::pipe().unwrap();
+        let mut pending = Pending::default();
+        assert!(!pending.push(b"one\n"));
+        assert!(!pending.push(b"two\n"));
+        pending.write_to(write.as_raw_fd()).unwrap();
+        // Nothing is held after a write, so a second one writes nothing.
+        pending.write_to(write.as_raw_fd()).unwrap();
+        drop(write);
+        let mut written = Vec::new();
+        std::io::Read::read_to_end(&mut std::fs::File::from(read), &mut written).unwrap();
+        assert_eq!(written, b"one\ntwo\n");
+
+        let line = [b'x'; 1000];
+        let pushes = (0..100).take_while(|_| !pending.push(&line)).count();
+        assert_eq!(pushes + 1, Pending::LIMIT.div_ceil(line.len()));
     }
 
     #[test]

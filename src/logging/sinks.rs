@@ -11,9 +11,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use log::warn;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
 
+use super::Pending;
 use super::log_type::LogType;
 use super::stamp::{self, Civil};
-use super::write_line;
 
 /// While syslog is unreachable, a line tries to reconnect at most this often.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
@@ -56,11 +56,8 @@ struct FileSink {
     stopped: bool,
     /// Lines not yet written: the loop flushes them before it sleeps, so a busy turn
     /// that logs many lines costs one write(2).
-    pending: Vec<u8>,
+    pending: Pending,
 }
-
-/// A FILE sink's pending lines are written once they reach this, even mid-turn.
-const PENDING_LIMIT: usize = 64 * 1024;
 
 struct SyslogSink {
     socket: Option<UnixDatagram>,
@@ -231,7 +228,7 @@ impl FileSink {
             hard,
             soft_warned: false,
             stopped: false,
-            pending: Vec::new(),
+            pending: Pending::default(),
         };
         sink.measure();
         Ok(sink)
@@ -284,7 +281,7 @@ impl FileSink {
             );
             return Ok(());
         }
-        self.pending.extend_from_slice(line);
+        let full = self.pending.push(line);
         self.size += length;
         if let Some(soft) = self.soft
             && self.size >= soft
@@ -296,7 +293,7 @@ impl FileSink {
                 self.path.display()
             );
         }
-        if self.pending.len() >= PENDING_LIMIT {
+        if full {
             return self.flush();
         }
         Ok(())
@@ -304,15 +301,7 @@ impl FileSink {
 
     /// Writes the pending lines; on failure they are dropped, as a line would be.
     fn flush(&mut self) -> io::Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let result = write_line(self.file.as_raw_fd(), &self.pending);
-        self.pending.clear();
-        if self.pending.capacity() > PENDING_LIMIT {
-            self.pending = Vec::new();
-        }
-        result
+        self.pending.write_to(self.file.as_raw_fd())
     }
 }
 

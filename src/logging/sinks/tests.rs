@@ -398,7 +398,7 @@ fn a_long_turn_writes_before_its_lines_pile_up() {
     let mut sinks = Sinks::new(dir.path().join("no-syslog"));
     let id = sinks.open(&file_type(&path, None, None)).unwrap();
     let message = "x".repeat(100);
-    let count = PENDING_LIMIT / 100 + 10;
+    let count = Pending::LIMIT / 100 + 10;
     for _ in 0..count {
         sinks.write(id, &message);
     }
