@@ -322,6 +322,14 @@ impl Daemon {
             .flatten()
     }
 
+    /// Has the loop watch a service's listening socket, its events tagged with the slot.
+    fn watch_listener(&self, socket: &Socket, index: usize, generation: u32) -> Result<(), String> {
+        let event = EpollEvent::new(EpollFlags::EPOLLIN, token(index, generation, false));
+        self.epoll
+            .add(socket, event)
+            .map_err(|errno| format!("epoll: {errno}"))
+    }
+
     fn add_service(&mut self, spec: ServiceSpec) -> Result<(), String> {
         let prepared = prepare(&spec)?;
         let socket = match spec.tcpmux {
@@ -331,12 +339,7 @@ impl Daemon {
         let index = vacant(&mut self.services);
         let generation = self.services[index].generation;
         if let Some(socket) = &socket {
-            self.epoll
-                .add(
-                    socket,
-                    EpollEvent::new(EpollFlags::EPOLLIN, token(index, generation, false)),
-                )
-                .map_err(|errno| format!("epoll: {errno}"))?;
+            self.watch_listener(socket, index, generation)?;
             info!("service {}: listening on {}", spec.id, spec.describe());
         } else {
             info!("service {}: {}", spec.id, spec.describe());
@@ -782,25 +785,22 @@ impl Daemon {
                 }
             })
         };
-        let generation = self.services[index].generation;
+        let slot = &self.services[index];
+        if let Some(old) = slot.value.as_ref().and_then(|s| s.socket.as_ref()) {
+            let _ = self.epoll.delete(old);
+        }
+        let mut rpc_registered = Vec::new();
+        if let Some(socket) = &socket {
+            self.watch_listener(socket, index, slot.generation)?;
+            if let Some(rpc) = &spec.rpc {
+                rpc_registered = register_rpc(spec, rpc, socket, &rpc.all_versions());
+            }
+        }
         let service = self.services[index]
             .value
             .as_mut()
             .expect("index_of found it");
-        if let Some(old) = &service.socket {
-            let _ = self.epoll.delete(old);
-        }
-        if let Some(socket) = &socket {
-            self.epoll
-                .add(
-                    socket,
-                    EpollEvent::new(EpollFlags::EPOLLIN, token(index, generation, false)),
-                )
-                .map_err(|errno| format!("epoll: {errno}"))?;
-            if let Some(rpc) = &spec.rpc {
-                service.rpc_registered = register_rpc(spec, rpc, socket, &rpc.all_versions());
-            }
-        }
+        service.rpc_registered = rpc_registered;
         service.socket = socket;
         service.armed = true;
         service.idle_exits = 0;
