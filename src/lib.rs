@@ -61,6 +61,7 @@
 
 pub mod access;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod internal;

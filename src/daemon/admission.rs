@@ -24,6 +24,7 @@ use super::{
     Timer, as_uninit, local_address, peek_sender, vacant,
 };
 use crate::access::Decision;
+use crate::clock;
 use crate::config::spec::{Internal, Program, SocketType, TcpMux};
 use crate::internal::{self, Session};
 use crate::limits::{CpsVerdict, DenyTime};
@@ -252,7 +253,7 @@ impl Daemon {
             }
         }
         if let Some(times) = &access.times
-            && !times.admits(local_minute_of_day())
+            && !times.admits(clock::local_now().minute_of_day())
         {
             return Check::Refuse(Reason::Time);
         }
@@ -978,18 +979,5 @@ pub(super) fn send_now(fd: &impl AsRawFd, bytes: &[u8]) {
             _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
             _ => return,
         }
-    }
-}
-
-/// Minutes since local midnight, for `access_times`.
-fn local_minute_of_day() -> u16 {
-    // SAFETY: time(NULL) and localtime_r write only into the `tm` we own.
-    unsafe {
-        let now = libc::time(std::ptr::null_mut());
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&now, &mut tm).is_null() {
-            return 0;
-        }
-        (tm.tm_hour * 60 + tm.tm_min) as u16
     }
 }

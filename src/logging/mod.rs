@@ -21,6 +21,7 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 
 pub use log_type::{Facility, LogType, Severity, parse_log_type};
 pub use sinks::{SinkId, Sinks};
+pub use stamp::Civil;
 
 /// Sends the `log` macros to stderr as `2026-11-23T17:19:58.123Z INFO message`.
 pub fn init(level: LevelFilter) {

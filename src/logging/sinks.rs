@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use log::warn;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
@@ -14,6 +14,7 @@ use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
 use super::Pending;
 use super::log_type::LogType;
 use super::stamp::{self, Civil};
+use crate::clock;
 
 /// While syslog is unreachable, a line tries to reconnect at most this often.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
@@ -29,6 +30,8 @@ pub struct Sinks {
     line: Vec<u8>,
     /// ` oxinetd[PID]: `, between a syslog line's stamp and its message.
     tag: String,
+    /// The local time that stamps each line: `clock::local_now`, or a fixed time in tests.
+    clock: fn() -> Civil,
 }
 
 struct Sink {
@@ -76,6 +79,7 @@ impl Sinks {
             slots: Vec::new(),
             line: Vec::with_capacity(512),
             tag: format!(" oxinetd[{}]: ", std::process::id()),
+            clock: clock::local_now,
         }
     }
 
@@ -115,9 +119,10 @@ impl Sinks {
         };
         let line = &mut self.line;
         line.clear();
+        let now = (self.clock)();
         let result = match &mut sink.dest {
             Dest::File(file) => {
-                stamp::push_xinetd(line, &local_now());
+                stamp::push_xinetd(line, &now);
                 line.extend_from_slice(b": ");
                 push_message(line, message);
                 line.push(b'\n');
@@ -125,7 +130,7 @@ impl Sinks {
             }
             Dest::Syslog(syslog) => {
                 line.extend_from_slice(syslog.priority.as_bytes());
-                stamp::push_rfc3164(line, &local_now());
+                stamp::push_rfc3164(line, &now);
                 line.extend_from_slice(self.tag.as_bytes());
                 push_message(line, message);
                 syslog.send(line, &self.syslog_socket)
@@ -152,9 +157,7 @@ impl Sinks {
     /// one, and a file under its hard limit again is written again) and reconnects
     /// every SYSLOG. A sink that cannot be reopened keeps what it had.
     pub fn reopen(&mut self) {
-        // SAFETY: glibc's tzset holds its time zone lock while it rereads TZ and
-        // /etc/localtime, so a changed zone shows from the next line on.
-        unsafe { tzset() };
+        clock::reread_zone();
         // Lines logged before the signal belong in the file being rotated away.
         self.flush();
         for sink in self.slots.iter_mut().flatten() {
@@ -211,10 +214,6 @@ impl Sink {
             Err(_) => {}
         }
     }
-}
-
-unsafe extern "C" {
-    fn tzset();
 }
 
 impl FileSink {
@@ -403,27 +402,6 @@ fn describe(log_type: &LogType) -> String {
     match log_type {
         LogType::File { path, .. } => format!("file {}", path.display()),
         LogType::Syslog { .. } => "syslog".to_string(),
-    }
-}
-
-fn local_now() -> Civil {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |now| now.as_secs());
-    let time = secs as libc::time_t;
-    // SAFETY: an all-zero `tm` is a valid value (integers and a null tm_zone pointer).
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers are valid for the call; localtime_r is reentrant.
-    if unsafe { libc::localtime_r(&time, &mut tm) }.is_null() {
-        return Civil::from_unix(secs as i64);
-    }
-    Civil {
-        year: i64::from(tm.tm_year) + 1900,
-        month: (tm.tm_mon + 1) as u32,
-        day: tm.tm_mday as u32,
-        hour: tm.tm_hour as u32,
-        minute: tm.tm_min as u32,
-        second: tm.tm_sec as u32,
     }
 }
 

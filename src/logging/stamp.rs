@@ -28,6 +28,11 @@ impl Civil {
             second: of_day % 60,
         }
     }
+
+    /// Minutes since midnight, as `access_times` counts them.
+    pub fn minute_of_day(&self) -> u16 {
+        (self.hour * 60 + self.minute) as u16
+    }
 }
 
 /// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (year, month, day) in

@@ -21,19 +21,55 @@ fn lines(path: &Path) -> Vec<String> {
         .collect()
 }
 
-/// `YY/MM/DD@HH:MM:SS: ` followed by `message`.
-fn assert_file_line(line: &str, message: &str) {
-    let (stamp, rest) = line.split_at(19);
-    let shape: String = stamp
-        .chars()
-        .map(|c| if c.is_ascii_digit() { '9' } else { c })
-        .collect();
-    assert_eq!(shape, "99/99/99@99:99:99: ", "{line:?}");
-    assert_eq!(rest, message, "{line:?}");
+/// 2026-11-23 17:20:16: a stamp with every field two digits wide.
+fn late_november() -> Civil {
+    civil(2026, 11, 23, 17, 20, 16)
 }
 
-/// A message whose file line is exactly 50 bytes: 19 of stamp, 30 of text, a newline.
-const MESSAGE_30: &str = "START: svc pid=12345 from=::1 ";
+/// 2027-01-05 03:04:05: single-digit month and day, which xinetd does not pad.
+fn early_january() -> Civil {
+    civil(2027, 1, 5, 3, 4, 5)
+}
+
+/// The last second of a year.
+fn new_years_eve() -> Civil {
+    civil(2026, 12, 31, 23, 59, 59)
+}
+
+/// A leap day.
+fn leap_day() -> Civil {
+    civil(2028, 2, 29, 0, 0, 0)
+}
+
+fn civil(year: i64, month: u32, day: u32, hour: u32, minute: u32, second: u32) -> Civil {
+    Civil {
+        year,
+        month,
+        day,
+        hour,
+        minute,
+        second,
+    }
+}
+
+/// Sinks whose lines are stamped with `clock`'s fixed time.
+fn sinks_at(syslog_socket: PathBuf, clock: fn() -> Civil) -> Sinks {
+    let mut sinks = Sinks::new(syslog_socket);
+    sinks.clock = clock;
+    sinks
+}
+
+/// Sinks for FILE lines only, stamped 2027-01-05 03:04:05 (`27/1/5@03:04:05: `).
+fn file_sinks(dir: &Path) -> Sinks {
+    sinks_at(dir.join("no-syslog"), early_january)
+}
+
+const EARLY_JANUARY_STAMP: &str = "27/1/5@03:04:05";
+
+/// `27/1/5@03:04:05: ` followed by `message`.
+fn assert_file_line(line: &str, message: &str) {
+    assert_eq!(line, format!("{EARLY_JANUARY_STAMP}: {message}"));
+}
 
 fn bind(path: &Path) -> UnixDatagram {
     let server = UnixDatagram::bind(path).unwrap();
@@ -61,7 +97,7 @@ fn nothing_queued(server: &UnixDatagram) -> bool {
 fn file_lines_carry_xinetd_stamps_and_mode_0640() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("svc.log");
-    let mut sinks = Sinks::new(dir.path().join("no-syslog"));
+    let mut sinks = file_sinks(dir.path());
     let id = sinks.open(&file_type(&path, None, None)).unwrap();
     sinks.write(id, "START: hello pid=13055 from=127.0.0.1");
     sinks.write(id, "EXIT: hello status=0 pid=13055 duration=0(sec)");
@@ -91,7 +127,7 @@ fn file_appends_to_what_is_there() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("svc.log");
     std::fs::write(&path, "old line\n").unwrap();
-    let mut sinks = Sinks::new(dir.path().join("no-syslog"));
+    let mut sinks = file_sinks(dir.path());
     let id = sinks.open(&file_type(&path, None, None)).unwrap();
     sinks.write(id, "new line");
     sinks.flush();
@@ -104,7 +140,7 @@ fn file_appends_to_what_is_there() {
 fn a_line_break_in_a_message_cannot_forge_a_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("svc.log");
-    let mut sinks = Sinks::new(dir.path().join("no-syslog"));
+    let mut sinks = file_sinks(dir.path());
     let id = sinks.open(&file_type(&path, None, None)).unwrap();
     sinks.write(id, "USERID: svc root\nSTART: forged\r");
     sinks.flush();
@@ -117,7 +153,7 @@ fn a_line_break_in_a_message_cannot_forge_a_line() {
 fn equal_log_types_share_one_sink() {
     let dir = tempfile::tempdir().unwrap();
     let server = bind(&dir.path().join("log"));
-    let mut sinks = Sinks::new(dir.path().join("log"));
+    let mut sinks = syslog_sinks(dir.path().join("log"));
     let a = dir.path().join("a.log");
     let file_a = sinks.open(&file_type(&a, None, None)).unwrap();
     assert_eq!(sinks.open(&file_type(&a, None, None)).unwrap(), file_a);
@@ -149,7 +185,7 @@ fn equal_log_types_share_one_sink() {
 fn open_names_the_file_it_cannot_open() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("missing-dir/svc.log");
-    let mut sinks = Sinks::new(dir.path().join("no-syslog"));
+    let mut sinks = file_sinks(dir.path());
     let error = sinks.open(&file_type(&path, None, None)).unwrap_err();
     let message = error.to_string();
     assert!(message.contains("cannot open log file"), "{message}");
@@ -157,36 +193,105 @@ fn open_names_the_file_it_cannot_open() {
 }
 
 #[test]
-fn soft_limit_warns_once_and_hard_limit_stops_the_file() {
+fn file_stamps_at_fixed_times() {
+    let cases: [(fn() -> Civil, &str); 4] = [
+        (late_november, "26/11/23@17:20:16: line"),
+        (early_january, "27/1/5@03:04:05: line"),
+        (new_years_eve, "26/12/31@23:59:59: line"),
+        (leap_day, "28/2/29@00:00:00: line"),
+    ];
+    for (clock, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("svc.log");
+        let mut sinks = sinks_at(dir.path().join("no-syslog"), clock);
+        let id = sinks.open(&file_type(&path, None, None)).unwrap();
+        sinks.write(id, "line");
+        sinks.flush();
+        assert_eq!(lines(&path), [expected]);
+    }
+}
+
+#[test]
+fn a_line_stamped_by_the_real_clock_has_xinetds_shape() {
+    // Any date, any zone: `YY/M/D@hh:mm:ss`, month and day one or two digits.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("svc.log");
     let mut sinks = Sinks::new(dir.path().join("no-syslog"));
-    let id = sinks.open(&file_type(&path, Some(100), Some(200))).unwrap();
+    let id = sinks.open(&file_type(&path, None, None)).unwrap();
+    sinks.write(id, "now");
+    sinks.flush();
+    let written = lines(&path);
+    let (stamp, message) = written[0].split_once(": ").unwrap();
+    assert_eq!(message, "now");
+    let (date, time) = stamp.split_once('@').unwrap();
+    let fields = |text: &str, separator| -> Vec<u32> {
+        text.split(separator).map(|f| f.parse().unwrap()).collect()
+    };
+    let [year, month, day] = fields(date, '/')[..] else {
+        panic!("{stamp:?}")
+    };
+    assert_eq!(date, format!("{year:02}/{month}/{day}"), "{stamp:?}");
+    assert!(
+        (1..=12).contains(&month) && (1..=31).contains(&day),
+        "{stamp:?}"
+    );
+    let [hour, minute, second] = fields(time, ':')[..] else {
+        panic!("{stamp:?}")
+    };
+    assert_eq!(
+        time,
+        format!("{hour:02}:{minute:02}:{second:02}"),
+        "{stamp:?}"
+    );
+}
+
+#[test]
+fn soft_limit_warns_once_and_hard_limit_stops_the_file() {
+    // The stamp's width changes the line's: a short one (27/1/5) and a long one (26/11/23).
+    for clock in [early_january, late_november] {
+        check_limits(clock);
+    }
+}
+
+/// With limits of 2 and 4 lines' worth of bytes: the soft one warns at the second line,
+/// the hard one stops the fifth, and rotation starts afresh.
+fn check_limits(clock: fn() -> Civil) {
+    const MESSAGE: &str = "START: svc pid=12345 from=::1";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("svc.log");
+    let mut stamp = Vec::new();
+    stamp::push_xinetd(&mut stamp, &clock());
+    let line = |message: &str| (stamp.len() + ": ".len() + message.len() + 1) as u64;
+    let size = line(MESSAGE);
+    let mut sinks = sinks_at(dir.path().join("no-syslog"), clock);
+    let id = sinks
+        .open(&file_type(&path, Some(2 * size), Some(4 * size)))
+        .unwrap();
     let file_state = |sinks: &Sinks| match &sinks.slots[id.0].as_ref().unwrap().dest {
         Dest::File(file) => (file.size, file.soft_warned, file.stopped),
         Dest::Syslog(_) => unreachable!(),
     };
-    sinks.write(id, MESSAGE_30);
-    assert_eq!(file_state(&sinks), (50, false, false));
-    sinks.write(id, MESSAGE_30);
-    assert_eq!(file_state(&sinks), (100, true, false));
-    sinks.write(id, MESSAGE_30);
-    sinks.write(id, MESSAGE_30);
-    assert_eq!(file_state(&sinks), (200, true, false));
+    sinks.write(id, MESSAGE);
+    assert_eq!(file_state(&sinks), (size, false, false));
+    sinks.write(id, MESSAGE);
+    assert_eq!(file_state(&sinks), (2 * size, true, false));
+    sinks.write(id, MESSAGE);
+    sinks.write(id, MESSAGE);
+    assert_eq!(file_state(&sinks), (4 * size, true, false));
     // A fifth line would pass the hard limit: it and every later one are dropped.
-    sinks.write(id, MESSAGE_30);
+    sinks.write(id, MESSAGE);
     sinks.write(id, "short");
-    assert_eq!(file_state(&sinks), (200, true, true));
+    assert_eq!(file_state(&sinks), (4 * size, true, true));
     sinks.flush();
-    assert_eq!(std::fs::metadata(&path).unwrap().len(), 200);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 4 * size);
     assert_eq!(lines(&path).len(), 4);
 
     // Not rotated: reopening finds it still full.
     sinks.reopen();
     sinks.write(id, "short");
-    assert_eq!(file_state(&sinks), (200, true, true));
+    assert_eq!(file_state(&sinks), (4 * size, true, true));
     sinks.flush();
-    assert_eq!(std::fs::metadata(&path).unwrap().len(), 200);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 4 * size);
 
     // Rotated: a new file, written again, limits counted afresh.
     let rotated = dir.path().join("svc.log.1");
@@ -197,16 +302,16 @@ fn soft_limit_warns_once_and_hard_limit_stops_the_file() {
     assert_eq!(lines(&rotated).len(), 4);
     let written = lines(&path);
     assert_eq!(written.len(), 1);
-    assert_file_line(&written[0], "after rotation");
-    let size = 19 + "after rotation".len() as u64 + 1;
-    assert_eq!(file_state(&sinks), (size, false, false));
+    let stamp = String::from_utf8(stamp.clone()).unwrap();
+    assert_eq!(written[0], format!("{stamp}: after rotation"));
+    assert_eq!(file_state(&sinks), (line("after rotation"), false, false));
 }
 
 #[test]
 fn reopen_follows_a_renamed_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("svc.log");
-    let mut sinks = Sinks::new(dir.path().join("no-syslog"));
+    let mut sinks = file_sinks(dir.path());
     let id = sinks.open(&file_type(&path, None, None)).unwrap();
     sinks.write(id, "before");
     let rotated = dir.path().join("svc.log.1");
@@ -228,7 +333,7 @@ fn retain_closes_sinks_no_service_uses() {
     let dir = tempfile::tempdir().unwrap();
     let kept_path = dir.path().join("kept.log");
     let dropped_path = dir.path().join("dropped.log");
-    let mut sinks = Sinks::new(dir.path().join("no-syslog"));
+    let mut sinks = file_sinks(dir.path());
     let kept = sinks.open(&file_type(&kept_path, None, None)).unwrap();
     let dropped = sinks.open(&file_type(&dropped_path, None, None)).unwrap();
     sinks.retain(&[kept]);
@@ -248,31 +353,25 @@ fn retain_closes_sinks_no_service_uses() {
     assert_file_line(&written[0], "fresh");
 }
 
-/// `<PRI>Mmm dd HH:MM:SS oxinetd[PID]: message`, PRI given.
+/// `<PRI>Jan  5 03:04:05 oxinetd[PID]: message`: RFC 3164, the day padded with a space.
 fn assert_syslog_line(datagram: &str, priority: &str, message: &str) {
-    let rest = datagram
-        .strip_prefix(priority)
-        .unwrap_or_else(|| panic!("{datagram:?} lacks {priority}"));
-    let (stamp, rest) = rest.split_at(15);
-    let months = "JanFebMarAprMayJunJulAugSepOctNovDec";
-    assert!(months.contains(&stamp[..3]), "{datagram:?}");
-    let shape: String = stamp[3..]
-        .chars()
-        .map(|c| if c.is_ascii_digit() { '9' } else { c })
-        .collect();
-    assert!(
-        shape == " 99 99:99:99" || shape == "  9 99:99:99",
-        "{datagram:?}"
+    let pid = std::process::id();
+    assert_eq!(
+        datagram,
+        format!("{priority}Jan  5 03:04:05 oxinetd[{pid}]: {message}")
     );
-    let tail = format!(" oxinetd[{}]: {message}", std::process::id());
-    assert_eq!(rest, tail, "{datagram:?}");
+}
+
+/// Sinks stamped 2027-01-05 03:04:05 that send SYSLOG lines to `socket`.
+fn syslog_sinks(socket: PathBuf) -> Sinks {
+    sinks_at(socket, early_january)
 }
 
 #[test]
 fn syslog_line_is_one_rfc3164_datagram() {
     let dir = tempfile::tempdir().unwrap();
     let server = bind(&dir.path().join("log"));
-    let mut sinks = Sinks::new(dir.path().join("log"));
+    let mut sinks = syslog_sinks(dir.path().join("log"));
     let local3 = sinks
         .open(&parse_log_type("SYSLOG local3 warning").unwrap())
         .unwrap();
@@ -297,7 +396,7 @@ fn syslog_line_is_one_rfc3164_datagram() {
 #[test]
 fn syslog_open_fails_clearly_without_a_socket() {
     let dir = tempfile::tempdir().unwrap();
-    let mut sinks = Sinks::new(dir.path().join("no-such-log"));
+    let mut sinks = syslog_sinks(dir.path().join("no-such-log"));
     let error = sinks
         .open(&parse_log_type("SYSLOG daemon").unwrap())
         .unwrap_err();
@@ -315,7 +414,7 @@ fn syslog_reconnects_when_syslogd_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let socket_path = dir.path().join("log");
     let first = bind(&socket_path);
-    let mut sinks = Sinks::new(socket_path.clone());
+    let mut sinks = syslog_sinks(socket_path.clone());
     let id = sinks
         .open(&parse_log_type("SYSLOG daemon").unwrap())
         .unwrap();
@@ -333,7 +432,7 @@ fn syslog_gone_drops_lines_until_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let socket_path = dir.path().join("log");
     let first = bind(&socket_path);
-    let mut sinks = Sinks::new(socket_path.clone());
+    let mut sinks = syslog_sinks(socket_path.clone());
     let id = sinks
         .open(&parse_log_type("SYSLOG daemon").unwrap())
         .unwrap();
@@ -352,7 +451,7 @@ fn syslog_gone_drops_lines_until_reopen() {
 fn syslog_full_queue_drops_lines_instead_of_blocking() {
     let dir = tempfile::tempdir().unwrap();
     let server = bind(&dir.path().join("log"));
-    let mut sinks = Sinks::new(dir.path().join("log"));
+    let mut sinks = syslog_sinks(dir.path().join("log"));
     let id = sinks
         .open(&parse_log_type("SYSLOG daemon").unwrap())
         .unwrap();
@@ -367,7 +466,7 @@ fn syslog_full_queue_drops_lines_instead_of_blocking() {
 fn file_lines_wait_for_flush_and_leave_in_one_write() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("svc.log");
-    let mut sinks = Sinks::new(dir.path().join("no-syslog"));
+    let mut sinks = file_sinks(dir.path());
     let id = sinks.open(&file_type(&path, None, None)).unwrap();
     sinks.write(id, "START: hello pid=1 from=127.0.0.1");
     sinks.write(id, "EXIT: hello status=0 pid=1 duration=0(sec)");
@@ -382,7 +481,7 @@ fn file_lines_wait_for_flush_and_leave_in_one_write() {
 fn dropping_the_sinks_writes_what_is_pending() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("svc.log");
-    let mut sinks = Sinks::new(dir.path().join("no-syslog"));
+    let mut sinks = file_sinks(dir.path());
     let id = sinks.open(&file_type(&path, None, None)).unwrap();
     sinks.write(id, "last words");
     drop(sinks);
@@ -395,7 +494,7 @@ fn dropping_the_sinks_writes_what_is_pending() {
 fn a_long_turn_writes_before_its_lines_pile_up() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("svc.log");
-    let mut sinks = Sinks::new(dir.path().join("no-syslog"));
+    let mut sinks = file_sinks(dir.path());
     let id = sinks.open(&file_type(&path, None, None)).unwrap();
     let message = "x".repeat(100);
     let count = Pending::LIMIT / 100 + 10;
