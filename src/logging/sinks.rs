@@ -19,6 +19,9 @@ use crate::clock;
 /// While syslog is unreachable, a line tries to reconnect at most this often.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 
+/// Where a line's stamp comes from.
+type Clock = fn() -> Civil;
+
 /// A handle from `Sinks::open`. Ids are never reused, so a stale one writes nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SinkId(usize);
@@ -31,7 +34,7 @@ pub struct Sinks {
     /// ` oxinetd[PID]: `, between a syslog line's stamp and its message.
     tag: String,
     /// The local time that stamps each line: `clock::local_now`, or a fixed time in tests.
-    clock: fn() -> Civil,
+    clock: Clock,
 }
 
 struct Sink {

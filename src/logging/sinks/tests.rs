@@ -53,7 +53,7 @@ fn civil(year: i64, month: u32, day: u32, hour: u32, minute: u32, second: u32) -
 }
 
 /// Sinks whose lines are stamped with `clock`'s fixed time.
-fn sinks_at(syslog_socket: PathBuf, clock: fn() -> Civil) -> Sinks {
+fn sinks_at(syslog_socket: PathBuf, clock: Clock) -> Sinks {
     let mut sinks = Sinks::new(syslog_socket);
     sinks.clock = clock;
     sinks
@@ -194,7 +194,7 @@ fn open_names_the_file_it_cannot_open() {
 
 #[test]
 fn file_stamps_at_fixed_times() {
-    let cases: [(fn() -> Civil, &str); 4] = [
+    let cases: [(Clock, &str); 4] = [
         (late_november, "26/11/23@17:20:16: line"),
         (early_january, "27/1/5@03:04:05: line"),
         (new_years_eve, "26/12/31@23:59:59: line"),
@@ -255,7 +255,7 @@ fn soft_limit_warns_once_and_hard_limit_stops_the_file() {
 
 /// With limits of 2 and 4 lines' worth of bytes: the soft one warns at the second line,
 /// the hard one stops the fifth, and rotation starts afresh.
-fn check_limits(clock: fn() -> Civil) {
+fn check_limits(clock: Clock) {
     const MESSAGE: &str = "START: svc pid=12345 from=::1";
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("svc.log");
