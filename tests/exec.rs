@@ -238,6 +238,48 @@ fn passenv_passes_only_the_named_variables() {
     assert_eq!(env["FOO"], "bar");
 }
 
+/// Regression: a server running as oxinetd's own user (root here) got root's passwd
+/// `HOME`, `USER`, `LOGNAME` and `SHELL` in place of what oxinetd inherited.
+#[test]
+fn no_login_variables_when_the_user_does_not_change() {
+    let setup = Setup::new();
+    let launch = Launch {
+        env: vec![("HOME", "/oxinetd-test-home"), ("USER", "someone")],
+        ..Launch::default()
+    };
+    let (_daemon, port) =
+        setup.start_service_with("user = \"root\"\nserver = \"/usr/bin/env\"\n", launch);
+    let (env, _) = env_over(tcp_connect(v4(port)));
+    let get = |k: &str| env.get(k).map(String::as_str);
+    assert_eq!(get("HOME"), Some("/oxinetd-test-home"), "{env:#?}");
+    assert_eq!(get("USER"), Some("someone"), "{env:#?}");
+}
+
+/// Regression: `passenv = []` still gave the server the four login variables.
+#[test]
+fn empty_passenv_passes_nothing_when_the_user_does_not_change() {
+    let (_daemon, port) = Setup::new().start_service(
+        "user = \"root\"\nserver = \"/usr/bin/env\"\npassenv = []\nenv = [\"FOO=bar\"]\n",
+    );
+    let (env, _) = env_over(tcp_connect(v4(port)));
+    let names: Vec<&str> = env.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "FOO",
+            "PROTO",
+            "REMOTE_ADDR",
+            "REMOTE_HOST",
+            "REMOTE_PORT",
+            "TCPLOCALIP",
+            "TCPLOCALPORT",
+            "TCPREMOTEIP",
+            "TCPREMOTEPORT",
+        ],
+        "server environment: {env:#?}"
+    );
+}
+
 #[test]
 fn user_nobody_drops_every_group_of_the_daemon() {
     if !have("setpriv") {

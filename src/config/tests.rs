@@ -172,6 +172,36 @@ fn environment_is_inherited_or_passed() {
         text("passenv = [\"PATH\"]\nenv = [\"A=1\", \"PATH=/x\"]\n"),
         "HOME=/home/nobody USER=nobody LOGNAME=nobody SHELL=/bin/sh A=1 PATH=/x"
     );
+    assert_eq!(
+        text("passenv = []\n"),
+        "HOME=/home/nobody USER=nobody LOGNAME=nobody SHELL=/bin/sh"
+    );
+}
+
+#[test]
+fn login_variables_only_when_the_user_changes() {
+    let text = |euid: u32, keys: &str| {
+        let config = load_as(
+            euid,
+            &format!("{}{keys}", HELLO.replace("user = \"nobody\"\n", "")),
+        );
+        assert!(config.errors.is_empty(), "{:?}", config.errors);
+        let environment = &exec(&config.services[0]).environment;
+        String::from_utf8(environment.join(&b' ')).unwrap()
+    };
+    // Root running a server as root: nothing changes, so nothing is added.
+    assert_eq!(text(0, "user = \"root\"\n"), "PATH=/bin SECRET=1");
+    assert_eq!(text(0, "user = \"root\"\npassenv = []\n"), "");
+    assert_eq!(
+        text(
+            0,
+            "user = \"root\"\npassenv = [\"PATH\"]\nenv = [\"A=1\"]\n"
+        ),
+        "PATH=/bin A=1"
+    );
+    // Not root: the server runs as oxinetd's own user, with what oxinetd has.
+    assert_eq!(text(1000, ""), "PATH=/bin SECRET=1");
+    assert_eq!(text(1000, "user = \"me\"\npassenv = []\n"), "");
 }
 
 #[test]

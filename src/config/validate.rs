@@ -859,7 +859,9 @@ fn identity(
     }))
 }
 
-/// oxinetd's environment (or only `passenv`), the target user's login variables, then
+/// oxinetd's environment (or only `passenv`), the target user's login variables when the
+/// server's uid is not oxinetd's (a server running as `nobody` never sees `HOME=/root`;
+/// one running as oxinetd's own user gets exactly what was inherited or passed), then
 /// `env`; the per-connection variables are left to the spawner.
 fn environment(attrs: &Attrs, identity: Option<&Identity>, host: &dyn Host) -> Vec<Vec<u8>> {
     let mut variables: Vec<(Vec<u8>, Vec<u8>)> = host
@@ -877,7 +879,7 @@ fn environment(attrs: &Attrs, identity: Option<&Identity>, host: &dyn Host) -> V
         variables.retain(|(existing, _)| existing != name.as_bytes());
         variables.push((name.as_bytes().to_vec(), value.as_bytes().to_vec()));
     };
-    if let Some(identity) = identity {
+    if let Some(identity) = identity.filter(|identity| identity.uid != host.euid()) {
         set("HOME", &identity.home);
         set("USER", &identity.user);
         set("LOGNAME", &identity.user);
