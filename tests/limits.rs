@@ -3,7 +3,6 @@
 //! `FAIL: ID REASON from=ADDR`; a limit frees up when a server exits.
 mod common;
 
-use std::fs;
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -240,32 +239,22 @@ fn cps_episode_ends_with_a_summary_line() {
     assert_eq!(cps_episodes(&log, "svc", "127.0.0.2"), 1, "log:\n{log}");
 }
 
-/// The 1-minute load average.
-fn load_average() -> f64 {
-    let text = fs::read_to_string("/proc/loadavg").expect("read /proc/loadavg");
-    text.split_whitespace()
-        .next()
-        .and_then(|w| w.parse().ok())
-        .expect("a load average")
-}
+/// What the daemon reads as /proc/loadavg in the max_load tests: a 1-minute load of 2.50.
+const LOAD_2_50: &str = "2.50 1.00 0.50 1/100 4242\n";
 
 #[test]
 fn max_load_refuses_at_or_above_the_load() {
-    let load = load_average();
-    // Below 0.05 the load may reach 0.00 between this read and the daemon's.
-    if load < 0.05 {
-        eprintln!("skipped: the 1-minute load average is {load}, too close to 0");
-        return;
-    }
-    let (low, high) = (free_port(), free_port());
+    // The daemon sees a load of 2.50 (a /proc/loadavg of its own), whatever the machine's.
+    let setup = Setup::new();
+    let (at, above) = (setup.port, free_port());
     let config = format!(
         "{}{}",
-        holding_service("low", low, "max_load = 0.00001"),
-        holding_service("high", high, "max_load = 1000")
+        holding_service("at", at, "max_load = 2.5"),
+        holding_service("above", above, "max_load = 2.51")
     );
-    let daemon = Oxinetd::start(&config);
-    assert_refused(&daemon, "low", low, "127.0.0.1", "load");
-    let served = hold(high, "127.0.0.1");
+    let (daemon, _) = setup.start_with_files(&config, &[("/proc/loadavg", LOAD_2_50)]);
+    assert_refused(&daemon, "at", at, "127.0.0.1", "load");
+    let served = hold(above, "127.0.0.1");
     drop(served);
 }
 

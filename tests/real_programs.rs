@@ -63,7 +63,7 @@ fn stdout_text(output: std::process::Output) -> String {
 #[test]
 fn git_daemon_serves_a_clone() {
     let Some(git_bin) = first_existing(&["/usr/bin/git", "/usr/local/bin/git"]) else {
-        eprintln!("skipped: git is not installed");
+        common::skip("git is not installed");
         return;
     };
     let setup = Setup::new();
@@ -138,7 +138,7 @@ fn git_daemon_serves_a_clone() {
 #[test]
 fn rsync_daemon_serves_a_file() {
     let Some(rsync_bin) = first_existing(&["/usr/bin/rsync"]) else {
-        eprintln!("skipped: rsync is not installed");
+        common::skip("rsync is not installed");
         return;
     };
     let setup = Setup::new();
@@ -187,7 +187,7 @@ fn tftpd_serves_a_file_over_dgram_wait() {
         first_existing(&["/usr/sbin/in.tftpd"]),
         first_existing(&["/usr/bin/tftp"]),
     ) else {
-        eprintln!("skipped: tftpd-hpa or tftp-hpa is not installed");
+        common::skip("tftpd-hpa or tftp-hpa is not installed");
         return;
     };
     let setup = Setup::new();

@@ -138,7 +138,7 @@ fn curl(port: u16, name: &str, out_dir: &Path) -> Vec<u8> {
 /// Serves a dir holding `name` with `body` over HTTP through oxinetd and fetches it.
 fn fetch_through_redirect(name: &str, body: &[u8]) {
     if !have("curl") || !have("python3") {
-        eprintln!("skipped: curl or python3 is not installed");
+        common::skip("curl or python3 is not installed");
         return;
     }
     let site = tempdir();

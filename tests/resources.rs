@@ -49,7 +49,7 @@ fn accept_warnings(log: &str) -> usize {
 #[test]
 fn out_of_fds_pauses_accept_logs_once_does_not_spin_and_recovers() {
     if !have("prlimit") {
-        eprintln!("skipped: prlimit (util-linux) is not installed");
+        common::skip("prlimit (util-linux) is not installed");
         return;
     }
     const NOFILE: usize = 32;
@@ -148,7 +148,7 @@ impl Drop for NobodyProcess {
 #[test]
 fn spawn_failure_is_logged_and_the_daemon_serves_on_without_spinning() {
     if !have("prlimit") {
-        eprintln!("skipped: prlimit (util-linux) is not installed");
+        common::skip("prlimit (util-linux) is not installed");
         return;
     }
     let (limited, rooted, echo) = (free_port(), free_port(), free_port());
@@ -286,7 +286,7 @@ fn assert_unserved(port: u16) {
 #[test]
 fn fork_failure_is_logged_once_per_episode_and_the_daemon_recovers() {
     let Some(cgroup) = PidsCgroup::create() else {
-        eprintln!("skipped: no cgroup v1 pids controller to limit the daemon's processes");
+        common::skip("no cgroup v1 pids controller to limit the daemon's processes");
         return;
     };
     let (svc, echo) = (free_port(), free_port());

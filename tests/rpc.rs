@@ -100,11 +100,11 @@ fn registrations_of(program: u32) -> Vec<(u32, String, u16)> {
 /// Whether a real rpcbind can be asked and queried here; says why not when not.
 fn rpcbind_available() -> bool {
     if !have("rpcbind") || !have("rpcinfo") {
-        eprintln!("skipped: rpcbind or rpcinfo (package rpcbind) is not installed");
+        common::skip("rpcbind or rpcinfo (package rpcbind) is not installed");
         return false;
     }
     if !portmapper_answers() {
-        eprintln!("skipped: no portmapper answers on 127.0.0.1:111/udp (rpcbind not running)");
+        common::skip("no portmapper answers on 127.0.0.1:111/udp (rpcbind not running)");
         return false;
     }
     true
@@ -261,7 +261,7 @@ fn in_network_namespace_of<T: Send>(pid: i32, f: impl FnOnce() -> T + Send) -> T
 #[test]
 fn rpc_service_without_rpcbind_logs_the_error_and_still_serves() {
     if !can_make_network_namespace() {
-        eprintln!("skipped: cannot make a network namespace (unshare --net, ip)");
+        common::skip("cannot make a network namespace (unshare --net, ip)");
         return;
     }
     // A network namespace of its own has only a loopback and nothing on port 111, so
@@ -395,7 +395,7 @@ fn rpcinfo_in(pid: i32) -> Output {
 #[test]
 fn rpc_versions_not_registered_are_registered_at_the_next_reload() {
     if !have("rpcbind") || !have("rpcinfo") || !have("nsenter") || !can_make_network_namespace() {
-        eprintln!("skipped: needs rpcbind, rpcinfo, nsenter and a network namespace");
+        common::skip("needs rpcbind, rpcinfo, nsenter and a network namespace");
         return;
     }
     // Its own network namespace (no rpcbind answers there) and mount namespace with an
