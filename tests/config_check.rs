@@ -623,3 +623,66 @@ fn an_unknown_argument_that_is_not_utf8_is_a_usage_error() {
         stderr_of(&out)
     );
 }
+
+/// The lines of `--check`'s stderr that are errors (not warnings, not the summary).
+fn error_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.contains(": service ") && !l.starts_with("warning:"))
+        .collect()
+}
+
+#[test]
+fn a_bad_socket_type_hides_no_other_error_and_errors_come_in_line_order() {
+    // server (line 2) is written before socket_type (line 3).
+    let text = "[service.svc]\nserver = \"bin/cat\"\nsocket_type = \"strem\"\nwait = false\n\
+                user = \"root\"\nport = 40170\n";
+    let conf = Conf::new(text);
+    let stderr = expect_invalid(&conf.check());
+    let main = conf.main().display().to_string();
+    assert_eq!(
+        error_lines(&stderr),
+        [
+            format!("{main}:2: service svc: key server: bin/cat is not an absolute path"),
+            format!("{main}:3: service svc: key socket_type: `strem` is not one of: stream, dgram"),
+        ],
+        "stderr:\n{stderr}"
+    );
+    assert_eq!(stderr.lines().last(), Some("2 errors"), "stderr:\n{stderr}");
+}
+
+#[test]
+fn one_error_is_counted_in_the_singular() {
+    let conf = Conf::new(&good_with("socket_type", "socket_type = \"strem\""));
+    let stderr = expect_invalid(&conf.check());
+    assert_eq!(error_lines(&stderr).len(), 1, "stderr:\n{stderr}");
+    assert_eq!(stderr.lines().last(), Some("1 error"), "stderr:\n{stderr}");
+}
+
+#[test]
+fn errors_of_several_services_and_files_come_sorted_by_file_and_line() {
+    // In `later`, the bad `nice` is read before `server` is checked, yet comes after it.
+    let main = format!(
+        "includedir = \"conf.d\"\n\n{}{}",
+        exec_service("late", "70000", "/bin/cat", ""),
+        exec_service("later", "40171", "bin/cat", "nice = 40"),
+    );
+    let inc = exec_service("inc", "\"x\"", "/bin/cat", "");
+    let conf = Conf::new(&main);
+    let included = conf.add("conf.d/a.toml", &inc);
+    let stderr = expect_invalid(&conf.check());
+    let (main_path, inc_path) = (conf.main(), included);
+    let places: Vec<&str> = error_lines(&stderr)
+        .into_iter()
+        .map(|l| &l[..l.find(": service ").expect("service")])
+        .collect();
+    // By path: `conf.d/a.toml` sorts before `oxinetd.toml`.
+    let want = [
+        format!("{}:{}", inc_path.display(), line_of(&inc, "port")),
+        format!("{}:{}", main_path.display(), line_of(&main, "70000")),
+        format!("{}:{}", main_path.display(), line_of(&main, "\"bin/cat\"")),
+        format!("{}:{}", main_path.display(), line_of(&main, "nice")),
+    ];
+    assert_eq!(places, want, "stderr:\n{stderr}");
+    assert_eq!(stderr.lines().last(), Some("4 errors"), "stderr:\n{stderr}");
+}
