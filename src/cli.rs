@@ -4,6 +4,8 @@
 //! the main file is unreadable or invalid at start); 2 the command line is wrong;
 //! 111 the system failed us (epoll, signalfd, pidfile, the loop itself).
 
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -45,7 +47,10 @@ pub enum Command {
     Version,
 }
 
-pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
+/// Parses the arguments after the program name. They are `OsString`s: a path is bytes
+/// and need not be UTF-8, so `-f` and `--pidfile` keep theirs as given; flags are
+/// compared as bytes, and an unknown argument is shown lossily.
+pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, String> {
     let mut options = Options {
         config: PathBuf::from("/etc/oxinetd.toml"),
         check: false,
@@ -54,23 +59,25 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "-f" | "--config" => options.config = args.next().ok_or("-f needs a file")?.into(),
-            "--pidfile" => {
-                options.pidfile = Some(args.next().ok_or("--pidfile needs a file")?.into())
+        match arg.as_bytes() {
+            b"-f" | b"--config" => {
+                options.config = args.next().ok_or("-f needs a file")?.into();
             }
-            "--check" => options.check = true,
-            "-d" | "--debug" => options.debug = true,
-            "-h" | "--help" => return Ok(Command::Help),
-            "--version" => return Ok(Command::Version),
-            other => return Err(format!("unknown argument `{other}`")),
+            b"--pidfile" => {
+                options.pidfile = Some(args.next().ok_or("--pidfile needs a file")?.into());
+            }
+            b"--check" => options.check = true,
+            b"-d" | b"--debug" => options.debug = true,
+            b"-h" | b"--help" => return Ok(Command::Help),
+            b"--version" => return Ok(Command::Version),
+            _ => return Err(format!("unknown argument `{}`", arg.to_string_lossy())),
         }
     }
     Ok(Command::Run(options))
 }
 
 pub fn main() -> ExitCode {
-    let options = match parse(std::env::args().skip(1)) {
+    let options = match parse(std::env::args_os().skip(1)) {
         Ok(Command::Run(options)) => options,
         Ok(Command::Help) => {
             println!("{USAGE}");
@@ -105,11 +112,22 @@ fn check(options: &Options) -> ExitCode {
         eprintln!("{error}");
     }
     if config.errors.is_empty() {
-        println!("configuration OK: {} services", config.services.len());
+        println!(
+            "configuration OK: {}",
+            counted(config.services.len(), "service")
+        );
         ExitCode::SUCCESS
     } else {
-        eprintln!("{} errors", config.errors.len());
+        eprintln!("{}", counted(config.errors.len(), "error"));
         ExitCode::from(EXIT_CONFIG)
+    }
+}
+
+/// `1 error`, `2 errors`.
+fn counted(n: usize, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
     }
 }
 
@@ -169,9 +187,18 @@ fn run(options: &Options) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsStr;
 
     fn args(line: &str) -> Result<Command, String> {
-        parse(line.split_whitespace().map(str::to_string))
+        parse(line.split_whitespace().map(OsString::from))
+    }
+
+    fn raw(words: &[&[u8]]) -> Result<Command, String> {
+        parse(
+            words
+                .iter()
+                .map(|word| OsStr::from_bytes(word).to_os_string()),
+        )
     }
 
     #[test]
@@ -183,7 +210,52 @@ mod tests {
         assert!(options.check && options.debug);
         assert_eq!(options.pidfile, Some(PathBuf::from("p")));
         assert_eq!(args("--version"), Ok(Command::Version));
+        assert_eq!(args("-d --help --bogus"), Ok(Command::Help));
         assert!(args("--bogus").is_err());
         assert!(args("-f").is_err());
+        assert!(args("--check --pidfile").is_err());
+    }
+
+    /// Paths are bytes: `-f` and `--pidfile` keep them as given, even when not UTF-8.
+    #[test]
+    fn paths_that_are_not_utf8_are_kept_as_bytes() {
+        let Command::Run(options) = raw(&[
+            b"--check",
+            b"-f",
+            b"/etc/caf\xe9.toml",
+            b"--pidfile",
+            b"/run/\xff\xfe.pid",
+        ])
+        .unwrap() else {
+            panic!("a run")
+        };
+        assert!(options.check);
+        assert_eq!(options.config.as_os_str().as_bytes(), b"/etc/caf\xe9.toml");
+        assert_eq!(
+            options.pidfile.unwrap().as_os_str().as_bytes(),
+            b"/run/\xff\xfe.pid"
+        );
+        let Command::Run(options) = raw(&[b"--config", b"\x80"]).unwrap() else {
+            panic!("a run")
+        };
+        assert_eq!(options.config.as_os_str().as_bytes(), b"\x80");
+    }
+
+    /// An unknown argument that is not UTF-8 is a usage error showing it lossily.
+    #[test]
+    fn unknown_arguments_that_are_not_utf8_are_shown_lossily() {
+        assert_eq!(
+            raw(&[b"--check", b"--caf\xe9"]),
+            Err("unknown argument `--caf\u{fffd}`".to_string())
+        );
+        // A flag's bytes followed by more bytes are not the flag.
+        assert!(raw(&[b"--check\xff"]).is_err());
+    }
+
+    #[test]
+    fn summaries_count_in_the_singular_and_plural() {
+        assert_eq!(counted(0, "service"), "0 services");
+        assert_eq!(counted(1, "error"), "1 error");
+        assert_eq!(counted(2, "error"), "2 errors");
     }
 }

@@ -5,7 +5,9 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -532,4 +534,155 @@ fn version_exits_0() {
         text.contains(env!("CARGO_PKG_VERSION")),
         "--version does not print the version:\n{text}"
     );
+}
+
+/// `dir/name` for a file name of raw bytes, which need not be UTF-8.
+fn byte_path(dir: &Path, name: &[u8]) -> PathBuf {
+    dir.join(OsStr::from_bytes(name))
+}
+
+/// `FILE`'s lines as `--check` prints them: not UTF-8, so shown lossily (U+FFFD).
+fn lossy(path: &Path) -> String {
+    let shown = path.to_string_lossy().into_owned();
+    assert!(shown.contains('\u{fffd}'), "{shown} has no U+FFFD");
+    shown
+}
+
+fn expect_no_panic(out: &Output) {
+    let stderr = stderr_of(out);
+    assert!(
+        !stderr.contains("panicked"),
+        "oxinetd panicked; stderr:\n{stderr}"
+    );
+}
+
+#[test]
+fn check_takes_a_main_file_whose_name_is_not_utf8() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = byte_path(dir.path(), b"caf\xe9.toml");
+    fs::write(&path, GOOD).expect("write main file");
+    let out = check_file(&path);
+    expect_no_panic(&out);
+    expect_ok(&out, 1);
+
+    let text = good_with("port", "port = 70000");
+    fs::write(&path, &text).expect("write main file");
+    let out = check_file(&path);
+    expect_no_panic(&out);
+    let stderr = expect_invalid(&out);
+    let want = format!(
+        "{}:{}: service svc: key port: port 70000 is out of range",
+        lossy(&path),
+        line_of(&text, "port")
+    );
+    assert!(
+        stderr.lines().any(|l| l.starts_with(&want)),
+        "no line starting {want:?} in stderr:\n{stderr}"
+    );
+    assert!(stderr.contains("caf\u{fffd}.toml:"), "{stderr}");
+}
+
+#[test]
+fn check_reads_an_included_file_whose_name_is_not_utf8() {
+    let conf = Conf::new("includedir = \"conf.d\"\n");
+    let included = byte_path(&conf.dir.path().join("conf.d"), b"\xff-echo.toml");
+    fs::create_dir(included.parent().expect("parent")).expect("mkdir");
+    let echo = "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\nport = 40160\n";
+    fs::write(&included, echo).expect("write included file");
+    // Ends in .toml as bytes, so it is read like any other.
+    expect_ok(&conf.check(), 1);
+
+    let bad = echo.replace("40160", "\"x\"");
+    fs::write(&included, &bad).expect("write included file");
+    let out = conf.check();
+    expect_no_panic(&out);
+    let stderr = expect_invalid(&out);
+    let want = format!(
+        "{}:{}: service echo: key port: expected a number",
+        lossy(&included),
+        line_of(&bad, "port")
+    );
+    assert!(
+        stderr.lines().any(|l| l.starts_with(&want)),
+        "no line starting {want:?} in stderr:\n{stderr}"
+    );
+}
+
+#[test]
+fn an_unknown_argument_that_is_not_utf8_is_a_usage_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_oxinetd"))
+        .arg(OsStr::from_bytes(b"--caf\xe9"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run oxinetd");
+    expect_no_panic(&out);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("unknown argument `--caf\u{fffd}`"),
+        "stderr:\n{}",
+        stderr_of(&out)
+    );
+}
+
+/// The lines of `--check`'s stderr that are errors (not warnings, not the summary).
+fn error_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.contains(": service ") && !l.starts_with("warning:"))
+        .collect()
+}
+
+#[test]
+fn a_bad_socket_type_hides_no_other_error_and_errors_come_in_line_order() {
+    // server (line 2) is written before socket_type (line 3).
+    let text = "[service.svc]\nserver = \"bin/cat\"\nsocket_type = \"strem\"\nwait = false\n\
+                user = \"root\"\nport = 40170\n";
+    let conf = Conf::new(text);
+    let stderr = expect_invalid(&conf.check());
+    let main = conf.main().display().to_string();
+    assert_eq!(
+        error_lines(&stderr),
+        [
+            format!("{main}:2: service svc: key server: bin/cat is not an absolute path"),
+            format!("{main}:3: service svc: key socket_type: `strem` is not one of: stream, dgram"),
+        ],
+        "stderr:\n{stderr}"
+    );
+    assert_eq!(stderr.lines().last(), Some("2 errors"), "stderr:\n{stderr}");
+}
+
+#[test]
+fn one_error_is_counted_in_the_singular() {
+    let conf = Conf::new(&good_with("socket_type", "socket_type = \"strem\""));
+    let stderr = expect_invalid(&conf.check());
+    assert_eq!(error_lines(&stderr).len(), 1, "stderr:\n{stderr}");
+    assert_eq!(stderr.lines().last(), Some("1 error"), "stderr:\n{stderr}");
+}
+
+#[test]
+fn errors_of_several_services_and_files_come_sorted_by_file_and_line() {
+    // In `later`, the bad `nice` is read before `server` is checked, yet comes after it.
+    let main = format!(
+        "includedir = \"conf.d\"\n\n{}{}",
+        exec_service("late", "70000", "/bin/cat", ""),
+        exec_service("later", "40171", "bin/cat", "nice = 40"),
+    );
+    let inc = exec_service("inc", "\"x\"", "/bin/cat", "");
+    let conf = Conf::new(&main);
+    let included = conf.add("conf.d/a.toml", &inc);
+    let stderr = expect_invalid(&conf.check());
+    let (main_path, inc_path) = (conf.main(), included);
+    let places: Vec<&str> = error_lines(&stderr)
+        .into_iter()
+        .map(|l| &l[..l.find(": service ").expect("service")])
+        .collect();
+    // By path: `conf.d/a.toml` sorts before `oxinetd.toml`.
+    let want = [
+        format!("{}:{}", inc_path.display(), line_of(&inc, "port")),
+        format!("{}:{}", main_path.display(), line_of(&main, "70000")),
+        format!("{}:{}", main_path.display(), line_of(&main, "\"bin/cat\"")),
+        format!("{}:{}", main_path.display(), line_of(&main, "nice")),
+    ];
+    assert_eq!(places, want, "stderr:\n{stderr}");
+    assert_eq!(stderr.lines().last(), Some("4 errors"), "stderr:\n{stderr}");
 }

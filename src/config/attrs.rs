@@ -88,6 +88,22 @@ macro_rules! service_keys {
                 Ok(())
             }
 
+            /// Unsets `key`: one that failed to read must not be filled from `[defaults]`.
+            pub fn clear(&mut self, key: &str) {
+                match key {
+                    $($key => self.$field = None,)*
+                    _ => {}
+                }
+            }
+
+            /// Whether `key` holds a value.
+            pub fn is_set(&self, key: &str) -> bool {
+                match key {
+                    $($key => self.$field.is_some(),)*
+                    _ => false,
+                }
+            }
+
             /// Fills every key this table leaves unset from `defaults`.
             pub fn or(self, defaults: &Attrs) -> Attrs {
                 Attrs { $($field: self.$field.or_else(|| defaults.$field.clone()),)* }

@@ -156,10 +156,17 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
             )),
         }
     }
+    let errors_before_defaults = config.errors.len();
     let mut defaults = match table.get("defaults") {
         Some(entry) => read_attrs(&entry.value, &file, None, &mut config.errors),
         None => Attrs::default(),
     };
+    // Reported once, in [defaults]; a service that leaves such a key unset is not
+    // blamed for lacking it.
+    let defaults_failed: Vec<String> = config.errors[errors_before_defaults..]
+        .iter()
+        .filter_map(|error| error.key.clone())
+        .collect();
     config.max_servers = defaults.max_servers.take().map(|at| at.value);
     let disabled = defaults
         .disabled
@@ -214,15 +221,35 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
         if switched_off {
             continue;
         }
-        // Combinations are checked even when some keys were bad, so every error shows at
-        // once; a bad key is unset here, so errors about that key would only repeat it.
         let (attrs, key_errors) = definition.attrs;
+        if key_errors.iter().any(|error| error.key.is_none()) {
+            // Not a table: there are no keys to check.
+            config.errors.extend(key_errors);
+            config.broken.push(definition.id);
+            continue;
+        }
+        // Every key is checked on its own merits even when others were bad, so every
+        // error shows at once. A bad key is unset (not filled from [defaults]) and named
+        // in `failed`: the checks of combinations that need it are skipped, and errors
+        // about that key would only repeat it.
+        let mut failed: Vec<String> = key_errors.iter().filter_map(|e| e.key.clone()).collect();
+        let mut attrs = attrs.or(&defaults);
+        for key in &failed {
+            attrs.clear(key);
+        }
+        failed.extend(
+            defaults_failed
+                .iter()
+                .filter(|key| !attrs.is_set(key))
+                .cloned(),
+        );
         let outcome = validate::service(
             &definition.name,
             &definition.id,
             &definition.file,
             definition.line,
-            &attrs.or(&defaults),
+            &attrs,
+            &failed,
             host,
         );
         config.warnings.extend(outcome.warnings);
@@ -238,7 +265,7 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
             }
             Err(errors) => errors,
         };
-        errors.retain(|error| !key_errors.iter().any(|bad| bad.key == error.key));
+        errors.retain(|error| error.key.as_ref().is_none_or(|key| !failed.contains(key)));
         config.errors.extend(key_errors);
         config.errors.extend(errors);
         config.broken.push(definition.id);
@@ -261,7 +288,15 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
                 .to_string(),
         });
     }
+    sort_by_place(&mut config.errors);
+    sort_by_place(&mut config.warnings);
     config
+}
+
+/// In file and line order (a file's unlined diagnostics first), and otherwise in the
+/// order found: the sort is stable.
+fn sort_by_place(diagnostics: &mut [ConfigError]) {
+    diagnostics.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
 }
 
 /// Most services have the same environment (oxinetd's own plus one user's login

@@ -346,8 +346,28 @@ fn every_error_of_every_service_at_once() {
         0,
         "[service.a]\nport = \"x\"\nwait = \"maybe\"\n[service.b]\nsocket_type = \"stream\"\nwait = false\nport = 1\n[service.c]\nsocket_type = \"stream\"\ntype = \"INTERNAL\"\nport = 2\n",
     );
-    // Service a also lacks socket_type, which its bad keys no longer hide.
-    assert_eq!(config.errors.len(), 5, "{:?}", config.errors);
+    // Service a also lacks socket_type, which its bad keys no longer hide; a and b are
+    // exec'd services without server and user, each missing key its own error.
+    let errors: Vec<(Option<usize>, &str, Option<&str>)> = config
+        .errors
+        .iter()
+        .map(|e| (e.line, e.service.as_deref().unwrap(), e.key.as_deref()))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            (Some(1), "a", Some("socket_type")),
+            (Some(1), "a", Some("server")),
+            (Some(1), "a", Some("user")),
+            (Some(2), "a", Some("port")),
+            (Some(3), "a", Some("wait")),
+            (Some(4), "b", Some("server")),
+            (Some(4), "b", Some("user")),
+            (Some(10), "c", Some("type")),
+        ],
+        "{:?}",
+        config.errors
+    );
     assert_eq!(config.broken, ["a", "b", "c"]);
     assert!(
         !config.fatal,
@@ -364,14 +384,198 @@ fn bad_keys_do_not_hide_other_errors_of_their_service() {
             .replace("/bin/hello", "bin/hello"),
     );
     let errors: Vec<String> = config.errors.iter().map(ToString::to_string).collect();
+    // In line order: server is on line 5, port on line 6.
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(
-        errors[0].contains("key port: port 70000 is out of range"),
+        errors[0].contains(":5: service hello: key server: bin/hello is not an absolute path"),
         "{errors:?}"
     );
     assert!(
-        errors[1].contains("key server: bin/hello is not an absolute path"),
+        errors[1].contains(":6: service hello: key port: port 70000 is out of range"),
         "{errors:?}"
+    );
+}
+
+/// Each key is checked on its own merits: a key that fails to read hides no other
+/// key's error, and adds none about what it would have decided. One line per case: the
+/// configuration, then each error expected as `LINE: service S: key K: MESSAGE...`, in
+/// line order.
+#[test]
+fn each_key_is_checked_on_its_own() {
+    let hello = |from: &str, to: &str| {
+        assert!(HELLO.contains(from), "{from}");
+        HELLO.replace(from, to)
+    };
+    let cases: &[(String, &[&str])] = &[
+        // The issue: socket_type hid server, and line 3 came before line 2.
+        (
+            "[service.hello]\nserver = \"bin/cat\"\nsocket_type = \"strem\"\nwait = false\nuser = \"nobody\"\nport = 9000\n".to_string(),
+            &[
+                ":2: service hello: key server: bin/cat is not an absolute path",
+                ":3: service hello: key socket_type: `strem` is not one of: stream, dgram",
+            ],
+        ),
+        // An unreadable socket_type: no lookup in /etc/services, no wait follow-on.
+        (
+            hello("\"stream\"", "\"strem\"").replace("port = 9000\n", ""),
+            &[":2: service hello: key socket_type: `strem` is not one of"],
+        ),
+        (
+            hello("\"stream\"", "\"strem\"\nonly_from = \"10.0.0.0/33\"")
+                .replace("nobody", "ghost"),
+            &[
+                ":2: service hello: key socket_type:",
+                ":3: service hello: key only_from:",
+                ":5: service hello: key user: no such user: ghost",
+            ],
+        ),
+        // A bad protocol leaves the socket type unknown: no dgram `wait` error.
+        (
+            hello("\"stream\"", "\"dgram\"\nprotocol = \"tcpp\""),
+            &[":3: service hello: key protocol: `tcpp` is not one of: tcp, udp"],
+        ),
+        // A bad server hides neither user nor group nor wait.
+        (
+            hello("/bin/hello", "bin/hello")
+                .replace("nobody", "ghost")
+                .replace("port = 9000\n", "port = 9000\ngroup = \"nogroup2\"\n"),
+            &[
+                ":4: service hello: key user: no such user: ghost",
+                ":5: service hello: key server: bin/hello is not an absolute path",
+                ":7: service hello: key group: no such group: nogroup2",
+            ],
+        ),
+        (
+            hello("\"stream\"", "\"dgram\"").replace("/bin/hello", "/usr/hello"),
+            &[
+                ":3: service hello: key wait: a dgram server needs `wait = true`",
+                ":5: service hello: key server: /usr/hello is not an executable file",
+            ],
+        ),
+        // An unreadable wait adds no `wait` error of its own.
+        (
+            hello("wait = false", "wait = \"maybe\"").replace("\"stream\"", "\"dgram\""),
+            &[":3: service hello: key wait: expected true, false"],
+        ),
+        // An unreadable type: the kind of service is unknown, so neither `wait`, `user`
+        // nor `port` is required, but `server` is still checked.
+        (
+            "[service.hello]\ntype = \"INTERNL\"\nserver = \"bin/x\"\nsocket_type = \"stream\"\n"
+                .to_string(),
+            &[
+                ":2: service hello: key type: `INTERNL` is not one of",
+                ":3: service hello: key server: bin/x is not an absolute path",
+            ],
+        ),
+        (
+            format!("{HELLO}type = \"RPC BOGUS\"\n"),
+            &[":7: service hello: key type: `BOGUS` is not one of"],
+        ),
+        // NAMEINARGS with unreadable arguments: not also \"empty\".
+        (
+            format!("{HELLO}flags = \"NAMEINARGS\"\nserver_args = [1]\n"),
+            &[":8: service hello: key server_args: expected a string"],
+        ),
+        // A bad key is not filled from [defaults]: no dgram `wait` error.
+        (
+            format!(
+                "[defaults]\nsocket_type = \"dgram\"\n{}",
+                hello("\"stream\"", "\"strem\"")
+            ),
+            &[":4: service hello: key socket_type: `strem` is not one of"],
+        ),
+        // A bad [defaults] key is reported once, not as missing from every service.
+        (
+            format!(
+                "[defaults]\nsocket_type = \"strem\"\n{}{}",
+                hello("socket_type = \"stream\"\n", ""),
+                hello("socket_type = \"stream\"\n", "")
+                    .replace("hello]", "other]")
+                    .replace("9000", "9001")
+            ),
+            &[":2: service [defaults]: key socket_type: `strem` is not one of"],
+        ),
+        // Errors of several services come in line order too.
+        (
+            format!(
+                "{}{}",
+                hello("9000", "0"),
+                hello("hello]", "other]").replace("wait = false", "wait = 3")
+            ),
+            &[
+                ":6: service hello: key port: port 0 is out of range",
+                ":9: service other: key wait: expected a boolean, found an integer",
+            ],
+        ),
+    ];
+    for (text, want) in cases {
+        let errors: Vec<String> = load_as(0, text)
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(errors.len(), want.len(), "{text}\n{errors:#?}");
+        for (error, want) in errors.iter().zip(*want) {
+            assert!(
+                error.starts_with("/etc/oxinetd.toml:") && error.contains(want),
+                "{text}\nwant {want:?}, got {errors:#?}"
+            );
+        }
+    }
+}
+
+/// Errors are sorted by file, then line (a file's unlined errors first), keeping the
+/// order found among equals.
+#[test]
+fn errors_come_sorted_by_file_and_line() {
+    let host = FakeHost::new(
+        0,
+        &[
+            (
+                "/etc/oxinetd.toml",
+                &format!(
+                    "includedir = \"oxinetd.d\"\n{}",
+                    HELLO
+                        .replace("9000", "0")
+                        .replace("\"stream\"", "\"strem\"")
+                ),
+            ),
+            (
+                "/etc/oxinetd.d/b.toml",
+                &HELLO
+                    .replace("hello]", "b]")
+                    .replace("wait = false", "wait = 3"),
+            ),
+            ("/etc/oxinetd.d/a.toml", "[service.a]\nport = \"x\"\n"),
+        ],
+    );
+    let config = load(Path::new("/etc/oxinetd.toml"), &host);
+    let places: Vec<(String, Option<usize>, Option<&str>)> = config
+        .errors
+        .iter()
+        .map(|e| (e.file.display().to_string(), e.line, e.key.as_deref()))
+        .collect();
+    fn at(
+        file: &str,
+        line: usize,
+        key: &'static str,
+    ) -> (String, Option<usize>, Option<&'static str>) {
+        (file.to_string(), Some(line), Some(key))
+    }
+    assert_eq!(
+        places,
+        [
+            at("/etc/oxinetd.d/a.toml", 1, "socket_type"),
+            at("/etc/oxinetd.d/a.toml", 1, "server"),
+            at("/etc/oxinetd.d/a.toml", 1, "user"),
+            at("/etc/oxinetd.d/a.toml", 1, "wait"),
+            at("/etc/oxinetd.d/a.toml", 2, "port"),
+            at("/etc/oxinetd.d/b.toml", 3, "wait"),
+            at("/etc/oxinetd.toml", 3, "socket_type"),
+            at("/etc/oxinetd.toml", 7, "port"),
+        ],
+        "{:#?}",
+        config.errors
     );
 }
 

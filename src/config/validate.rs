@@ -2,7 +2,7 @@
 //! every error found in it.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
@@ -27,11 +27,19 @@ pub struct Outcome {
 struct Report<'a> {
     service: &'a str,
     file: &'a Path,
+    /// Keys whose values could not be read (already reported).
+    failed: &'a [String],
     errors: Vec<ConfigError>,
     warnings: Vec<ConfigError>,
 }
 
 impl Report<'_> {
+    /// Whether `key` was written but could not be read: it is unset in `Attrs`, and
+    /// whatever depends on it is unknown rather than absent.
+    fn failed(&self, key: &str) -> bool {
+        self.failed.iter().any(|failed| failed == key)
+    }
+
     fn error_at(&mut self, key: &str, origin: Option<&Origin>, message: impl Into<String>) {
         let error = self.diagnostic(key, origin, message.into());
         self.errors.push(error);
@@ -58,17 +66,21 @@ impl Report<'_> {
 }
 
 /// `line` is where the service's table starts; `attrs` already holds the defaults.
+/// `failed` names the keys that were written but could not be read: each other key is
+/// still checked, but no combination that needs a failed key.
 pub fn service(
     name: &str,
     id: &str,
     file: &Path,
     line: usize,
     attrs: &Attrs,
+    failed: &[String],
     host: &dyn Host,
 ) -> Outcome {
     let mut report = Report {
         service: id,
         file,
+        failed,
         errors: Vec::new(),
         warnings: Vec::new(),
     };
@@ -87,6 +99,38 @@ pub fn service(
     }
 }
 
+/// What runs for a connection, as the keys that decide it say.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Sensor,
+    Redirect,
+    Internal,
+    Exec,
+}
+
+/// `None` when a key that decides the kind (`flags`, `redirect`, `type`) failed.
+fn program_kind(attrs: &Attrs, sensor: bool, internal: bool, report: &Report) -> Option<Kind> {
+    if report.failed("flags") {
+        return None;
+    }
+    if sensor {
+        return Some(Kind::Sensor);
+    }
+    if report.failed("redirect") {
+        return None;
+    }
+    if attrs.redirect.is_some() {
+        return Some(Kind::Redirect);
+    }
+    if report.failed("type") {
+        return None;
+    }
+    Some(if internal { Kind::Internal } else { Kind::Exec })
+}
+
+/// Every check runs whatever the others found, so that all of a service's errors show at
+/// once; only what needs an unknown value (a failed key, or a combination already found
+/// wrong) is skipped. The spec is built only when nothing failed.
 fn build(
     name: &str,
     id: &str,
@@ -104,8 +148,11 @@ fn build(
     let unlisted = types.contains(&ServiceType::Unlisted);
     let tcpmux = tcpmux_kind(&types, attrs, report);
     let sensor = flags.contains(&Flag::Sensor);
+    let kind = program_kind(attrs, sensor, internal, report);
 
-    let (socket_type, protocol) = socket_kind(attrs, table, report)?;
+    let socket_kind = socket_kind(attrs, table, report);
+    let socket_type = socket_kind.map(|(socket_type, _)| socket_type);
+    let dgram = socket_type == Some(SocketType::Dgram);
     let port = if tcpmux.is_some() {
         // Reached through the tcpmux service by name; never listens itself.
         Some(0)
@@ -114,63 +161,55 @@ fn build(
     } else if types.contains(&ServiceType::Rpc) && attrs.port.is_none() {
         // Any free port: rpcbind tells clients which one.
         Some(0)
+    } else if attrs.port.is_none() && report.failed("type") {
+        // Whether the port comes from /etc/services depends on the type.
+        None
     } else {
-        port(name, attrs, protocol, unlisted, table, host, report)
+        match socket_kind {
+            Some((_, protocol)) => port(name, attrs, protocol, unlisted, table, host, report),
+            // /etc/services is looked up by protocol.
+            None => attrs.port.as_ref().map(|at| at.value),
+        }
     };
     let address = address(attrs, &flags, report);
-    let socket = port.zip(address).map(|(port, (ip, v6only))| SocketSpec {
-        socket_type,
-        protocol,
-        address: SocketAddr::new(ip, port),
-        v6only,
-        backlog: backlog(attrs, host, report),
-        nodelay: flags.contains(&Flag::NoDelay),
-        keepalive: flags.contains(&Flag::KeepAlive),
-    });
+    let backlog = backlog(attrs, host, report);
+    let socket = socket_kind.zip(port).zip(address).map(
+        |(((socket_type, protocol), port), (ip, v6only))| SocketSpec {
+            socket_type,
+            protocol,
+            address: SocketAddr::new(ip, port),
+            v6only,
+            backlog,
+            nodelay: flags.contains(&Flag::NoDelay),
+            keepalive: flags.contains(&Flag::KeepAlive),
+        },
+    );
 
-    let wait = attrs.wait.as_ref().map(|at| at.value);
-    let program = if sensor {
-        no_server("a SENSOR", attrs, report);
-        Some(Program::Sensor(deny_time(attrs, report)))
-    } else if let Some(at) = &attrs.redirect {
-        no_server("a redirect", attrs, report);
-        if socket_type != SocketType::Stream {
-            report.error(
-                "redirect",
-                at,
-                "only stream (tcp) services can be redirected",
-            );
+    let program = match kind {
+        Some(Kind::Sensor) => {
+            no_server("a SENSOR", attrs, report);
+            Some(Program::Sensor(deny_time(attrs, report)))
         }
-        Some(Program::Redirect(RedirectSpec {
-            host: at.value.0.clone(),
-            port: at.value.1,
-            connect_timeout: Duration::from_secs(
-                attrs
-                    .connect_timeout
-                    .as_ref()
-                    .map_or(10, |at| at.value)
-                    .max(1)
-                    .into(),
-            ),
-            idle_timeout: attrs
-                .idle_timeout
-                .as_ref()
-                .filter(|at| at.value > 0)
-                .map(|at| Duration::from_secs(at.value.into())),
-        }))
-    } else if internal {
-        internal_program(name, attrs, table, report)
-    } else {
-        exec_program(attrs, &flags, table, host, report)
+        Some(Kind::Redirect) => redirect_program(attrs, dgram, report),
+        Some(Kind::Internal) => internal_program(name, attrs, table, report),
+        Some(Kind::Exec) => exec_program(attrs, &flags, table, host, report, true),
+        None => {
+            // Not known to be exec'd, but `server`, `user` and `group` are still checked.
+            exec_program(attrs, &flags, table, host, report, false);
+            None
+        }
     };
-    if !sensor && let Some(at) = &attrs.deny_time {
+    if !sensor
+        && !report.failed("flags")
+        && let Some(at) = &attrs.deny_time
+    {
         report.warn(
             "deny_time",
             Some(&at.origin),
             "deny_time only matters with flags = [\"SENSOR\"]",
         );
     }
-    if internal && name == "tcpmux" && socket_type != SocketType::Stream {
+    if internal && name == "tcpmux" && dgram {
         report.error_at(
             "socket_type",
             Some(table),
@@ -184,61 +223,21 @@ fn build(
             "a TCPMUX service cannot be called HELP: that word asks tcpmux for its list",
         );
     }
-    if tcpmux.is_some() && socket_type != SocketType::Stream {
+    if tcpmux.is_some() && dgram {
         report.error_at(
             "socket_type",
             Some(table),
             "TCPMUX services are stream (tcp) services",
         );
     }
-    // Without a program, what `wait` should be cannot be judged.
-    let program = program?;
-    let wait = match (&program, wait) {
-        // The daemon serves these itself; `wait` only says what xinetd did.
-        (Program::Internal(_) | Program::Sensor(_), wait) => {
-            wait.unwrap_or(socket_type == SocketType::Dgram)
-        }
-        (Program::Redirect(_), Some(true)) => {
-            let at = attrs.wait.as_ref()?;
-            report.error(
-                "wait",
-                at,
-                "a redirect relays each connection: `wait = false`",
-            );
-            return None;
-        }
-        (Program::Redirect(_), _) => false,
-        (_, Some(true)) if tcpmux.is_some() => {
-            let at = attrs.wait.as_ref()?;
-            report.error(
-                "wait",
-                at,
-                "a TCPMUX service is started per connection: `wait = false`",
-            );
-            return None;
-        }
-        (_, Some(false)) if socket_type == SocketType::Dgram => {
-            let at = attrs.wait.as_ref()?;
-            report.error(
-                "wait",
-                at,
-                "a dgram server needs `wait = true`: it is handed the socket itself",
-            );
-            return None;
-        }
-        (_, Some(wait)) => wait,
-        (_, None) => {
-            report.error_at("wait", Some(table), "`wait` is required: true (the server gets the listening socket) or false (one server per connection)");
-            return None;
-        }
-    };
+    let wait = wait(kind, socket_type, tcpmux.is_some(), attrs, table, report);
 
     // Only an exec'd `wait` stream server accepts its own connections.
     let server_accepts =
-        wait && socket_type == SocketType::Stream && matches!(program, Program::Exec(_));
+        wait == Some(true) && socket_type == Some(SocketType::Stream) && kind == Some(Kind::Exec);
     let access = access_rules(attrs, &flags, server_accepts, report);
     let limits = limits(attrs, report);
-    let logging = logging(attrs, &program, socket_type, report);
+    let logging = logging(attrs, kind, socket_type, report);
     let banners = banners(attrs, host, report);
     let rpc = rpc(name, &types, attrs, table, host, report);
     if let Some(at) = &attrs.flags
@@ -254,8 +253,8 @@ fn build(
         id: id.to_string(),
         file: table.file.to_path_buf(),
         socket: socket?,
-        wait,
-        program,
+        wait: wait?,
+        program: program?,
         instances: value_or(&attrs.instances, Instances::Unlimited),
         tcpmux,
         access: access?,
@@ -265,6 +264,85 @@ fn build(
         rpc: rpc?,
         no_retry: flags.contains(&Flag::NoRetry),
     })
+}
+
+fn redirect_program(attrs: &Attrs, dgram: bool, report: &mut Report) -> Option<Program> {
+    no_server("a redirect", attrs, report);
+    let at = attrs.redirect.as_ref()?;
+    if dgram {
+        report.error(
+            "redirect",
+            at,
+            "only stream (tcp) services can be redirected",
+        );
+    }
+    Some(Program::Redirect(RedirectSpec {
+        host: at.value.0.clone(),
+        port: at.value.1,
+        connect_timeout: Duration::from_secs(
+            attrs
+                .connect_timeout
+                .as_ref()
+                .map_or(10, |at| at.value)
+                .max(1)
+                .into(),
+        ),
+        idle_timeout: attrs
+            .idle_timeout
+            .as_ref()
+            .filter(|at| at.value > 0)
+            .map(|at| Duration::from_secs(at.value.into())),
+    }))
+}
+
+/// Whether the server is handed the listening socket. `None` when that cannot be told
+/// (the kind of program or the socket type is unknown) or `wait` is wrong.
+fn wait(
+    kind: Option<Kind>,
+    socket_type: Option<SocketType>,
+    tcpmux: bool,
+    attrs: &Attrs,
+    table: &Origin,
+    report: &mut Report,
+) -> Option<bool> {
+    let at = attrs.wait.as_ref();
+    let wait = at.map(|at| at.value);
+    match (kind?, wait) {
+        // The daemon serves these itself; `wait` only says what xinetd did.
+        (Kind::Internal | Kind::Sensor, wait) => {
+            wait.or_else(|| socket_type.map(|kind| kind == SocketType::Dgram))
+        }
+        (Kind::Redirect, Some(true)) => {
+            report.error(
+                "wait",
+                at?,
+                "a redirect relays each connection: `wait = false`",
+            );
+            None
+        }
+        (Kind::Redirect, _) => Some(false),
+        (Kind::Exec, Some(true)) if tcpmux => {
+            report.error(
+                "wait",
+                at?,
+                "a TCPMUX service is started per connection: `wait = false`",
+            );
+            None
+        }
+        (Kind::Exec, Some(false)) if socket_type == Some(SocketType::Dgram) => {
+            report.error(
+                "wait",
+                at?,
+                "a dgram server needs `wait = true`: it is handed the socket itself",
+            );
+            None
+        }
+        (Kind::Exec, Some(wait)) => Some(wait),
+        (Kind::Exec, None) => {
+            report.error_at("wait", Some(table), "`wait` is required: true (the server gets the listening socket) or false (one server per connection)");
+            None
+        }
+    }
 }
 
 /// A service the daemon serves itself takes no `server` (nor `user`: nothing is exec'd).
@@ -394,8 +472,8 @@ fn limits(attrs: &Attrs, report: &mut Report) -> Option<Limits> {
 
 fn logging(
     attrs: &Attrs,
-    program: &Program,
-    socket_type: SocketType,
+    kind: Option<Kind>,
+    socket_type: Option<SocketType>,
     report: &mut Report,
 ) -> Option<Logging> {
     let log_type = match &attrs.log_type {
@@ -418,10 +496,10 @@ fn logging(
         ],
     );
     let failure = value_or(&attrs.log_on_failure, vec![OnFailure::Host]);
-    let relayed = matches!(program, Program::Redirect(_));
+    let relayed = kind == Some(Kind::Redirect);
     if let Some(at) = &attrs.log_on_success
         && success.contains(&OnSuccess::Traffic)
-        && !relayed
+        && kind.is_some_and(|kind| kind != Kind::Redirect)
     {
         {
             report.warn(
@@ -432,7 +510,7 @@ fn logging(
         }
     }
     let userid = success.contains(&OnSuccess::UserId) || failure.contains(&OnFailure::UserId);
-    if userid && socket_type != SocketType::Stream {
+    if userid && socket_type == Some(SocketType::Dgram) {
         let origin = attrs
             .log_on_success
             .as_ref()
@@ -444,7 +522,7 @@ fn logging(
             "USERID needs a connection: ignored for dgram services",
         );
     }
-    let stream = socket_type == SocketType::Stream;
+    let stream = socket_type == Some(SocketType::Stream);
     Some(Logging {
         log_type,
         pid: success.contains(&OnSuccess::Pid),
@@ -461,7 +539,7 @@ fn logging(
 
 fn banners(attrs: &Attrs, host: &dyn Host, report: &mut Report) -> Option<Banners> {
     let mut ok = true;
-    let mut read = |key: &str, at: &Option<At<std::path::PathBuf>>| {
+    let mut read = |key: &str, at: &Option<At<PathBuf>>| {
         let at = at.as_ref()?;
         match host.read_bytes(&at.value) {
             Ok(bytes) if bytes.len() > MAX_BANNER => {
@@ -502,6 +580,10 @@ fn rpc(
     report: &mut Report,
 ) -> Option<Option<RpcSpec>> {
     if !types.contains(&ServiceType::Rpc) {
+        if report.failed("type") {
+            // Whether this is an RPC service is unknown.
+            return None;
+        }
         let origin = attrs
             .rpc_number
             .as_ref()
@@ -550,6 +632,10 @@ fn socket_kind(
     table: &Origin,
     report: &mut Report,
 ) -> Option<(SocketType, Protocol)> {
+    if report.failed("socket_type") || report.failed("protocol") {
+        // Each implies the other: with one unknown, so is the pair.
+        return None;
+    }
     let socket_type = attrs.socket_type.as_ref().map(|at| at.value);
     let protocol = attrs.protocol.as_ref().map(|at| at.value);
     match (socket_type, protocol) {
@@ -725,19 +811,51 @@ fn internal_program(
     }
 }
 
+/// `known` says the service is known to be exec'd; when it is not (a key deciding the
+/// kind failed), `server`, `user` and `group` are checked if set, but none is required.
 fn exec_program(
     attrs: &Attrs,
     flags: &[Flag],
     table: &Origin,
     host: &dyn Host,
     report: &mut Report,
+    known: bool,
 ) -> Option<Program> {
+    let server = server(attrs, table, host, report, known);
+    let argv = if known {
+        argv(attrs, flags, server, report)
+    } else {
+        None
+    };
+    let identity = identity(attrs, table, host, report, known);
+    let (server, argv, identity) = (server?, argv?, identity?);
+    Some(Program::Exec(Box::new(ExecSpec {
+        server: server.value.clone(),
+        argv,
+        environment: environment(attrs, identity.as_ref(), host).into(),
+        identity,
+        umask: attrs.umask.as_ref().map(|at| at.value),
+        nice: attrs.nice.as_ref().map(|at| at.value),
+        rlimits: rlimits(attrs),
+    })))
+}
+
+/// The server to exec, if set, absolute and executable.
+fn server<'a>(
+    attrs: &'a Attrs,
+    table: &Origin,
+    host: &dyn Host,
+    report: &mut Report,
+    required: bool,
+) -> Option<&'a At<PathBuf>> {
     let Some(server) = &attrs.server else {
-        report.error_at(
-            "server",
-            Some(table),
-            "`server` is required unless `type = \"INTERNAL\"`",
-        );
+        if required {
+            report.error_at(
+                "server",
+                Some(table),
+                "`server` is required unless `type = \"INTERNAL\"`",
+            );
+        }
         return None;
     };
     if !server.value.is_absolute() {
@@ -756,29 +874,20 @@ fn exec_program(
         );
         return None;
     }
-    let argv = argv(attrs, flags, server, report)?;
-    let identity = identity(attrs, table, host, report);
-    let identity = identity?;
-    Some(Program::Exec(Box::new(ExecSpec {
-        server: server.value.clone(),
-        argv,
-        environment: environment(attrs, identity.as_ref(), host).into(),
-        identity,
-        umask: attrs.umask.as_ref().map(|at| at.value),
-        nice: attrs.nice.as_ref().map(|at| at.value),
-        rlimits: rlimits(attrs),
-    })))
+    Some(server)
 }
 
+/// `server` is `None` when it is unset or wrong: argv[0] is then unknown, but NAMEINARGS
+/// is still checked.
 fn argv(
     attrs: &Attrs,
     flags: &[Flag],
-    server: &At<std::path::PathBuf>,
+    server: Option<&At<PathBuf>>,
     report: &mut Report,
 ) -> Option<Vec<String>> {
     let args = value_or(&attrs.server_args, Vec::new());
     if flags.contains(&Flag::NameInArgs) {
-        if args.is_empty() {
+        if args.is_empty() && !report.failed("server_args") {
             report.error_at(
                 "server_args",
                 attrs.flags.as_ref().map(|at| &at.origin),
@@ -786,8 +895,9 @@ fn argv(
             );
             return None;
         }
-        return Some(args);
+        return (!args.is_empty()).then_some(args);
     }
+    let server = server?;
     let program = server.value.file_name().map_or_else(
         || server.value.display().to_string(),
         |name| name.to_string_lossy().into_owned(),
@@ -796,40 +906,54 @@ fn argv(
 }
 
 /// `Ok(None)` means the server runs as oxinetd's own user.
+/// `required`: a missing `user` is an error as root (when the service is known to be
+/// exec'd).
 fn identity(
     attrs: &Attrs,
     table: &Origin,
     host: &dyn Host,
     report: &mut Report,
+    required: bool,
 ) -> Option<Option<Identity>> {
-    let Some(user_at) = &attrs.user else {
-        if host.euid() == 0 {
-            report.error_at(
-                "user",
-                Some(table),
-                "`user` is required when oxinetd runs as root",
-            );
-            return None;
+    let user_at = match &attrs.user {
+        Some(at) => Some(at),
+        None if host.euid() == 0 => {
+            if required {
+                report.error_at(
+                    "user",
+                    Some(table),
+                    "`user` is required when oxinetd runs as root",
+                );
+            }
+            None
         }
-        if let Some(at) = &attrs.group {
-            report.warn("group", Some(&at.origin), "oxinetd is not root: group cannot be switched, the server runs with oxinetd's own groups");
+        None => {
+            if let Some(at) = &attrs.group {
+                report.warn("group", Some(&at.origin), "oxinetd is not root: group cannot be switched, the server runs with oxinetd's own groups");
+            }
+            return Some(None);
         }
-        return Some(None);
     };
-    let Some(user) = host.user(&user_at.value) else {
-        report.error("user", user_at, format!("no such user: {}", user_at.value));
-        return None;
-    };
+    // The user and the group are each looked up, whatever the other gives.
+    let user = user_at.and_then(|at| {
+        let user = host.user(&at.value);
+        if user.is_none() {
+            report.error("user", at, format!("no such user: {}", at.value));
+        }
+        user
+    });
     let gid = match &attrs.group {
         Some(at) => match host.group(&at.value) {
-            Some(gid) => gid,
+            Some(gid) => Some(Some(gid)),
             None => {
                 report.error("group", at, format!("no such group: {}", at.value));
-                return None;
+                None
             }
         },
-        None => user.gid,
+        None => Some(None),
     };
+    let (user_at, user, gid) = (user_at?, user?, gid?);
+    let gid = gid.unwrap_or(user.gid);
     if host.euid() != 0 {
         if user.uid != host.euid() {
             report.warn(
