@@ -758,12 +758,13 @@ impl Daemon {
     }
 
     /// Sets the changed backlog, `NODELAY` or `KEEPALIVE` on the live listener, which
-    /// keeps its port and its queued connections.
+    /// keeps its port and its queued connections. A datagram socket has none of these.
     fn adjust(&self, index: usize, spec: &ServiceSpec) -> Result<(), String> {
         let Some(socket) = self.services[index]
             .value
             .as_ref()
             .and_then(|service| service.socket.as_ref())
+            .filter(|_| spec.socket.socket_type == SocketType::Stream)
         else {
             return Ok(());
         };
