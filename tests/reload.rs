@@ -4,13 +4,14 @@ mod common;
 
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use common::{Oxinetd, free_port, tcp_request, v4, wait_until, write_script};
+use common::{Oxinetd, free_port, tcp_request, v4, v6, wait_until, write_script};
 
 /// Reads one line, then answers with its first argument and that line.
 const ECHO_LINE: &str = "#!/bin/sh\nread -r line\necho \"$1 $line\"\n";
@@ -298,4 +299,244 @@ fn unchanged_service_keeps_its_listening_socket() {
     assert_eq!(finish(accepted, b"two\n"), "two\n");
     assert_eq!(finish(queued, b"queued\n"), "queued\n");
     assert_eq!(request(other, "new\n"), "new\n");
+}
+
+/// An internal echo service on `bind` and `port`, with `extra` lines (socket options).
+fn echo_with(bind: &str, port: u16, extra: &str) -> String {
+    format!(
+        "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\n\
+         bind = \"{bind}\"\nport = {port}\n{extra}"
+    )
+}
+
+/// One echo round trip on a connection that stays open.
+fn echo_round_trip(stream: &mut TcpStream, line: &str) {
+    stream.write_all(line.as_bytes()).expect("write");
+    let mut reply = vec![0u8; line.len()];
+    stream.read_exact(&mut reply).expect("echo reply");
+    assert_eq!(String::from_utf8_lossy(&reply), line);
+}
+
+/// The `(local port, remote port, state, inode)` of every TCP socket (IPv4 and IPv6).
+fn tcp_sockets() -> Vec<(u16, u16, String, String)> {
+    let port = |field: &str| {
+        let hex = field.rsplit(':').next().expect("port field");
+        u16::from_str_radix(hex, 16).expect("hex port")
+    };
+    let mut sockets = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = fs::read_to_string(table) else {
+            continue;
+        };
+        for row in text.lines().skip(1) {
+            let fields: Vec<&str> = row.split_whitespace().collect();
+            sockets.push((
+                port(fields[1]),
+                port(fields[2]),
+                fields[3].to_owned(),
+                fields[9].to_owned(),
+            ));
+        }
+    }
+    sockets
+}
+
+/// A copy of the daemon's own fd for the socket with `inode` (pidfd_getfd: the test
+/// runs as the daemon's user and is its parent).
+fn daemon_socket(daemon: &Oxinetd, inode: &str) -> OwnedFd {
+    let target = format!("socket:[{inode}]");
+    let fd_dir = format!("/proc/{}/fd", daemon.pid());
+    let number: i32 = fs::read_dir(&fd_dir)
+        .expect("daemon fds")
+        .filter_map(Result::ok)
+        .find(|entry| {
+            fs::read_link(entry.path()).is_ok_and(|link| link.as_os_str() == target.as_str())
+        })
+        .and_then(|entry| entry.file_name().to_str()?.parse().ok())
+        .unwrap_or_else(|| panic!("the daemon holds no {target}"));
+    // SAFETY: plain system calls on integers; the fd returned is new and ours.
+    unsafe {
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, daemon.pid(), 0) as i32;
+        assert!(
+            pidfd >= 0,
+            "pidfd_open: {}",
+            std::io::Error::last_os_error()
+        );
+        let fd = libc::syscall(libc::SYS_pidfd_getfd, pidfd, number, 0) as i32;
+        let error = std::io::Error::last_os_error();
+        libc::close(pidfd);
+        assert!(fd >= 0, "pidfd_getfd: {error}");
+        OwnedFd::from_raw_fd(fd)
+    }
+}
+
+/// The daemon's listening socket on `port`.
+fn daemon_listener(daemon: &Oxinetd, port: u16) -> OwnedFd {
+    let inodes = listener_inodes(port);
+    assert_eq!(inodes.len(), 1, "listeners on port {port}: {inodes:?}");
+    daemon_socket(daemon, &inodes[0])
+}
+
+/// The daemon's end of `client`, a connection to its service on `port`.
+fn daemon_end(daemon: &Oxinetd, port: u16, client: &TcpStream) -> OwnedFd {
+    let client_port = client.local_addr().expect("client address").port();
+    let (_, _, _, inode) = tcp_sockets()
+        .into_iter()
+        .find(|(local, remote, _, _)| *local == port && *remote == client_port)
+        .unwrap_or_else(|| panic!("no daemon socket for the client port {client_port}"));
+    daemon_socket(daemon, &inode)
+}
+
+fn int_option(socket: &OwnedFd, level: i32, name: i32) -> i32 {
+    let mut value: libc::c_int = 0;
+    let mut length = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `length` bytes into `value`.
+    let result = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut length,
+        )
+    };
+    assert_eq!(result, 0, "getsockopt: {}", std::io::Error::last_os_error());
+    value
+}
+
+/// A listener's backlog: TCP_INFO reports it as `tcpi_sacked` for listening sockets.
+fn backlog(listener: &OwnedFd) -> u32 {
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut length = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `length` bytes into `info`.
+    let result = unsafe {
+        libc::getsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut length,
+        )
+    };
+    assert_eq!(result, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+    info.tcpi_sacked
+}
+
+/// Starts an echo service with `before`, holds a connection, reloads with `after` (one
+/// option changed) and checks the change was made on the live listener: same socket,
+/// the held connection still echoes, a new one is served, no bind was tried. Returns
+/// the daemon, the held connection and a connection accepted after the reload.
+fn adjust_in_place(before: &str, after: &str) -> (Oxinetd, u16, TcpStream, TcpStream) {
+    let port = free_port();
+    let daemon = Oxinetd::start(&echo_with("127.0.0.1", port, before));
+    let mut held = connect(v4(port));
+    echo_round_trip(&mut held, "before\n");
+    let listener = listener_inodes(port);
+    assert_eq!(listener.len(), 1, "listeners on {port}: {listener:?}");
+
+    daemon.write_config(&echo_with("127.0.0.1", port, after));
+    let line = reload(&daemon);
+    assert!(line.contains("reload: done (1 services)"), "reload: {line}");
+    let log = daemon.log();
+    assert!(
+        log.contains("service echo: listening socket adjusted in place"),
+        "log:\n{log}"
+    );
+    assert!(!log.contains("Address already in use"), "log:\n{log}");
+    assert!(!log.contains("cannot listen"), "log:\n{log}");
+    assert_eq!(listener_inodes(port), listener, "the listener was replaced");
+
+    echo_round_trip(&mut held, "after\n");
+    let mut fresh = connect(v4(port));
+    echo_round_trip(&mut fresh, "fresh\n");
+    (daemon, port, held, fresh)
+}
+
+#[test]
+fn changed_backlog_is_set_on_the_live_listener() {
+    let (daemon, port, held, fresh) = adjust_in_place("backlog = 16\n", "backlog = 5\n");
+    assert_eq!(backlog(&daemon_listener(&daemon, port)), 5);
+    assert_eq!(finish(held, b"held\n"), "held\n");
+    assert_eq!(finish(fresh, b"fresh again\n"), "fresh again\n");
+}
+
+#[test]
+fn added_nodelay_applies_to_connections_accepted_after_the_reload() {
+    let (daemon, port, held, fresh) = adjust_in_place("", "flags = [\"NODELAY\"]\n");
+    let nodelay = |stream| {
+        let socket = daemon_end(&daemon, port, stream);
+        int_option(&socket, libc::IPPROTO_TCP, libc::TCP_NODELAY)
+    };
+    assert_eq!(nodelay(&held), 0, "the held connection keeps its options");
+    assert_ne!(nodelay(&fresh), 0, "a new connection has TCP_NODELAY");
+    assert_eq!(finish(held, b"held\n"), "held\n");
+}
+
+#[test]
+fn removed_keepalive_applies_to_connections_accepted_after_the_reload() {
+    let (daemon, port, held, fresh) = adjust_in_place("flags = [\"KEEPALIVE\"]\n", "");
+    let keepalive = |stream| {
+        let socket = daemon_end(&daemon, port, stream);
+        int_option(&socket, libc::SOL_SOCKET, libc::SO_KEEPALIVE)
+    };
+    assert_ne!(keepalive(&held), 0, "the held connection keeps its options");
+    assert_eq!(keepalive(&fresh), 0, "a new connection has no SO_KEEPALIVE");
+    assert_eq!(finish(held, b"held\n"), "held\n");
+}
+
+#[test]
+fn changed_v6only_rebinds_the_same_port_and_keeps_live_connections() {
+    let port = free_port();
+    let daemon = Oxinetd::start(&echo_with("::", port, "v6only = false\n"));
+    // IPv4 reaches the dual-stack socket.
+    let mut held = connect(v4(port));
+    echo_round_trip(&mut held, "before\n");
+    let listener = listener_inodes(port);
+
+    daemon.write_config(&echo_with("::", port, "v6only = true\n"));
+    let line = reload(&daemon);
+    assert!(line.contains("reload: done (1 services)"), "reload: {line}");
+    let log = daemon.log();
+    assert!(!log.contains("Address already in use"), "log:\n{log}");
+    assert!(log.contains("could be bound anew"), "log:\n{log}");
+    assert_ne!(listener_inodes(port), listener, "v6only needs a new socket");
+
+    echo_round_trip(&mut held, "after\n");
+    assert_eq!(tcp_request(v6(port), b"six\n"), b"six\n");
+    assert_refused(v4(port));
+    assert_eq!(finish(held, b"held\n"), "held\n");
+}
+
+#[test]
+fn rebind_that_cannot_listen_keeps_the_old_socket_and_definition() {
+    let port = free_port();
+    let daemon = Oxinetd::start(&echo_with("::", port, "v6only = true\n"));
+    let mut held = connect(v6(port));
+    echo_round_trip(&mut held, "before\n");
+    // Another program on the IPv4 side of the port: the dual-stack socket cannot listen.
+    let blocker = TcpListener::bind(v4(port)).expect("bind the IPv4 side");
+
+    daemon.write_config(&echo_with("::", port, "v6only = false\n"));
+    let line = reload(&daemon);
+    assert!(line.contains("reload: done (1 services)"), "reload: {line}");
+    let log = daemon.log();
+    let failure = last_line(&log, "keeping the previous definition");
+    assert!(
+        failure.contains(&format!(
+            "cannot listen on [::]:{port}: Address already in use"
+        )),
+        "{failure}"
+    );
+
+    echo_round_trip(&mut held, "after\n");
+    assert_eq!(tcp_request(v6(port), b"old socket\n"), b"old socket\n");
+    drop(blocker);
+    assert_refused(v4(port));
+
+    // The old definition stayed, so the same configuration is a change to apply again.
+    let line = reload(&daemon);
+    assert!(line.contains("reload: done (1 services)"), "reload: {line}");
+    assert_eq!(tcp_request(v4(port), b"four\n"), b"four\n");
+    assert_eq!(tcp_request(v6(port), b"six\n"), b"six\n");
+    assert_eq!(finish(held, b"held\n"), "held\n");
 }

@@ -3,7 +3,7 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io;
 use std::mem::MaybeUninit;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -24,15 +24,46 @@ pub fn open(spec: &SocketSpec) -> io::Result<Socket> {
         socket.set_only_v6(v6only)?;
     }
     if spec.socket_type == SocketType::Stream {
-        // Linux copies these to every accepted socket: set once, not per connection.
-        socket.set_tcp_nodelay(spec.nodelay)?;
-        socket.set_keepalive(spec.keepalive)?;
+        set_connection_options(&socket, spec)?;
     }
     socket.bind(&spec.address.into())?;
     if spec.socket_type == SocketType::Stream {
         socket.listen(spec.backlog as i32)?;
     }
     Ok(socket)
+}
+
+/// Linux copies these to every accepted socket: set once, not per connection.
+fn set_connection_options(socket: &Socket, spec: &SocketSpec) -> io::Result<()> {
+    socket.set_tcp_nodelay(spec.nodelay)?;
+    socket.set_keepalive(spec.keepalive)
+}
+
+/// Gives a live listener the settings it takes without a new socket: `TCP_NODELAY` and
+/// `SO_KEEPALIVE` for the connections accepted from now on, and the backlog, since
+/// listen() on a listening socket only sets its queue length again (queued connections
+/// stay). A datagram socket has none of these.
+pub fn adjust(socket: &Socket, spec: &SocketSpec) -> io::Result<()> {
+    if spec.socket_type == SocketType::Stream {
+        set_connection_options(socket, spec)?;
+        socket.listen(spec.backlog as i32)?;
+    }
+    Ok(())
+}
+
+/// Stops a TCP listener without closing it. shutdown(SHUT_RD) on a listener resets the
+/// connections still in its accept queue (accepted ones are not touched) and leaves the
+/// socket bound to its port but not listening: Linux then lets another SO_REUSEADDR
+/// socket bind and listen on that port, which it refuses while a listener holds it.
+/// listen() on this socket makes it listen again, on the same port (bound explicitly,
+/// so the port is kept), as long as no other socket listens there meanwhile.
+pub fn stop_listening(socket: &Socket) -> io::Result<()> {
+    socket.shutdown(Shutdown::Read)
+}
+
+/// Whether a listener on `a` keeps a TCP socket from listening on `b`.
+pub fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// A host without IPv6 cannot open the default `::` socket: fall back to `0.0.0.0`.

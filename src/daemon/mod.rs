@@ -28,7 +28,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use socket2::Socket;
 
-use crate::config::spec::{Program, Protocol};
+use crate::config::spec::{Program, Protocol, SocketType};
 use crate::config::{self, Config, ServiceSpec};
 use crate::limits::{Cps, DenyList, PerSource};
 use crate::logging;
@@ -38,7 +38,7 @@ use crate::spawn::{Prepared, Spawner};
 use crate::system::System;
 use listeners::Queue;
 use lookup::Lookups;
-use reload::Change;
+use reload::{Change, SocketChange};
 use service_log::{Lines, Outcome, ServiceLog};
 use sessions::SessionEntry;
 
@@ -711,9 +711,9 @@ impl Daemon {
                     error!("service {name}: {message}");
                 }
             }
-            OwnedChange::Update { spec, rebind } => {
+            OwnedChange::Update { spec, socket } => {
                 let name = spec.id.clone();
-                if let Err(message) = self.update_service(*spec, rebind) {
+                if let Err(message) = self.update_service(*spec, socket) {
                     error!("service {name}: {message}; keeping the previous definition");
                 }
             }
@@ -721,13 +721,19 @@ impl Daemon {
     }
 
     /// New settings for new connections; the running servers keep theirs.
-    fn update_service(&mut self, spec: ServiceSpec, rebind: bool) -> Result<(), String> {
+    fn update_service(
+        &mut self,
+        spec: ServiceSpec,
+        socket_change: SocketChange,
+    ) -> Result<(), String> {
         let Some(index) = self.index_of(&spec.id) else {
             return Ok(());
         };
         let prepared = prepare(&spec)?;
-        if rebind {
-            self.rebind(index, &spec)?;
+        match socket_change {
+            SocketChange::Same => {}
+            SocketChange::Adjust => self.adjust(index, &spec)?,
+            SocketChange::Rebind => self.rebind(index, &spec)?,
         }
         let log = self.service_log(&spec);
         let service = self.services[index]
@@ -751,9 +757,49 @@ impl Daemon {
         Ok(())
     }
 
-    /// A new socket for a service whose address or kind changed; the old one closes only
-    /// once the new one is open, unless the new address overlaps the old.
+    /// Sets the changed backlog, `NODELAY` or `KEEPALIVE` on the live listener, which
+    /// keeps its port and its queued connections. A datagram socket has none of these.
+    fn adjust(&self, index: usize, spec: &ServiceSpec) -> Result<(), String> {
+        let Some(socket) = self.services[index]
+            .value
+            .as_ref()
+            .and_then(|service| service.socket.as_ref())
+            .filter(|_| spec.socket.socket_type == SocketType::Stream)
+        else {
+            return Ok(());
+        };
+        listeners::adjust(socket, &spec.socket)
+            .map_err(|error| format!("cannot adjust the listening socket: {error}"))?;
+        info!(
+            "service {}: listening socket adjusted in place (backlog {}, NODELAY {}, KEEPALIVE {})",
+            spec.id,
+            spec.socket.backlog,
+            on_off(spec.socket.nodelay),
+            on_off(spec.socket.keepalive)
+        );
+        Ok(())
+    }
+
+    /// A new socket for a service whose address or kind changed. The old one goes on
+    /// serving until the new one listens; if the new one cannot, the old socket and the
+    /// old definition stay (the caller keeps the definition when this fails).
     fn rebind(&mut self, index: usize, spec: &ServiceSpec) -> Result<(), String> {
+        let generation = self.services[index].generation;
+        let socket = match spec.tcpmux {
+            Some(_) => None,
+            None => {
+                let (socket, stopped_old) = self.open_replacement(index, spec)?;
+                if let Err(message) = self.watch_listener(&socket, index, generation) {
+                    drop(socket);
+                    if stopped_old {
+                        self.listen_again(index);
+                    }
+                    return Err(message);
+                }
+                Some(socket)
+            }
+        };
+        // The new socket listens: only now do the old one's registrations go.
         let withdrawn = self.services[index].value.as_mut().map(|old| {
             withdraw_rpc(old);
             let versions = std::mem::take(&mut old.rpc_registered);
@@ -762,50 +808,119 @@ impl Daemon {
         if let Some((Some(rpc), protocol, versions)) = withdrawn {
             self.reregister_rpc(rpc.number, protocol, &versions);
         }
-        let socket = if spec.tcpmux.is_some() {
-            None
-        } else {
-            Some(match open_socket(spec) {
-                Ok(socket) => socket,
-                Err(_) => {
-                    let old = self.services[index]
-                        .value
-                        .as_ref()
-                        .and_then(|s| s.socket.as_ref());
-                    if let Some(old) = old {
-                        let _ = self.epoll.delete(old);
-                    }
-                    match open_socket(spec) {
-                        Ok(socket) => socket,
-                        Err(message) => {
-                            self.remove_service(index);
-                            return Err(message);
-                        }
-                    }
-                }
-            })
-        };
         let slot = &self.services[index];
         if let Some(old) = slot.value.as_ref().and_then(|s| s.socket.as_ref()) {
             let _ = self.epoll.delete(old);
         }
         let mut rpc_registered = Vec::new();
-        if let Some(socket) = &socket {
-            self.watch_listener(socket, index, slot.generation)?;
-            if let Some(rpc) = &spec.rpc {
-                rpc_registered = register_rpc(spec, rpc, socket, &rpc.all_versions());
-            }
+        if let (Some(socket), Some(rpc)) = (&socket, &spec.rpc) {
+            rpc_registered = register_rpc(spec, rpc, socket, &rpc.all_versions());
         }
         let service = self.services[index]
             .value
             .as_mut()
             .expect("index_of found it");
         service.rpc_registered = rpc_registered;
+        // The old socket closes here; connections it accepted are not its to close.
         service.socket = socket;
         service.armed = true;
         service.idle_exits = 0;
         Ok(())
     }
+
+    /// Opens the listener a rebind moves to, while the old one still listens, and says
+    /// whether the old one had to stop listening for it.
+    ///
+    /// Linux lets no two TCP sockets listen on one port (SO_REUSEADDR allows a second
+    /// bind only while the first does not listen; SO_REUSEPORT would also share the
+    /// port's connections between both). So when the old listener holds the very port
+    /// (only `v6only` or the RPC program changed, say), it stops listening without
+    /// closing (`listeners::stop_listening`), which keeps the port bound to it, and the
+    /// new socket binds. If that fails, the old one listens again and goes on serving.
+    /// Between the two there are a few system calls in which a new connection is
+    /// refused, and the connections still in the old accept queue are reset; accepted
+    /// connections and running servers are not touched.
+    fn open_replacement(
+        &mut self,
+        index: usize,
+        spec: &ServiceSpec,
+    ) -> Result<(Socket, bool), String> {
+        let (address, error) = match open_listener(spec) {
+            Ok(socket) => return Ok((socket, false)),
+            Err(failure) => failure,
+        };
+        let cannot_listen = |address, error| format!("cannot listen on {address}: {error}");
+        let generation = self.services[index].generation;
+        let Some(old) = self.services[index].value.as_ref() else {
+            return Err(cannot_listen(address, error));
+        };
+        let held_by_old = old
+            .socket
+            .as_ref()
+            .filter(|_| old.spec.socket.socket_type == SocketType::Stream)
+            .and_then(|socket| socket.local_addr().ok()?.as_socket())
+            .is_some_and(|held| listeners::overlap(held, address));
+        if error.raw_os_error() != Some(libc::EADDRINUSE)
+            || spec.socket.socket_type != SocketType::Stream
+            || !held_by_old
+        {
+            return Err(cannot_listen(address, error));
+        }
+        // A `wait` server listens on that very socket: stopping it would stop the server.
+        let server_holds_it = self
+            .children
+            .values()
+            .any(|child| child.holds_socket && child.service == (index, generation));
+        if server_holds_it {
+            return Err(format!(
+                "{} (the running wait server holds the old socket; reload again once it exits)",
+                cannot_listen(address, error)
+            ));
+        }
+        let old_socket = old.socket.as_ref().expect("held_by_old");
+        listeners::stop_listening(old_socket).map_err(|error| {
+            format!("cannot stop the old socket listening to bind {address}: {error}")
+        })?;
+        match open_listener(spec) {
+            Ok(socket) => {
+                info!(
+                    "service {}: the old socket stopped listening so that {address} could be bound anew",
+                    spec.id
+                );
+                Ok((socket, true))
+            }
+            Err((address, error)) => {
+                self.listen_again(index);
+                Err(cannot_listen(address, error))
+            }
+        }
+    }
+
+    /// The old listener of a rebind that failed after it stopped listening starts again.
+    fn listen_again(&mut self, index: usize) {
+        let Some(service) = self.services[index].value.as_ref() else {
+            return;
+        };
+        let Some(socket) = &service.socket else {
+            return;
+        };
+        if let Err(error) = socket.listen(service.spec.socket.backlog as i32) {
+            // Only another process taking the port in those few system calls gets here.
+            // A socket that does not listen must not stay in the epoll set (it would
+            // report a hangup on every turn), and a service that is gone is added again
+            // by the next reload.
+            error!(
+                "service {}: the old socket cannot listen again: {error}; \
+                 the next reload starts the service again",
+                service.spec.id
+            );
+            self.remove_service(index);
+        }
+    }
+}
+
+fn on_off(flag: bool) -> &'static str {
+    if flag { "on" } else { "off" }
 }
 
 /// A reload change that owns its spec, so the plan's borrow of the running services
@@ -817,7 +932,7 @@ enum OwnedChange {
     Add(Box<ServiceSpec>),
     Update {
         spec: Box<ServiceSpec>,
-        rebind: bool,
+        socket: SocketChange,
     },
 }
 
@@ -828,9 +943,9 @@ impl From<Change<'_>> for OwnedChange {
             Change::KeepOld(name) => OwnedChange::KeepOld(name.to_string()),
             Change::Remove(name) => OwnedChange::Remove(name.to_string()),
             Change::Add(spec) => OwnedChange::Add(Box::new(spec.clone())),
-            Change::Update { spec, rebind } => OwnedChange::Update {
+            Change::Update { spec, socket } => OwnedChange::Update {
                 spec: Box::new(spec.clone()),
-                rebind,
+                socket,
             },
         }
     }
@@ -853,6 +968,11 @@ fn prepare(spec: &ServiceSpec) -> Result<Option<Prepared>, String> {
 }
 
 fn open_socket(spec: &ServiceSpec) -> Result<Socket, String> {
+    open_listener(spec).map_err(|(address, error)| format!("cannot listen on {address}: {error}"))
+}
+
+/// Opens a service's socket; on failure, the address tried last and why.
+fn open_listener(spec: &ServiceSpec) -> Result<Socket, (SocketAddr, io::Error)> {
     match listeners::open(&spec.socket) {
         Ok(socket) => Ok(socket),
         Err(error) => match listeners::ipv4_fallback(&spec.socket, &error) {
@@ -861,10 +981,9 @@ fn open_socket(spec: &ServiceSpec) -> Result<Socket, String> {
                     "service {}: no IPv6 on this host; listening on {}",
                     spec.name, fallback.address
                 );
-                listeners::open(&fallback)
-                    .map_err(|e| format!("cannot listen on {}: {e}", fallback.address))
+                listeners::open(&fallback).map_err(|error| (fallback.address, error))
             }
-            None => Err(format!("cannot listen on {}: {error}", spec.socket.address)),
+            None => Err((spec.socket.address, error)),
         },
     }
 }

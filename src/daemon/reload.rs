@@ -2,6 +2,43 @@
 //! Services are matched by `id`, which is unique in a configuration.
 
 use crate::config::ServiceSpec;
+use crate::config::spec::SocketSpec;
+
+/// What a changed definition asks of the service's listening socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketChange {
+    /// The socket settings did not change: the listener stays as it is.
+    Same,
+    /// Only settings a live listener takes differ (`backlog`, `NODELAY`, `KEEPALIVE`):
+    /// they are set on it, so it keeps its queue and its port.
+    Adjust,
+    /// The address, port, socket type, protocol, `v6only`, the RPC program or whether
+    /// the service has a socket of its own (TCPMUX) differ: a new socket.
+    Rebind,
+}
+
+/// Compares two definitions of one service. Any socket setting not named here as
+/// adjustable asks for a new socket, so a setting added to `SocketSpec` later is safe.
+pub fn socket_change(old: &ServiceSpec, new: &ServiceSpec) -> SocketChange {
+    let with_old_adjustables = SocketSpec {
+        backlog: old.socket.backlog,
+        nodelay: old.socket.nodelay,
+        keepalive: old.socket.keepalive,
+        ..new.socket.clone()
+    };
+    // A changed RPC program or version range is registered afresh with the socket it
+    // comes with.
+    if with_old_adjustables != old.socket
+        || new.rpc != old.rpc
+        || new.tcpmux.is_some() != old.tcpmux.is_some()
+    {
+        SocketChange::Rebind
+    } else if new.socket != old.socket {
+        SocketChange::Adjust
+    } else {
+        SocketChange::Same
+    }
+}
 
 #[derive(Debug, PartialEq)]
 pub enum Change<'a> {
@@ -9,10 +46,10 @@ pub enum Change<'a> {
     Keep(&'a str),
     /// The new definition is invalid: the old one goes on serving.
     KeepOld(&'a str),
-    /// New settings for new connections; `rebind` when the socket itself differs.
+    /// New settings for new connections, and what they ask of the socket.
     Update {
         spec: &'a ServiceSpec,
-        rebind: bool,
+        socket: SocketChange,
     },
     /// Close the listener; running servers finish on their own.
     Remove(&'a str),
@@ -29,11 +66,9 @@ pub fn plan<'a>(
         let name = old.id.as_str();
         changes.push(match new.iter().find(|spec| spec.id == name) {
             Some(spec) if spec == *old => Change::Keep(name),
-            // A changed RPC program or version range is registered afresh with the
-            // socket it comes with.
             Some(spec) => Change::Update {
                 spec,
-                rebind: spec.socket != old.socket || spec.rpc != old.rpc,
+                socket: socket_change(old, spec),
             },
             None if broken.iter().any(|b| b == name) => Change::KeepOld(name),
             None => Change::Remove(name),
@@ -51,7 +86,7 @@ pub fn plan<'a>(
 mod tests {
     use super::*;
     use crate::config::spec::{
-        Instances, Internal, Program, Protocol, RpcSpec, SocketSpec, SocketType,
+        Instances, Internal, Program, Protocol, RpcSpec, SocketSpec, SocketType, TcpMux,
     };
 
     fn spec(name: &str, port: u16) -> ServiceSpec {
@@ -106,11 +141,11 @@ mod tests {
                 Change::Keep("same"),
                 Change::Update {
                     spec: &new[1],
-                    rebind: true
+                    socket: SocketChange::Rebind
                 },
                 Change::Update {
                     spec: &new[2],
-                    rebind: false
+                    socket: SocketChange::Same
                 },
                 Change::Remove("gone"),
                 Change::KeepOld("bad"),
@@ -136,8 +171,63 @@ mod tests {
             plan(&[&old], &new, &[]),
             vec![Change::Update {
                 spec: &new[0],
-                rebind: true
+                socket: SocketChange::Rebind
             }]
         );
+    }
+
+    #[test]
+    fn options_a_live_listener_takes_are_adjusted_in_place() {
+        let old = spec("svc", 7);
+        let adjustments: [fn(&mut SocketSpec); 4] = [
+            |socket| socket.backlog = 5,
+            |socket| socket.nodelay = true,
+            |socket| socket.keepalive = true,
+            |socket| {
+                socket.backlog = 1024;
+                socket.nodelay = true;
+                socket.keepalive = true;
+            },
+        ];
+        for adjust in adjustments {
+            let mut new = old.clone();
+            adjust(&mut new.socket);
+            assert_eq!(socket_change(&old, &new), SocketChange::Adjust, "{new:?}");
+        }
+        assert_eq!(socket_change(&old, &old.clone()), SocketChange::Same);
+        let mut limited = old.clone();
+        limited.instances = Instances::Limit(1);
+        assert_eq!(socket_change(&old, &limited), SocketChange::Same);
+    }
+
+    #[test]
+    fn options_fixed_at_bind_need_a_new_socket() {
+        let mut old = spec("svc", 7);
+        old.socket.address = "[::]:7".parse().expect("address");
+        old.socket.v6only = Some(false);
+        let rebinds: [fn(&mut ServiceSpec); 8] = [
+            |spec| spec.socket.address = "[::]:8".parse().expect("address"),
+            |spec| spec.socket.address = "[::1]:7".parse().expect("address"),
+            |spec| spec.socket.v6only = Some(true),
+            |spec| spec.socket.socket_type = SocketType::Dgram,
+            |spec| spec.socket.protocol = Protocol::Udp,
+            |spec| {
+                spec.rpc = Some(RpcSpec {
+                    number: 300_000,
+                    versions: (1, 1),
+                })
+            },
+            |spec| spec.tcpmux = Some(TcpMux::Plain),
+            |spec| {
+                // Rebinding wins over adjusting when both kinds change.
+                spec.socket.v6only = Some(true);
+                spec.socket.backlog = 5;
+            },
+        ];
+        for rebind in rebinds {
+            let mut new = old.clone();
+            rebind(&mut new);
+            assert_eq!(socket_change(&old, &new), SocketChange::Rebind, "{new:?}");
+        }
     }
 }
