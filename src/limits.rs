@@ -609,8 +609,9 @@ mod tests {
     }
 
     /// A client from `a` connecting every `period_ms` from 0 to `until_ms` against
-    /// `Cps::new(rate, pause s)`, with `expire` called whenever `next_deadline` is due
-    /// (as the daemon's timer does): its verdicts as runs `A9@0` (9 admitted from 0 ms
+    /// `Cps::new(rate, pause s)`, with `expire` called as soon as `next_deadline` is due
+    /// (the daemon's housekeeping comes later, which changes only when summaries appear):
+    /// its verdicts as runs `A9@0` (9 admitted from 0 ms
     /// on; `S` starts an episode, `s` shed in one), and the episodes `expire` reported
     /// (shed/ms).
     fn client(rate: u32, pause: u64, period_ms: u64, until_ms: u64) -> (String, String) {
