@@ -8,12 +8,26 @@
 //!
 //! - Each source has a token bucket holding up to `rate` tokens and refilled at `rate`
 //!   tokens per second. A connection that takes a token is admitted.
-//! - A connection that finds no token is *excess*: its source enters a shed episode, and
-//!   every connection from it is shed until `pause` seconds have passed since its last
-//!   excess connection. During an episode connections still take tokens when there are
-//!   some (so they are not excess): a source that slows down below `rate` gets out after
-//!   `pause` seconds, one that keeps flooding stays out.
+//! - A connection that finds no token starts a shed *episode* for its source (the daemon
+//!   logs `FAIL: ID cps` once, for that connection). During the episode every connection
+//!   from the source is shed (closed at once) and takes no token.
+//! - The episode ends exactly `pause` seconds after it started, however many connections
+//!   the source made meanwhile: shed connections do not extend it. This is xinetd's
+//!   meaning of `pause` (it re-enables the service after it), per source.
+//! - After the episode the source is served again from its bucket as refilled by then.
+//!   Nothing took from it during the episode and `pause` is at least one second, the
+//!   time an empty bucket takes to fill, so the source starts again with a full bucket,
+//!   as after a pause xinetd starts counting afresh. The next connection that finds no
+//!   token starts a new episode, with its own `FAIL` line and summary.
 //! - Other sources are unaffected.
+//!
+//! So a source is never shut out for good: one that keeps connecting above `rate`
+//! alternates between being served from its bucket and `pause`-long episodes. Shed
+//! connections take no tokens, so the bucket alone bounds what a source is served: in
+//! any `t` seconds at most `rate + rate * t` connections, and none during its episodes.
+//! A source that floods gets its burst of `rate` at the end of each episode and starts
+//! the next one at once: `rate` connections per `pause`. One a little above `rate` is
+//! served for longer between episodes, at `rate` per second until its burst is spent.
 //!
 //! A source is an IPv4 address, or an IPv6 /64: a host usually gets a whole /64 from
 //! its provider, so limiting each IPv6 address alone would be useless against it.
@@ -128,18 +142,19 @@ struct Bucket {
 struct Episode {
     /// The peer that started it, as reported: for IPv6 one address of the /64.
     peer: IpAddr,
+    /// It ends `pause` after this, whatever the source does meanwhile.
     started: Instant,
-    last_excess: Instant,
+    /// Connections shed, the one that started it included.
     shed: u64,
 }
 
 impl Episode {
     fn ends(&self, pause: Duration) -> Instant {
-        self.last_excess + pause
+        self.started + pause
     }
 
     fn report(&self, pause: Duration) -> (IpAddr, u64, Duration) {
-        (self.peer, self.shed, self.ends(pause) - self.started)
+        (self.peer, self.shed, pause)
     }
 }
 
@@ -158,8 +173,9 @@ impl Bucket {
 }
 
 impl Cps {
-    /// `rate` connections per second per source (at least 1), shed for `pause` (at
-    /// most `u32::MAX` seconds, so instants stay representable) after the last excess one.
+    /// `rate` connections per second per source (at least 1); an episode sheds the source
+    /// for `pause` from its start (at most `u32::MAX` seconds, so instants stay
+    /// representable).
     pub fn new(rate: u32, pause: Duration) -> Cps {
         let rate = rate.max(1);
         let pause = pause.min(Duration::from_secs(u64::from(u32::MAX)));
@@ -206,36 +222,28 @@ impl Cps {
             self.episode_due = Some(now);
         }
 
+        if let Some(episode) = &mut bucket.episode {
+            // Shed, taking no token: the bucket refills meanwhile.
+            episode.shed += 1;
+            return CpsVerdict::Shed {
+                episode_started: false,
+            };
+        }
         let base = bucket.full_at.max(now);
-        let took = base + self.interval - now <= self.window;
-        if took {
+        if base + self.interval - now <= self.window {
             bucket.full_at = base + self.interval;
+            return CpsVerdict::Admit;
         }
-        let started = match (&mut bucket.episode, took) {
-            (None, true) => return CpsVerdict::Admit,
-            (None, false) => {
-                bucket.episode = Some(Episode {
-                    peer: reported,
-                    started: now,
-                    last_excess: now,
-                    shed: 1,
-                });
-                true
-            }
-            (Some(episode), took) => {
-                episode.shed += 1;
-                if !took {
-                    episode.last_excess = now;
-                }
-                false
-            }
+        let episode = Episode {
+            peer: reported,
+            started: now,
+            shed: 1,
         };
-        if let Some(episode) = &bucket.episode {
-            let ends = episode.ends(self.pause);
-            self.episode_due = Some(self.episode_due.map_or(ends, |due| due.min(ends)));
-        }
+        let ends = episode.ends(self.pause);
+        bucket.episode = Some(episode);
+        self.episode_due = Some(self.episode_due.map_or(ends, |due| due.min(ends)));
         CpsVerdict::Shed {
-            episode_started: started,
+            episode_started: true,
         }
     }
 
@@ -259,9 +267,9 @@ impl Cps {
     /// Episodes that ended (peer, connections shed, how long): the daemon logs a summary
     /// line for each. Called from a timer at `next_deadline`; also forgets idle buckets.
     ///
-    /// An episode lasts from its first shed connection until `pause` after its last
-    /// excess one. The peer is the one that started the episode (`OVERFLOW` for the
-    /// shared bucket).
+    /// An episode lasts `pause` from the connection that started it, so the duration
+    /// reported is always `pause`. The peer is the one that started the episode
+    /// (`OVERFLOW` for the shared bucket).
     pub fn expire(&mut self, now: Instant) -> Vec<(IpAddr, u64, Duration)> {
         let mut ended = std::mem::take(&mut self.ended);
         let mut due: Option<Instant> = None;
@@ -564,22 +572,186 @@ mod tests {
 
     #[test]
     fn cps_episodes() {
-        // An episode lasts `pause` from the last excess connection.
-        run(1, 2, "a@0=A a@0=S a@1999=s a@3000=A");
+        // An episode lasts `pause` from its start.
+        run(1, 2, "a@0=A a@0=S a@1999=s a@2000=A");
         run(1, 2, "a@0=A a@0=S a@2000=A");
-        run(1, 2, "a@0=A a@0=S a@500=s a@2100=s a@3500=A");
-        // Connections that find a token do not extend it: a peer that slows down
-        // gets out `pause` after its last excess connection.
-        run(1, 2, "a@0=A a@0=S a@1000=s a@2000=A");
-        // A flooder stays out.
+        run(1, 2, "a@0=A a@0=S a@1999=s a@3000=A");
+        // Excess connections during it do not extend it, however many: a source that
+        // keeps flooding is served again at the end (the old rule, `pause` after the
+        // last excess connection, would shed a@2000 and every one after it).
         run(
             1,
             2,
-            "a@0=A a@0=S a@1000=s a@1000=s a@2000=s a@2999=s a@3000=s a@3000=s a@5000=A",
+            "a@0=A a@0=S a@500=s a@1000=s a@1000=s a@1500=s a@1999=s a@1999=s a@2000=A",
         );
-        // A new excess connection after the end starts a new episode.
-        run(1, 2, "a@0=A a@0=S a@2000=A a@2000=S");
+        run(1, 2, "a@0=A a@0=S a@500=s a@2100=A");
+        // Shed connections take no tokens: the bucket refills during the episode and the
+        // source comes out with its whole burst.
+        run(
+            3,
+            1,
+            "a@0=A a@0=A a@0=A a@0=S a@100=s a@500=s a@999=s a@1000=A a@1000=A a@1000=A a@1000=S",
+        );
+        // A source that slows down below `rate` stays served.
+        run(
+            1,
+            2,
+            "a@0=A a@0=S a@1000=s a@2000=A a@3000=A a@4000=A a@5000=A",
+        );
+        // A new excess connection after the end starts a new episode, which again lasts
+        // `pause` from its own start.
+        run(
+            1,
+            2,
+            "a@0=A a@0=S a@2000=A a@2000=S a@3000=s a@3999=s a@4000=A",
+        );
         run(1, 0, "a@0=A a@0=S a@1=S");
+    }
+
+    /// A client from `a` connecting every `period_ms` from 0 to `until_ms` against
+    /// `Cps::new(rate, pause s)`, with `expire` called as soon as `next_deadline` is due
+    /// (the daemon's housekeeping comes later, which changes only when summaries appear):
+    /// its verdicts as runs `A9@0` (9 admitted from 0 ms
+    /// on; `S` starts an episode, `s` shed in one), and the episodes `expire` reported
+    /// (shed/ms).
+    fn client(rate: u32, pause: u64, period_ms: u64, until_ms: u64) -> (String, String) {
+        let start = Instant::now();
+        let mut cps = Cps::new(rate, Duration::from_secs(pause));
+        let mut runs: Vec<(char, u64, u64)> = Vec::new();
+        let mut ended = Vec::new();
+        for ms in (0..=until_ms).step_by(period_ms as usize) {
+            let now = start + Duration::from_millis(ms);
+            if let Some(due) = cps.next_deadline()
+                && due <= now
+            {
+                for (who, shed, took) in cps.expire(due) {
+                    assert_eq!(who, peer("a"));
+                    ended.push(format!("{shed}/{}", took.as_millis()));
+                }
+            }
+            let verdict = match cps.admit(peer("a"), now) {
+                CpsVerdict::Admit => 'A',
+                CpsVerdict::Shed {
+                    episode_started: true,
+                } => 'S',
+                CpsVerdict::Shed {
+                    episode_started: false,
+                } => 's',
+            };
+            match runs.last_mut() {
+                Some((letter, count, _)) if *letter == verdict => *count += 1,
+                _ => runs.push((verdict, 1, ms)),
+            }
+        }
+        let runs: Vec<String> = runs
+            .iter()
+            .map(|(letter, count, from)| format!("{letter}{count}@{from}"))
+            .collect();
+        (runs.join(" "), ended.join(" "))
+    }
+
+    #[test]
+    fn cps_episode_ends_at_start_plus_pause_under_continuous_excess() {
+        // (rate, pause, period, until): verdict runs, episodes reported.
+        let table: &[(u32, u64, u64, u64, &str, &str)] = &[
+            // Every 100 ms against 1/s: each episode is exactly 2 s, then one is served.
+            (
+                1,
+                2,
+                100,
+                6500,
+                "A1@0 S1@100 s19@200 A1@2100 S1@2200 s19@2300 A1@4200 S1@4300 s19@4400 A1@6300 S1@6400 s1@6500",
+                "20/2000 20/2000 20/2000",
+            ),
+            // The client: every 250 ms against cps = [3, 2]. Its burst of 3 and
+            // 3 tokens a second serve it for 2 s, then 2 s of episode, then again.
+            (
+                3,
+                2,
+                250,
+                10000,
+                "A9@0 S1@2250 s7@2500 A9@4250 S1@6500 s7@6750 A7@8500",
+                "8/2000 8/2000",
+            ),
+            // A flood (every 10 ms) gets its burst of `rate` per episode, no more.
+            (
+                3,
+                1,
+                10,
+                2500,
+                "A3@0 S1@30 s99@40 A3@1030 S1@1060 s99@1070 A3@2060 S1@2090 s41@2100",
+                "100/1000 100/1000",
+            ),
+            // At the rate exactly: never an episode.
+            (4, 5, 250, 10000, "A41@0", ""),
+        ];
+        for &(rate, pause, period, until, runs, ended) in table {
+            assert_eq!(
+                client(rate, pause, period, until),
+                (runs.to_string(), ended.to_string()),
+                "cps = [{rate}, {pause}], a connection every {period} ms until {until} ms"
+            );
+        }
+    }
+
+    #[test]
+    fn cps_never_shuts_out_a_source_above_the_rate() {
+        // Clients a little and far above the rate, for 2 simulated minutes.
+        for (rate, pause) in [(1, 1), (3, 2), (25, 30), (10, 1)] {
+            let per_token = 1000 / u64::from(rate);
+            for period in [1, per_token / 2, per_token * 3 / 4, per_token * 9 / 10] {
+                let period = period.max(1);
+                let what = format!("cps = [{rate}, {pause}], every {period} ms");
+                let start = Instant::now();
+                let pause_ms = pause * 1000;
+                let mut cps = Cps::new(rate, Duration::from_secs(pause));
+                let mut admitted = Vec::new();
+                let mut episode: Option<u64> = None;
+                let mut episodes = 0;
+                for ms in (0..=120_000).step_by(period as usize) {
+                    let verdict = cps.admit(peer("a"), start + Duration::from_millis(ms));
+                    match verdict {
+                        CpsVerdict::Admit => {
+                            // Never during an episode; and the first connection after
+                            // one is served.
+                            if let Some(began) = episode.take() {
+                                assert!(ms >= began + pause_ms, "{what}: served at {ms} ms");
+                            }
+                            admitted.push(ms);
+                        }
+                        CpsVerdict::Shed {
+                            episode_started: true,
+                        } => {
+                            // Not while one runs, nor without serving one first after it.
+                            assert!(episode.is_none(), "{what}: not served before {ms} ms");
+                            episode = Some(ms);
+                            episodes += 1;
+                        }
+                        CpsVerdict::Shed {
+                            episode_started: false,
+                        } => {
+                            let began = episode.expect("shed outside an episode");
+                            assert!(ms < began + pause_ms, "{what}: still shed at {ms} ms");
+                        }
+                    }
+                }
+                assert!(episodes > 1, "{what}: {episodes} episodes");
+                // Served again after every episode but one still running at the end.
+                assert!(
+                    admitted.len() >= episodes * rate as usize,
+                    "{what}: {} served in {episodes} episodes",
+                    admitted.len()
+                );
+                // The bucket bounds it: at most `rate` at once plus `rate` a second.
+                for (i, &from) in admitted.iter().enumerate() {
+                    let within = admitted[i..].iter().take_while(|&&t| t < from + 1000);
+                    assert!(
+                        within.count() <= 2 * rate as usize,
+                        "{what}: too many served in the second from {from} ms"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
@@ -587,12 +759,12 @@ mod tests {
         run(
             1,
             2,
-            "next=- a@0=A next=10000 a@0=S next=2000 a@500=s next=2000 expire@1999= next=2500",
+            "next=- a@0=A next=10000 a@0=S next=2000 a@500=s next=2000 expire@1999= next=2000 expire@2000=a/2/2000 next=-",
         );
         run(
             1,
             2,
-            "a@0=A a@0=S a@500=s a@700=s expire@2700=a/3/2700 next=-",
+            "a@0=A a@0=S a@500=s a@700=s a@1999=s expire@2700=a/4/2000 next=-",
         );
         run(
             1,
@@ -668,7 +840,7 @@ mod tests {
         let ended = cps.expire(at(2100));
         assert_eq!(ended.len(), MAX_TRACKED + 1);
         assert!(ended.contains(&(OVERFLOW, 2, Duration::from_secs(2))));
-        assert!(ended.contains(&(nth(5), 2, Duration::from_millis(2100))));
+        assert!(ended.contains(&(nth(5), 2, Duration::from_secs(2))));
         assert_eq!(cps.tracked(), 0);
     }
 

@@ -177,10 +177,9 @@ fn cps_sheds_only_the_fast_peer_for_the_pause_and_logs_once() {
         "servers started for the burst; log:\n{log}"
     );
 
-    // After the pause (1 s) the peer is served again. Tries come every 600 ms, slower than
-    // the rate: a peer that keeps connecting faster than `rate` may be kept out (the pause
-    // may count from its last excess connection). One within the pause is shed like the
-    // burst, without another FAIL line.
+    // After the pause (1 s from the episode's start) the peer is served again. Tries come
+    // every 600 ms, slower than the rate, so no new episode starts; one within the pause
+    // is shed like the burst, without another FAIL line.
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut tries = 0;
     loop {
@@ -215,8 +214,8 @@ fn cps_episode_ends_with_a_summary_line() {
     let (daemon, port) = start_cps_svc();
     burst_of_ten(port, "127.0.0.2");
     daemon.wait_for_log("FAIL: svc cps from=127.0.0.2");
-    // The peer stops. The episode ends a pause (1 s) after its last excess connection,
-    // and the daemon's housekeeping, due 10 s after the first shed one, says so.
+    // The peer stops. The episode ends a pause (1 s) after it started, and the daemon's
+    // housekeeping, due 10 s after the first shed connection, says so.
     let summary = "WARN service svc: cps: shed 8 connections from 127.0.0.2 over 1 s";
     let log = wait_for(
         "the cps end-of-episode summary",
@@ -237,6 +236,87 @@ fn cps_episode_ends_with_a_summary_line() {
     );
     // The summary is not a second start-of-episode line.
     assert_eq!(cps_episodes(&log, "svc", "127.0.0.2"), 1, "log:\n{log}");
+}
+
+#[test]
+fn cps_serves_a_peer_that_stays_above_the_rate_again_after_each_pause() {
+    // The issue's client: it keeps retrying above the rate. Against `cps = [2, 1]` a try
+    // every 250 ms is twice the rate, so it stays above it even if the tries slow down on
+    // a busy machine. Each episode lasts 1 s from its start, shed tries taking no tokens,
+    // so the peer is served again after every one: it is never shut out for good.
+    let (daemon, port) = start_cps_svc();
+    let start = Instant::now();
+    let (least, most) = (Duration::from_secs(6), Duration::from_secs(30));
+    let mut tries = 0u32;
+    let mut first_refusal: Option<Duration> = None;
+    let mut served_after_pause = 0;
+    let mut last_other = None::<Instant>;
+    loop {
+        // Tries on a fixed schedule: one that took long is followed by the next at once.
+        let due = start + Duration::from_millis(250) * tries;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        tries += 1;
+        let at = start.elapsed();
+        let out = tcp_request_from(ip("127.0.0.2"), v4(port), b"");
+        match (out.as_slice(), first_refusal) {
+            (b"served\n", Some(refused)) if at >= refused + Duration::from_secs(1) => {
+                served_after_pause += 1;
+            }
+            (b"served\n", _) => {}
+            (b"", None) => first_refusal = Some(at),
+            (b"", Some(_)) => {}
+            (other, _) => panic!("try {tries}: got {:?}", String::from_utf8_lossy(other)),
+        }
+        // Another peer, at most once a second (below the rate), is served throughout.
+        if last_other.is_none_or(|then| then.elapsed() >= Duration::from_millis(1500)) {
+            last_other = Some(Instant::now());
+            assert_eq!(
+                tcp_request_from(ip("127.0.0.1"), v4(port), b""),
+                b"served\n",
+                "127.0.0.1 was shed with 127.0.0.2 at {:?}; log:\n{}",
+                start.elapsed(),
+                daemon.log()
+            );
+        }
+        let episodes = cps_episodes(&daemon.log(), "svc", "127.0.0.2");
+        if start.elapsed() >= least && served_after_pause > 0 && episodes > 1 {
+            break;
+        }
+        assert!(
+            start.elapsed() < most,
+            "after {tries} tries in {:?}: first refused at {first_refusal:?}, served \
+             {served_after_pause} times after that and the pause, {episodes} episodes; log:\n{}",
+            start.elapsed(),
+            daemon.log()
+        );
+    }
+    // Each episode has its summary, and each lasted the pause, not longer.
+    let log = wait_for(
+        "a cps end-of-episode summary for 127.0.0.2",
+        Duration::from_secs(30),
+        || {
+            let log = daemon.log();
+            if count_lines(&log, "cps: shed") > 0 {
+                Ok(log)
+            } else {
+                Err(format!("log:\n{log}"))
+            }
+        },
+    );
+    let summaries: Vec<&str> = log.lines().filter(|l| l.contains("cps: shed")).collect();
+    assert!(
+        summaries
+            .iter()
+            .all(|l| l.contains("connections from 127.0.0.2 over 1 s")),
+        "log:\n{log}"
+    );
+    assert_eq!(
+        count_lines(&log, "FAIL: svc cps from=127.0.0.1"),
+        0,
+        "log:\n{log}"
+    );
 }
 
 /// What the daemon reads as /proc/loadavg in the max_load tests: a 1-minute load of 2.50.
