@@ -5,12 +5,18 @@
 # static server (benches/oneline.c), driven by our own load generator (benches/loadgen).
 #
 # usage: benches/compare.sh [--short] [--runs N] [--duration SECS] [--no-install] [--keep]
+#                           [--baseline BIN] [--exec-only]
 #   --short       one 1-second run per workload: proves the harness works (CI); writes
 #                 benches/results/short.md and leaves latest.md alone
 #   --runs N      runs per workload; the table shows the median (default 3)
 #   --duration S  seconds per run (default 5)
 #   --no-install  do not apt-get anything (peers that are missing are skipped)
 #   --keep        keep the temporary folder (configs, daemon logs, raw results)
+#   --baseline BIN  also run another oxinetd binary (e.g. a build of the commit before a
+#                 change) as the peer `oxinetd-base`, beside this tree's, in the exec'd
+#                 server workloads: a before/after in one run
+#   --exec-only   only the exec'd server and stream echo workloads (no UDP, no 1,000
+#                 services); with --baseline, the quick before/after of a change
 #
 # Needs root for the peers (installing them, `user = root`, inetd's echo on port 7).
 # The daemons run on CPU 0 and the load generator on CPU 1 (taskset). Every process it
@@ -24,6 +30,8 @@ DURATION=5
 INSTALL=1
 KEEP=0
 SHORT=0
+BASELINE=""
+EXEC_ONLY=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--short) SHORT=1 RUNS=1 DURATION=1 ;;
@@ -31,6 +39,8 @@ while [ $# -gt 0 ]; do
 	--duration) DURATION=${2:?--duration needs seconds}; shift ;;
 	--no-install) INSTALL=0 ;;
 	--keep) KEEP=1 ;;
+	--baseline) BASELINE=$(realpath "${2:?--baseline needs an oxinetd binary}") || exit 2; shift ;;
+	--exec-only) EXEC_ONLY=1 ;;
 	-h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) echo "compare.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
 	esac
@@ -158,7 +168,7 @@ USERLINE=""
 # Ports of one peer: exec'd server at P, internal stream/dgram echo at P+1.
 port_of() {
 	case $1 in
-	oxinetd) echo $((BASE + 0)) ;; xinetd) echo $((BASE + 10)) ;; inetd) echo $((BASE + 20)) ;;
+	oxinetd) echo $((BASE + 0)) ;; oxinetd-base) echo $((BASE + 5)) ;; xinetd) echo $((BASE + 10)) ;; inetd) echo $((BASE + 20)) ;;
 	tcpserver) echo $((BASE + 30)) ;; socat) echo $((BASE + 40)) ;; floor) echo $((BASE + 50)) ;;
 	floor-setsid) echo $((BASE + 55)) ;;
 	esac
@@ -181,10 +191,10 @@ XINETD_DEFAULTS='defaults
 	log_on_failure =
 }'
 
-# conf_oxinetd PHASE FILE / conf_xinetd / conf_inetd: each peer's configuration.
+# conf_oxinetd PHASE FILE [PEER] / conf_xinetd / conf_inetd: each peer's configuration.
 conf_oxinetd() {
 	local p
-	p=$(port_of oxinetd)
+	p=$(port_of "${3:-oxinetd}")
 	case $1 in
 	stream) cat >"$2" <<EOF
 $OXINETD_DEFAULTS
@@ -318,6 +328,7 @@ start_peer() {
 	p=$(port_of "$peer")
 	case $peer in
 	oxinetd) conf_oxinetd "$phase" "$conf"; set -- "$OXINETD" -f "$conf" ;;
+	oxinetd-base) [ -n "$BASELINE" ] || return 1; conf_oxinetd "$phase" "$conf" "$peer"; set -- "$BASELINE" -f "$conf" ;;
 	xinetd) [ -x "$XINETD" ] || return 1; conf_xinetd "$phase" "$conf"; set -- "$XINETD" -dontfork -f "$conf" ;;
 	inetd) [ -x "$INETD" ] || return 1; conf_inetd "$phase" "$conf"; set -- "$INETD" -i -R 100000000 "$conf" ;;
 	tcpserver) [ -x "$TCPSERVER" ] || return 1; set -- "$TCPSERVER" -c 1000 -b 128 -H -R -l0 127.0.0.1 "$p" "$ONELINE" ;;
@@ -385,7 +396,7 @@ stop_all() {
 }
 
 # ---------------------------------------------------------------- workloads
-EXEC_PEERS="oxinetd floor floor-setsid xinetd inetd tcpserver socat"
+EXEC_PEERS="oxinetd${BASELINE:+ oxinetd-base} floor floor-setsid xinetd inetd tcpserver socat"
 ECHO_PEERS="oxinetd xinetd inetd"
 
 phase_stream() {
@@ -495,8 +506,10 @@ loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 LOADS="start $(loadavg)"
 phase_stream
 LOADS="$LOADS; after the exec and stream echo runs $(loadavg)"
-phase_udp
-phase_thousand
+if [ "$EXEC_ONLY" = 0 ]; then
+	phase_udp
+	phase_thousand
+fi
 LOADS="$LOADS; end $(loadavg)"
 # setsid() puts every server in a new autogroup when autogroups are on and the daemon
 # is in the root cpu cgroup; that decides the worst-case latencies (see README).
@@ -505,8 +518,10 @@ SCHED="kernel.sched_autogroup_enabled=$(cat /proc/sys/kernel/sched_autogroup_ena
 
 mkdir -p "$BENCH/results"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
-# A --short run only proves the harness works: it must not replace the last real table.
+# A --short run only proves the harness works, and an --exec-only run covers part of the
+# workloads: neither replaces the last full table.
 latest=$BENCH/results/latest.md
+[ "$EXEC_ONLY" = 1 ] && latest=$BENCH/results/$stamp-exec-only.md
 [ "$SHORT" = 1 ] && latest=$BENCH/results/short.md
 machine="$(uname -sr), $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)"
 rev=$(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo unknown)
@@ -514,7 +529,7 @@ awk -F'\t' -f "$BENCH/report.awk" -v stamp="$stamp" -v machine="$machine" -v rev
 	-v runs="$RUNS" -v duration="$DURATION" -v short="$SHORT" -v base="$BASE" -v oneline="$ONELINE_KIND" \
 	-v loads="$LOADS" -v sched="$SCHED" \
 	"$RESULTS" "$LOADRES" "$NOTES" >"$latest"
-if [ "$SHORT" = 1 ]; then
+if [ "$SHORT" = 1 ] || [ "$EXEC_ONLY" = 1 ]; then
 	log "wrote ${latest#"$REPO"/}"
 else
 	cp "$latest" "$BENCH/results/$stamp.md"
