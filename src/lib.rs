@@ -67,6 +67,7 @@ pub mod daemon;
 pub mod internal;
 pub mod limits;
 pub mod logging;
+pub mod notify;
 pub mod peer;
 pub mod process;
 pub mod rpc;

@@ -90,9 +90,11 @@ impl Host for System {
         self.somaxconn
     }
 
+    /// oxinetd's environment less what systemd meant for oxinetd alone.
     fn environment(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         std::env::vars_os()
             .map(|(name, value)| (name.as_bytes().to_vec(), value.as_bytes().to_vec()))
+            .filter(|(name, _)| !crate::notify::is_systemd_variable(name))
             .collect()
     }
 
