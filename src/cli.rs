@@ -133,14 +133,11 @@ fn counted(n: usize, noun: &str) -> String {
 
 fn run(options: &Options) -> u8 {
     crate::process::sanitize_fds();
-    // Before anything can spawn: signals go to the signalfd, children get this mask back.
-    let original_mask = match daemon::block_signals() {
-        Ok(mask) => mask,
-        Err(error) => {
-            error!("cannot block signals: {error}");
-            return EXIT_SYSTEM;
-        }
-    };
+    // Before anything can spawn: signals go to the signalfd.
+    if let Err(error) = daemon::block_signals() {
+        error!("cannot block signals: {error}");
+        return EXIT_SYSTEM;
+    }
     // Absolute, so a reload resolves includedir the same way whatever the cwd.
     let config_path =
         std::path::absolute(&options.config).unwrap_or_else(|_| options.config.clone());
@@ -156,7 +153,7 @@ fn run(options: &Options) -> u8 {
     for spec in &config.services {
         log::debug!("loaded: {spec:?}");
     }
-    let mut daemon = match Daemon::new(&config_path, original_mask, config.syslog_socket.clone()) {
+    let mut daemon = match Daemon::new(&config_path, config.syslog_socket.clone()) {
         Ok(daemon) => daemon,
         Err(error) => {
             error!("cannot set up the event loop: {error}");

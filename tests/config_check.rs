@@ -686,3 +686,48 @@ fn errors_of_several_services_and_files_come_sorted_by_file_and_line() {
     assert_eq!(places, want, "stderr:\n{stderr}");
     assert_eq!(stderr.lines().last(), Some("4 errors"), "stderr:\n{stderr}");
 }
+
+/// Issue 12, hole 3: errors that named no place. Each now names its file and line; an
+/// unreadable `includedir` names the main file's `includedir` line.
+#[test]
+fn errors_name_a_file_and_a_line_even_without_a_key() {
+    let conf = Conf::new("# the services\nincludedir = \"conf.d\"\n\n[defaults]\ninstances = 4\n");
+    fs::create_dir(conf.dir.path().join("conf.d")).expect("mkdir conf.d");
+    let bad_utf8 = conf.dir.path().join("conf.d/latin1.toml");
+    fs::write(&bad_utf8, b"[service.caf\xe9]\n").expect("write latin1.toml");
+    let not_a_table = conf.add("conf.d/echo.toml", "\n[service]\necho = 1\n");
+    let deep = conf.add(
+        "conf.d/deep.toml",
+        &format!("# deep\n{}x = 1\n", "a.".repeat(100)),
+    );
+    let err = expect_invalid(&conf.check());
+    for want in [
+        format!(
+            "{}:1: not UTF-8: byte 0xe9 at column 13",
+            bad_utf8.display()
+        ),
+        format!(
+            "{}:3: service echo: expected a table, found an integer",
+            not_a_table.display()
+        ),
+        format!("{}:2: TOML syntax error: recursion limit", deep.display()),
+    ] {
+        assert!(
+            err.lines().any(|line| line == want),
+            "no line {want:?} in:\n{err}"
+        );
+    }
+
+    // A folder that cannot be read (a file where the folder should be).
+    let conf = Conf::new("# the services\nincludedir = \"conf.d\"\n");
+    conf.add("conf.d", "");
+    let err = expect_invalid(&conf.check());
+    let want = format!(
+        "{}:2: key includedir: cannot read the folder ",
+        conf.main().display()
+    );
+    assert!(
+        err.lines().any(|line| line.starts_with(&want)),
+        "no line {want:?}... in:\n{err}"
+    );
+}
