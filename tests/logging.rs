@@ -839,3 +839,60 @@ fn reload_moves_syslog_lines_to_a_new_syslog_socket() {
         );
     }
 }
+
+fn mkfifo(path: &str) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+}
+
+/// Issue 12: `log_type = "FILE fifo"` passed `--check`, then the start blocked in
+/// open(2): the port bound, nothing served, `ready` never came. Now `--check` names the
+/// file and why, and the daemon starts and serves the other services.
+#[test]
+fn a_fifo_log_file_is_refused_and_the_daemon_still_starts() {
+    let setup = Setup::new();
+    let fifo = setup.path("svc.fifo");
+    mkfifo(&fifo);
+    let other = common::free_port();
+    let config = format!(
+        "{}\n[service.other]\nsocket_type = \"stream\"\nwait = false\nport = {other}\n{}",
+        setup.service(&format!("{}{}", log_to_file(&fifo), sh_as_root("echo svc"))),
+        sh_as_root("echo other")
+    );
+    let file = setup.file("oxinetd.toml", config.as_bytes());
+    let out = common::run_command(
+        std::process::Command::new(common::BIN).args(["--check", "-f", &file]),
+        READY_TIMEOUT,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let want = format!(
+        "{file}:5: service svc: key log_type: {fifo} is a FIFO, not a regular file or a character device"
+    );
+    assert!(
+        stderr.lines().any(|line| line == want),
+        "no {want:?} in:\n{stderr}"
+    );
+
+    let (daemon, _) = setup.start(&config);
+    assert_eq!(output(other), "other\n");
+    daemon.wait_for_log(&want);
+}
+
+/// A log file replaced by a FIFO (no reader) before a SIGHUP: reopening it blocked the
+/// loop for good. Now the daemon keeps writing to the file it had, and serves on.
+#[test]
+fn a_log_file_replaced_by_a_fifo_does_not_freeze_a_reload() {
+    let setup = Setup::new();
+    let log = setup.path("svc.log");
+    let config = setup.service(&format!("{}{}", log_to_file(&log), sh_as_root("echo svc")));
+    let (daemon, port) = setup.start(&config);
+    assert_eq!(output(port), "svc\n");
+    wait_file(Path::new(&log), "EXIT: svc", 1);
+    let kept = daemon.dir().join("kept.log");
+    fs::rename(&log, &kept).expect("rotate the log away");
+    mkfifo(&log);
+    daemon.reload();
+    daemon.wait_for_log("is a FIFO, not a regular file or a character device");
+    assert_eq!(output(port), "svc\n");
+    wait_file(&kept, "EXIT: svc", 2);
+}

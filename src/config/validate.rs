@@ -237,7 +237,7 @@ fn build(
         wait == Some(true) && socket_type == Some(SocketType::Stream) && kind == Some(Kind::Exec);
     let access = access_rules(attrs, &flags, server_accepts, report);
     let limits = limits(attrs, report);
-    let logging = logging(attrs, kind, socket_type, report);
+    let logging = logging(attrs, kind, socket_type, host, report);
     let banners = banners(attrs, host, report);
     let rpc = rpc(name, &types, attrs, table, host, report);
     if let Some(at) = &attrs.flags
@@ -474,10 +474,28 @@ fn logging(
     attrs: &Attrs,
     kind: Option<Kind>,
     socket_type: Option<SocketType>,
+    host: &dyn Host,
     report: &mut Report,
 ) -> Option<Logging> {
     let log_type = match &attrs.log_type {
         Some(at) => match logging::parse_log_type(&at.value) {
+            Ok(logging::LogType::File { path, .. })
+                if let Ok(status) = host.status(&path)
+                    && !matches!(status.kind, FileKind::Regular | FileKind::CharDevice) =>
+            {
+                // Checked again when the daemon opens it, without blocking: the path
+                // may change after the check.
+                let what = status.kind.described();
+                report.error(
+                    "log_type",
+                    at,
+                    format!(
+                        "{} is {what}, not a regular file or a character device",
+                        path.display()
+                    ),
+                );
+                return None;
+            }
             Ok(log_type) => Some(log_type),
             Err(message) => {
                 report.error("log_type", at, message);
