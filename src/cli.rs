@@ -13,6 +13,7 @@ use log::{LevelFilter, error, info};
 
 use crate::config;
 use crate::daemon::{self, Daemon};
+use crate::logging::escaped;
 use crate::system::System;
 
 pub const EXIT_CONFIG: u8 = 1;
@@ -88,7 +89,7 @@ pub fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(message) => {
-            eprintln!("oxinetd: {message}\n{USAGE}");
+            eprintln!("oxinetd: {}\n{USAGE}", escaped(&message));
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -105,11 +106,13 @@ pub fn main() -> ExitCode {
 
 fn check(options: &Options) -> ExitCode {
     let config = config::load(&options.config, &System::new());
+    // Names and values from the files are escaped as every log line is: a newline in a
+    // service name must not forge a line of the report.
     for warning in &config.warnings {
-        eprintln!("warning: {warning}");
+        eprintln!("warning: {}", escaped(&warning.to_string()));
     }
     for error in &config.errors {
-        eprintln!("{error}");
+        eprintln!("{}", escaped(&error.to_string()));
     }
     if config.errors.is_empty() {
         println!(

@@ -127,7 +127,7 @@ impl Sinks {
             Dest::File(file) => {
                 stamp::push_xinetd(line, &now);
                 line.extend_from_slice(b": ");
-                push_message(line, message);
+                super::escape::escape_into(line, message);
                 line.push(b'\n');
                 file.write(line)
             }
@@ -135,7 +135,7 @@ impl Sinks {
                 line.extend_from_slice(syslog.priority.as_bytes());
                 stamp::push_rfc3164(line, &now);
                 line.extend_from_slice(self.tag.as_bytes());
-                push_message(line, message);
+                super::escape::escape_into(line, message);
                 syslog.send(line, &self.syslog_socket)
             }
         };
@@ -424,18 +424,6 @@ fn connect(path: &Path) -> io::Result<UnixDatagram> {
             ),
         )
     })
-}
-
-/// The message with line breaks made spaces: a peer-supplied word (an ident reply)
-/// must not be able to forge a log line.
-fn push_message(line: &mut Vec<u8>, message: &str) {
-    line.extend(message.bytes().map(|byte| {
-        if byte == b'\n' || byte == b'\r' {
-            b' '
-        } else {
-            byte
-        }
-    }));
 }
 
 fn describe(log_type: &LogType) -> String {

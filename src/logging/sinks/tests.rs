@@ -142,11 +142,11 @@ fn a_line_break_in_a_message_cannot_forge_a_line() {
     let path = dir.path().join("svc.log");
     let mut sinks = file_sinks(dir.path());
     let id = sinks.open(&file_type(&path, None, None)).unwrap();
-    sinks.write(id, "USERID: svc root\nSTART: forged\r");
+    sinks.write(id, "USERID: svc root\nSTART: forged\r\x1b[2J");
     sinks.flush();
     let written = lines(&path);
     assert_eq!(written.len(), 1);
-    assert_file_line(&written[0], "USERID: svc root START: forged ");
+    assert_file_line(&written[0], "USERID: svc root\\nSTART: forged\\r\\x1b[2J");
 }
 
 #[test]
@@ -563,4 +563,21 @@ fn reopen_keeps_the_old_file_when_the_path_became_a_fifo() {
     sinks.write(sink, "after");
     sinks.flush();
     assert_eq!(lines(&kept).len(), 1);
+}
+
+/// Issue 12: a control character in a syslog message is escaped as in a file.
+#[test]
+fn a_syslog_line_escapes_control_characters() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = bind(&dir.path().join("log"));
+    let mut sinks = syslog_sinks(dir.path().join("log"));
+    let sink = sinks
+        .open(&parse_log_type("SYSLOG daemon").unwrap())
+        .unwrap();
+    sinks.write(sink, "START: e\nFAKE: forged\x1b]0;title\x07 pid=1");
+    assert_syslog_line(
+        &receive(&server),
+        "<30>",
+        "START: e\\nFAKE: forged\\x1b]0;title\\x07 pid=1",
+    );
 }
