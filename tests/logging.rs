@@ -956,7 +956,8 @@ fn a_service_name_cannot_forge_a_log_line() {
     // Each line of the file has its stamp: file_messages panics otherwise.
     let file = wait_file(Path::new(&log), "EXIT: f\\nFAKE: filed ", 1);
     assert!(
-        file.iter().any(|m| m.starts_with("START: f\\nFAKE: filed pid=")),
+        file.iter()
+            .any(|m| m.starts_with("START: f\\nFAKE: filed pid=")),
         "{file:?}"
     );
 }

@@ -4,6 +4,7 @@
 pub mod attrs;
 pub mod raw;
 pub mod spec;
+pub mod trust;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -138,6 +139,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "includedir",
     "shutdown_grace",
     "syslog_socket",
+    "trust_insecure_files",
     "defaults",
     "service",
 ];
@@ -196,6 +198,18 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
                 entry.line,
                 "syslog_socket",
                 "expected the absolute path of a unix datagram socket".to_string(),
+            )),
+        }
+    }
+    let mut trust_insecure_files = false;
+    if let Some(entry) = table.get("trust_insecure_files") {
+        match entry.value {
+            Value::Boolean(flag) => trust_insecure_files = flag,
+            _ => config.errors.push(file_error(
+                main,
+                entry.line,
+                "trust_insecure_files",
+                format!("expected true or false, found {}", entry.value.kind()),
             )),
         }
     }
@@ -303,13 +317,19 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
         config.warnings.extend(outcome.warnings);
         let mut errors = match outcome.spec {
             Ok(spec) => {
-                if key_errors.is_empty() {
+                let distrusted = match &spec {
+                    Some(spec) if !trust_insecure_files => {
+                        trust::check(spec, &attrs, main, definition.line, host)
+                    }
+                    _ => Vec::new(),
+                };
+                if key_errors.is_empty() && distrusted.is_empty() {
                     config
                         .services
                         .extend(spec.map(|spec| share_environment(spec, &mut environments)));
                     continue;
                 }
-                Vec::new()
+                distrusted
             }
             Err(errors) => errors,
         };

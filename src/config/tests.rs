@@ -974,3 +974,108 @@ fn banners_must_be_small_regular_files() {
         ]
     );
 }
+
+/// Issue 12, hole 5: a server that runs as root is refused when a file that decides it
+/// could have been written by someone else; as another user, or with the override, not.
+#[test]
+fn root_servers_need_trusted_files() {
+    let status = |kind, uid, mode| FileStatus { kind, uid, mode };
+    let regular = |uid, mode| status(FileKind::Regular, uid, mode);
+    let root_hello = format!("includedir = \"d\"\n{}", HELLO.replace("nobody", "root"));
+    let included = "\n[service.inc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
+                    server = \"/bin/inc\"\nport = 9001\n";
+    let load_with = |main: &str, statuses: &[(&str, FileStatus)]| {
+        let mut host = FakeHost::new(
+            0,
+            &[("/etc/oxinetd.toml", main), ("/etc/d/inc.toml", included)],
+        );
+        for (path, status) in statuses {
+            host.statuses.insert(PathBuf::from(path), *status);
+        }
+        let config = load(Path::new("/etc/oxinetd.toml"), &host);
+        let errors: Vec<String> = config.errors.iter().map(ToString::to_string).collect();
+        (config.services.len(), errors)
+    };
+    let advice = ": fix that, or set `trust_insecure_files = true` at the top of the main file";
+    let cases: Vec<(&str, FileStatus, Vec<String>)> = vec![
+        (
+            "/bin/hello",
+            regular(0, 0o777),
+            vec![format!(
+                "/etc/oxinetd.toml:6: service hello: key server: runs as root, but its server /bin/hello is writable by group and others (mode 0777){advice}"
+            )],
+        ),
+        (
+            "/bin/inc",
+            regular(1000, 0o755),
+            vec![format!(
+                "/etc/d/inc.toml:6: service inc: key server: runs as root, but its server /bin/inc is owned by uid 1000, neither root nor oxinetd's own user{advice}"
+            )],
+        ),
+        (
+            "/etc/d",
+            status(FileKind::Directory, 0, 0o775),
+            vec![format!(
+                "/etc/d/inc.toml:2: service inc: runs as root, but the include directory /etc/d is writable by its group (mode 0775){advice}"
+            )],
+        ),
+        (
+            "/etc/d/inc.toml",
+            regular(0, 0o646),
+            vec![format!(
+                "/etc/d/inc.toml:2: service inc: runs as root, but the configuration file /etc/d/inc.toml is writable by others (mode 0646){advice}"
+            )],
+        ),
+        // The main file decides everything: each root service is refused.
+        (
+            "/etc/oxinetd.toml",
+            regular(0, 0o664),
+            vec![
+                format!(
+                    "/etc/d/inc.toml:2: service inc: runs as root, but the configuration file /etc/oxinetd.toml is writable by its group (mode 0664){advice}"
+                ),
+                format!(
+                    "/etc/oxinetd.toml:2: service hello: runs as root, but the configuration file /etc/oxinetd.toml is writable by its group (mode 0664){advice}"
+                ),
+            ],
+        ),
+    ];
+    for (path, bad, want) in cases {
+        let (services, errors) = load_with(&root_hello, &[(path, bad)]);
+        assert_eq!(errors, want, "{path}");
+        assert_eq!(services, 2 - want.len(), "{path}");
+        let trusting = format!("trust_insecure_files = true\n{root_hello}");
+        assert_eq!(
+            load_with(&trusting, &[(path, bad)]),
+            (2, vec![]),
+            "{path} trusted"
+        );
+    }
+    // As nobody, the same files are no one's business here.
+    let (services, errors) = load_with(
+        &format!("includedir = \"d\"\n{HELLO}"),
+        &[
+            ("/bin/hello", regular(1000, 0o777)),
+            ("/etc/oxinetd.toml", regular(1000, 0o666)),
+        ],
+    );
+    assert_eq!((services, errors.len()), (1, 1), "{errors:?}");
+    assert!(
+        errors[0]
+            .contains("service inc: runs as root, but the configuration file /etc/oxinetd.toml")
+    );
+    // A non-root oxinetd runs no server as root: its own files are trusted.
+    let mut host = FakeHost::new(1000, &[("/etc/oxinetd.toml", HELLO)]);
+    host.statuses
+        .insert(PathBuf::from("/etc/oxinetd.toml"), regular(1000, 0o666));
+    assert!(
+        load(Path::new("/etc/oxinetd.toml"), &host)
+            .errors
+            .is_empty()
+    );
+    assert!(
+        load_as(0, "trust_insecure_files = \"yes\"\n").errors[0]
+            .to_string()
+            .contains(":1: key trust_insecure_files: expected true or false, found a string")
+    );
+}
