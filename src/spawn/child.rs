@@ -6,6 +6,12 @@
 //! too (`CLONE_FILES`), so its first call makes a table of its own. A failure records
 //! the stage and errno in the shared `failure` word, which the parent reads when it
 //! wakes, and exits.
+//!
+//! The order: an fd table of its own, the connection on fds 0-2, setsid, limits, nice,
+//! umask, then the identity (setgroups, setgid, setuid), chdir to the service's `cwd`
+//! (`/` by default; as the new user, so it needs that user's access), PR_SET_NO_NEW_PRIVS
+//! if asked (after setuid, which it would not block, and before exec, which it governs),
+//! default signal dispositions, an empty signal mask, close-on-exec above fd 2, execve.
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering};

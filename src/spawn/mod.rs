@@ -251,7 +251,7 @@ impl Stage {
             Stage::Uid => "setuid failed",
             Stage::Cwd => "chdir to the service's cwd failed",
             Stage::NoNewPrivs => "prctl(PR_SET_NO_NEW_PRIVS) failed",
-            Stage::Signals => "restoring the signal mask failed",
+            Stage::Signals => "clearing the signal mask failed",
             Stage::Exec => "exec failed",
         }
     }
