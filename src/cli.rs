@@ -13,6 +13,7 @@ use log::{LevelFilter, error, info};
 
 use crate::config;
 use crate::daemon::{self, Daemon};
+use crate::logging::escaped;
 use crate::system::System;
 
 pub const EXIT_CONFIG: u8 = 1;
@@ -88,7 +89,7 @@ pub fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(message) => {
-            eprintln!("oxinetd: {message}\n{USAGE}");
+            eprintln!("oxinetd: {}\n{USAGE}", escaped(&message));
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -105,11 +106,13 @@ pub fn main() -> ExitCode {
 
 fn check(options: &Options) -> ExitCode {
     let config = config::load(&options.config, &System::new());
+    // Names and values from the files are escaped as every log line is: a newline in a
+    // service name must not forge a line of the report.
     for warning in &config.warnings {
-        eprintln!("warning: {warning}");
+        eprintln!("warning: {}", escaped(&warning.to_string()));
     }
     for error in &config.errors {
-        eprintln!("{error}");
+        eprintln!("{}", escaped(&error.to_string()));
     }
     if config.errors.is_empty() {
         println!(
@@ -133,14 +136,11 @@ fn counted(n: usize, noun: &str) -> String {
 
 fn run(options: &Options) -> u8 {
     crate::process::sanitize_fds();
-    // Before anything can spawn: signals go to the signalfd, children get this mask back.
-    let original_mask = match daemon::block_signals() {
-        Ok(mask) => mask,
-        Err(error) => {
-            error!("cannot block signals: {error}");
-            return EXIT_SYSTEM;
-        }
-    };
+    // Before anything can spawn: signals go to the signalfd.
+    if let Err(error) = daemon::block_signals() {
+        error!("cannot block signals: {error}");
+        return EXIT_SYSTEM;
+    }
     // Absolute, so a reload resolves includedir the same way whatever the cwd.
     let config_path =
         std::path::absolute(&options.config).unwrap_or_else(|_| options.config.clone());
@@ -156,7 +156,7 @@ fn run(options: &Options) -> u8 {
     for spec in &config.services {
         log::debug!("loaded: {spec:?}");
     }
-    let mut daemon = match Daemon::new(&config_path, original_mask, config.syslog_socket.clone()) {
+    let mut daemon = match Daemon::new(&config_path, config.syslog_socket.clone()) {
         Ok(daemon) => daemon,
         Err(error) => {
             error!("cannot set up the event loop: {error}");

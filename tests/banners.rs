@@ -193,3 +193,94 @@ fn a_banner_file_over_64_kib_is_a_config_error_naming_the_key() {
         );
     }
 }
+
+/// `--check -f path`, killed (and the test failed) if it does not finish in 10 s.
+fn check_within_deadline(path: &Path) -> std::process::Output {
+    common::run_command(
+        std::process::Command::new(common::BIN)
+            .arg("--check")
+            .arg("-f")
+            .arg(path),
+        std::time::Duration::from_secs(10),
+    )
+}
+
+fn mkfifo(path: &str) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");
+}
+
+/// Issue 12: a FIFO banner hung `--check` until a writer came, and `/dev/zero` grew
+/// until memory ran out. Only a regular file is a banner, read no further than its limit.
+#[test]
+fn a_banner_that_is_not_a_regular_file_is_refused_at_once() {
+    let setup = Setup::new();
+    let fifo = setup.path("fifo");
+    mkfifo(&fifo);
+    for (key, path, why) in [
+        ("banner", fifo.as_str(), "is a FIFO, not a regular file"),
+        (
+            "banner_success",
+            "/dev/zero",
+            "is a character device, not a regular file",
+        ),
+        (
+            "banner_fail",
+            "/dev/urandom",
+            "is a character device, not a regular file",
+        ),
+        ("banner", "/tmp", "is a directory, not a regular file"),
+    ] {
+        let config = setup.service(&format!(
+            "{key} = {}\n{}",
+            common::toml_string(path),
+            sh_as_root("echo server-out")
+        ));
+        let file = setup.file("oxinetd.toml", config.as_bytes());
+        let out = check_within_deadline(Path::new(&file));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{key} = {path} accepted:\n{stderr}"
+        );
+        let want = format!("{file}:5: service svc: key {key}: cannot read {path}: {why}");
+        assert!(
+            stderr.lines().any(|line| line == want),
+            "no {want:?} in:\n{stderr}"
+        );
+    }
+}
+
+/// A reload into such a config kept the loop waiting on the FIFO: now the service keeps
+/// its old definition and everyone is served throughout.
+#[test]
+fn reload_into_a_fifo_or_dev_zero_banner_keeps_the_old_definition() {
+    let setup = Setup::new();
+    let banner = setup.file("banner", b"old banner\r\n");
+    let fifo = setup.path("fifo");
+    mkfifo(&fifo);
+    let service = |banner: &str| {
+        setup.service(&format!(
+            "banner = {}\n{}",
+            common::toml_string(banner),
+            sh_as_root("echo server-out")
+        ))
+    };
+    let (old, first, second) = (service(&banner), service(&fifo), service("/dev/zero"));
+    let (daemon, port) = setup.start(&old);
+    for (n, config) in [first, second].iter().enumerate() {
+        daemon.write_config(config);
+        daemon.reload();
+        daemon.wait_for_log_count(", not a regular file", n + 1);
+        assert_bytes(&tcp_request(v4(port), b""), b"old banner\r\nserver-out\n");
+    }
+    let log = daemon.log();
+    assert!(
+        log.contains(&format!("cannot read {fifo}: is a FIFO")),
+        "{log}"
+    );
+    assert!(
+        log.contains("cannot read /dev/zero: is a character device"),
+        "{log}"
+    );
+}

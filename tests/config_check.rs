@@ -22,6 +22,7 @@ struct Conf {
 
 impl Conf {
     fn new(main: &str) -> Conf {
+        common::trusted_umask();
         let dir = tempfile::tempdir().expect("temp dir");
         fs::write(dir.path().join("oxinetd.toml"), main).expect("write main file");
         Conf { dir }
@@ -685,4 +686,136 @@ fn errors_of_several_services_and_files_come_sorted_by_file_and_line() {
     ];
     assert_eq!(places, want, "stderr:\n{stderr}");
     assert_eq!(stderr.lines().last(), Some("4 errors"), "stderr:\n{stderr}");
+}
+
+/// Issue 12, hole 3: errors that named no place. Each now names its file and line; an
+/// unreadable `includedir` names the main file's `includedir` line.
+#[test]
+fn errors_name_a_file_and_a_line_even_without_a_key() {
+    let conf = Conf::new("# the services\nincludedir = \"conf.d\"\n\n[defaults]\ninstances = 4\n");
+    fs::create_dir(conf.dir.path().join("conf.d")).expect("mkdir conf.d");
+    let bad_utf8 = conf.dir.path().join("conf.d/latin1.toml");
+    fs::write(&bad_utf8, b"[service.caf\xe9]\n").expect("write latin1.toml");
+    let not_a_table = conf.add("conf.d/echo.toml", "\n[service]\necho = 1\n");
+    let deep = conf.add(
+        "conf.d/deep.toml",
+        &format!("# deep\n{}x = 1\n", "a.".repeat(100)),
+    );
+    let err = expect_invalid(&conf.check());
+    for want in [
+        format!(
+            "{}:1: not UTF-8: byte 0xe9 at column 13",
+            bad_utf8.display()
+        ),
+        format!(
+            "{}:3: service echo: expected a table, found an integer",
+            not_a_table.display()
+        ),
+        format!("{}:2: TOML syntax error: recursion limit", deep.display()),
+    ] {
+        assert!(
+            err.lines().any(|line| line == want),
+            "no line {want:?} in:\n{err}"
+        );
+    }
+
+    // A folder that cannot be read (a file where the folder should be).
+    let conf = Conf::new("# the services\nincludedir = \"conf.d\"\n");
+    conf.add("conf.d", "");
+    let err = expect_invalid(&conf.check());
+    let want = format!(
+        "{}:2: key includedir: cannot read the folder ",
+        conf.main().display()
+    );
+    assert!(
+        err.lines().any(|line| line.starts_with(&want)),
+        "no line {want:?}... in:\n{err}"
+    );
+}
+
+/// Issue 12, hole 5: a server run as root from a file anyone could have written. The
+/// `server` binary, a config file and the include directory each must be writable by
+/// root (or oxinetd's own user) alone, unless `trust_insecure_files = true` says otherwise.
+#[test]
+fn a_root_server_from_a_writable_file_is_refused() {
+    let conf = Conf::new("");
+    let server = conf.add("server.sh", "#!/bin/sh\necho hi\n");
+    let service = |user: &str| {
+        format!(
+            "[service.svc]\nsocket_type = \"stream\"\nwait = false\nport = {}\nuser = \"{user}\"\n\
+             server = {}\n",
+            free_port(),
+            common::toml_string(server.to_str().expect("utf-8 path"))
+        )
+    };
+    fs::set_permissions(&server, fs::Permissions::from_mode(0o777)).expect("chmod server");
+    fs::write(conf.main(), service("root")).expect("write main");
+    let err = expect_invalid(&conf.check());
+    let want = format!(
+        "{}:6: service svc: key server: runs as root, but its server {} is writable by group and others (mode 0777)",
+        conf.main().display(),
+        server.display()
+    );
+    assert!(
+        err.lines().any(|line| line.starts_with(&want)),
+        "no {want:?} in:\n{err}"
+    );
+    // The override, or a server that does not run as root.
+    fs::write(
+        conf.main(),
+        format!("trust_insecure_files = true\n{}", service("root")),
+    )
+    .unwrap();
+    expect_ok(&conf.check(), 1);
+    fs::write(conf.main(), service("nobody")).unwrap();
+    expect_ok(&conf.check(), 1);
+
+    // A group-writable include directory.
+    fs::set_permissions(&server, fs::Permissions::from_mode(0o755)).expect("chmod server");
+    fs::write(conf.main(), "includedir = \"conf.d\"\n").unwrap();
+    let included = conf.add("conf.d/svc.toml", &service("root"));
+    let dir = included.parent().expect("conf.d");
+    expect_ok(&conf.check(), 1);
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o775)).expect("chmod conf.d");
+    let err = expect_invalid(&conf.check());
+    let want = format!(
+        "{}:1: service svc: runs as root, but the include directory {} is writable by its group (mode 0775)",
+        included.display(),
+        dir.display()
+    );
+    assert!(
+        err.lines().any(|line| line.starts_with(&want)),
+        "no {want:?} in:\n{err}"
+    );
+    // A world-writable main file.
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("chmod conf.d");
+    fs::set_permissions(conf.main(), fs::Permissions::from_mode(0o666)).expect("chmod main");
+    let err = expect_invalid(&conf.check());
+    assert!(
+        err.contains(&format!(
+            "the configuration file {} is writable by group and others (mode 0666)",
+            conf.main().display()
+        )),
+        "{err}"
+    );
+}
+
+/// The shipped configuration, from a git checkout (files 0644, folders 0755), passes
+/// `--check` with its root services.
+#[test]
+fn the_shipped_configuration_passes_check() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let services = fs::read_dir(root.join("services")).expect("services/");
+    let mut files: Vec<PathBuf> = services.map(|entry| entry.expect("entry").path()).collect();
+    files.push(root.join("etc/oxinetd.toml"));
+    for path in files {
+        let out = check_file(&path);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}:\n{}",
+            path.display(),
+            stderr_of(&out)
+        );
+    }
 }

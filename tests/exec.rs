@@ -609,3 +609,70 @@ fn dgram_wait_server_gets_the_socket_and_udp_variables() {
     }
     daemon.wait_for_log_count("START: udp", 2);
 }
+
+/// Blocks SIGUSR2 and SIGALRM, then execs the daemon: as when an init script or a
+/// supervisor starts oxinetd with a mask of its own.
+const BLOCKING_WRAPPER: &str = "import os, signal, sys\n\
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2, signal.SIGALRM})\n\
+    os.execv(sys.argv[1], sys.argv[1:])\n";
+
+/// Issue 12: servers inherited the mask oxinetd was started with, and its working
+/// directory (the harness starts the daemon in its temp dir). xinetd's servers start
+/// with no signal blocked and in `/`.
+#[test]
+fn server_starts_in_root_with_an_empty_mask_whatever_the_daemon_inherited() {
+    if !have("python3") {
+        return common::skip("python3 is not installed");
+    }
+    let launch = Launch {
+        wrapper: vec!["python3", "-c", BLOCKING_WRAPPER],
+        ..Launch::default()
+    };
+    let (daemon, port) = Setup::new().start_service_with(
+        &common::sh_as_root(
+            "grep -E '^SigBlk:' /proc/self/status; grep -E '^SigBlk:' /proc/$PPID/status; pwd",
+        ),
+        launch,
+    );
+    let out = output(port);
+    let lines: Vec<&str> = out.lines().collect();
+    // The second line is the daemon's own mask (the server's parent), proving the
+    // wrapper did block them: SIGUSR2 (12) and SIGALRM (14) bits, with oxinetd's own.
+    let daemon_mask = u64::from_str_radix(lines[1].trim_start_matches("SigBlk:\t"), 16)
+        .unwrap_or_else(|_| panic!("no daemon mask in {out:?}"));
+    assert_eq!(
+        daemon_mask & (1 << 11 | 1 << 13),
+        1 << 11 | 1 << 13,
+        "{out:?}"
+    );
+    assert_eq!(lines[0], "SigBlk:\t0000000000000000", "{out:?}");
+    assert_eq!(lines[2], "/", "{out:?}");
+    assert_ne!(daemon.dir(), std::path::Path::new("/"));
+}
+
+/// `cwd` starts the server elsewhere; the directory is checked as the server's user.
+#[test]
+fn server_starts_in_its_cwd() {
+    let setup = Setup::new();
+    let place = setup.path("place");
+    fs::create_dir(&place).expect("mkdir place");
+    let (_daemon, port) = setup.start_service(&format!(
+        "user = \"root\"\ncwd = {}\n{}",
+        common::toml_string(&place),
+        sh("pwd")
+    ));
+    assert_eq!(output(port), format!("{place}\n"));
+}
+
+/// `no_new_privs = true`: the server, and whatever it runs, can never gain privileges.
+#[test]
+fn no_new_privs_reaches_the_server() {
+    let status = "grep -E '^NoNewPrivs:' /proc/self/status";
+    let (_daemon, port) = Setup::new().start_service(&format!(
+        "user = \"nobody\"\nno_new_privs = true\n{}",
+        sh(status)
+    ));
+    assert_eq!(output(port), "NoNewPrivs:\t1\n");
+    let (_daemon, port) = Setup::new().start_service(&format!("user = \"nobody\"\n{}", sh(status)));
+    assert_eq!(output(port), "NoNewPrivs:\t0\n");
+}

@@ -839,3 +839,145 @@ fn reload_moves_syslog_lines_to_a_new_syslog_socket() {
         );
     }
 }
+
+fn mkfifo(path: &str) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+}
+
+/// Issue 12: `log_type = "FILE fifo"` passed `--check`, then the start blocked in
+/// open(2): the port bound, nothing served, `ready` never came. Now `--check` names the
+/// file and why, and the daemon starts and serves the other services.
+#[test]
+fn a_fifo_log_file_is_refused_and_the_daemon_still_starts() {
+    let setup = Setup::new();
+    let fifo = setup.path("svc.fifo");
+    mkfifo(&fifo);
+    let other = common::free_port();
+    let config = format!(
+        "{}\n[service.other]\nsocket_type = \"stream\"\nwait = false\nport = {other}\n{}",
+        setup.service(&format!("{}{}", log_to_file(&fifo), sh_as_root("echo svc"))),
+        sh_as_root("echo other")
+    );
+    let file = setup.file("oxinetd.toml", config.as_bytes());
+    let out = common::run_command(
+        std::process::Command::new(common::BIN).args(["--check", "-f", &file]),
+        READY_TIMEOUT,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let want = format!(
+        "{file}:5: service svc: key log_type: {fifo} is a FIFO, not a regular file or a character device"
+    );
+    assert!(
+        stderr.lines().any(|line| line == want),
+        "no {want:?} in:\n{stderr}"
+    );
+
+    let (daemon, _) = setup.start(&config);
+    assert_eq!(output(other), "other\n");
+    daemon.wait_for_log(&want);
+}
+
+/// A log file replaced by a FIFO (no reader) before a SIGHUP: reopening it blocked the
+/// loop for good. Now the daemon keeps writing to the file it had, and serves on.
+#[test]
+fn a_log_file_replaced_by_a_fifo_does_not_freeze_a_reload() {
+    let setup = Setup::new();
+    let log = setup.path("svc.log");
+    let config = setup.service(&format!("{}{}", log_to_file(&log), sh_as_root("echo svc")));
+    let (daemon, port) = setup.start(&config);
+    assert_eq!(output(port), "svc\n");
+    wait_file(Path::new(&log), "EXIT: svc", 1);
+    let kept = daemon.dir().join("kept.log");
+    fs::rename(&log, &kept).expect("rotate the log away");
+    mkfifo(&log);
+    daemon.reload();
+    daemon.wait_for_log("is a FIFO, not a regular file or a character device");
+    assert_eq!(output(port), "svc\n");
+    wait_file(&kept, "EXIT: svc", 2);
+}
+
+/// The service name of the issue: a newline, then a forged line; and an escape sequence
+/// that would clear a terminal.
+const FORGING_NAME: &str = "e\\nFAKE: forged\\u001b[2J";
+/// The same name as every log shows it.
+const FORGING_NAME_ESCAPED: &str = "e\\nFAKE: forged\\x1b[2J";
+
+/// No line of `log` begins with the forged text, and no escape byte is in it.
+#[track_caller]
+fn assert_not_forged(log: &str) {
+    assert!(
+        !log.lines().any(|line| line.starts_with("FAKE")) && !log.contains('\x1b'),
+        "a forged line or a raw escape:\n{log}"
+    );
+}
+
+/// Issue 12: `[service."e\nFAKE: forged"]` made every START line end and a forged one
+/// begin, on stderr and in log files, and in `--check`'s report.
+#[test]
+fn a_service_name_cannot_forge_a_log_line() {
+    let setup = Setup::new();
+    let log = setup.path("svc.log");
+    let service = |port: u16, extra: &str| {
+        format!(
+            "[[service.\"{FORGING_NAME}\"]]\nsocket_type = \"stream\"\nwait = false\n\
+             port = {port}\n{extra}{}",
+            sh_as_root("echo hi")
+        )
+    };
+    let other = free_port();
+    let config = format!(
+        "{}\n[[service.\"{FORGING_NAME}\"]]\nid = \"f\\nFAKE: filed\"\nsocket_type = \"stream\"\n\
+         wait = false\nport = {other}\n{}{}",
+        service(setup.port, ""),
+        log_to_file(&log),
+        sh_as_root("echo hi")
+    );
+
+    // --check: one error in the service, reported with its name escaped.
+    let out = check(&service(setup.port, "bogus_key = 1\n"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_not_forged(&stderr);
+    assert!(
+        stderr.contains(&format!("service {FORGING_NAME_ESCAPED}: key bogus_key")),
+        "{stderr}"
+    );
+
+    let (daemon, port) = setup.start(&config);
+    assert_eq!(output(port), "hi\n");
+    assert_eq!(output(other), "hi\n");
+    let stderr_log = daemon.wait_for_log(&format!("EXIT: {FORGING_NAME_ESCAPED} "));
+    assert_not_forged(&stderr_log);
+    assert!(
+        stderr_log.contains(&format!("START: {FORGING_NAME_ESCAPED} pid=")),
+        "{stderr_log}"
+    );
+    // Each line of the file has its stamp: file_messages panics otherwise.
+    let file = wait_file(Path::new(&log), "EXIT: f\\nFAKE: filed ", 1);
+    assert!(
+        file.iter()
+            .any(|m| m.starts_with("START: f\\nFAKE: filed pid=")),
+        "{file:?}"
+    );
+}
+
+/// A peer's tcpmux line with an escape character is refused, and nothing of it reaches
+/// the log raw, even with debug lines on.
+#[test]
+fn a_tcpmux_name_with_an_escape_character_reaches_no_log() {
+    let setup = Setup::new();
+    let port = setup.port;
+    let config = format!(
+        "[service.tcpmux]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\nwait = false\n\
+         port = {port}\n\n[service.plain]\ntype = \"TCPMUX\"\nsocket_type = \"stream\"\n\
+         wait = false\n{}",
+        sh_as_root("echo plain")
+    );
+    let file = setup.file("oxinetd.toml", config.as_bytes());
+    let daemon = Oxinetd::start_in(setup.dir, &["-d", "-f", &file]);
+    let reply = tcp_request(v4(port), b"pl\x1b[2Jain\r\n");
+    assert_eq!(reply, b"-service name is not printable ASCII\r\n");
+    assert_eq!(tcp_request(v4(port), b"plain\r\n"), b"plain\n");
+    assert_not_forged(&daemon.wait_for_log("EXIT: plain"));
+}

@@ -4,6 +4,7 @@
 pub mod attrs;
 pub mod raw;
 pub mod spec;
+pub mod trust;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -60,17 +61,60 @@ pub trait Host {
     fn group_list(&self, user: &str, gid: u32) -> Vec<u32>;
     fn service_port(&self, name: &str, protocol: spec::Protocol) -> Option<u16>;
     fn is_executable(&self, path: &Path) -> bool;
+    /// What `stat` (following links) says of `path`.
+    fn status(&self, path: &Path) -> std::io::Result<FileStatus>;
     fn euid(&self) -> u32;
     fn somaxconn(&self) -> u32;
     fn environment(&self) -> Vec<(Vec<u8>, Vec<u8>)>;
-    fn read(&self, path: &Path) -> std::io::Result<String>;
-    /// Banners are bytes, not text.
-    fn read_bytes(&self, path: &Path) -> std::io::Result<Vec<u8>>;
+    /// At most the first `limit + 1` bytes of a regular file, so the caller can tell a
+    /// file over its limit; opened without blocking (O_NONBLOCK) and refused, naming its
+    /// kind (`is a FIFO, not a regular file`), if it is anything but a regular file: a
+    /// FIFO, `/dev/zero` or a terminal must never hang a load or fill the memory.
+    fn read(&self, path: &Path, limit: usize) -> std::io::Result<Vec<u8>>;
     /// The program number of an RPC service in /etc/rpc.
     fn rpc_number(&self, name: &str) -> Option<u32>;
     /// The `*.toml` files of a folder, in name order, dotfiles left out.
     fn toml_files(&self, dir: &Path) -> std::io::Result<Vec<PathBuf>>;
 }
+
+/// The kinds of file `stat` tells apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    Regular,
+    Directory,
+    CharDevice,
+    BlockDevice,
+    Fifo,
+    Socket,
+}
+
+impl FileKind {
+    /// `a FIFO`, for messages such as `is a FIFO, not a regular file`.
+    pub fn described(self) -> &'static str {
+        match self {
+            FileKind::Regular => "a regular file",
+            FileKind::Directory => "a directory",
+            FileKind::CharDevice => "a character device",
+            FileKind::BlockDevice => "a block device",
+            FileKind::Fifo => "a FIFO",
+            FileKind::Socket => "a socket",
+        }
+    }
+}
+
+/// What oxinetd checks of a file before trusting it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStatus {
+    pub kind: FileKind,
+    /// The owner.
+    pub uid: u32,
+    /// The permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+}
+
+/// A configuration file larger than this is refused rather than read (a mistaken
+/// `-f /dev/zero`-like file must not fill the memory); real ones are a few KiB.
+pub const MAX_CONFIG_FILE: usize = 16 * 1024 * 1024;
 
 /// A whole configuration. `fatal` is set when the main file itself is unreadable or
 /// invalid: a start fails and a reload keeps the old configuration.
@@ -95,6 +139,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "includedir",
     "shutdown_grace",
     "syslog_socket",
+    "trust_insecure_files",
     "defaults",
     "service",
 ];
@@ -156,9 +201,21 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
             )),
         }
     }
+    let mut trust_insecure_files = false;
+    if let Some(entry) = table.get("trust_insecure_files") {
+        match entry.value {
+            Value::Boolean(flag) => trust_insecure_files = flag,
+            _ => config.errors.push(file_error(
+                main,
+                entry.line,
+                "trust_insecure_files",
+                format!("expected true or false, found {}", entry.value.kind()),
+            )),
+        }
+    }
     let errors_before_defaults = config.errors.len();
     let mut defaults = match table.get("defaults") {
-        Some(entry) => read_attrs(&entry.value, &file, None, &mut config.errors),
+        Some(entry) => read_attrs(&entry.value, &file, entry.line, None, &mut config.errors),
         None => Attrs::default(),
     };
     // Reported once, in [defaults]; a service that leaves such a key unset is not
@@ -183,7 +240,12 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
             Value::String(dir) => {
                 let dir = main.parent().unwrap_or(Path::new(".")).join(dir);
                 if let Err(error) = include(&dir, host, &mut definitions, &mut included_errors) {
-                    config.errors.push(error);
+                    config.errors.push(file_error(
+                        main,
+                        entry.line,
+                        "includedir",
+                        format!("cannot read the folder {}: {error}", dir.display()),
+                    ));
                 }
             }
             other => config.errors.push(file_error(
@@ -255,13 +317,19 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
         config.warnings.extend(outcome.warnings);
         let mut errors = match outcome.spec {
             Ok(spec) => {
-                if key_errors.is_empty() {
+                let distrusted = match &spec {
+                    Some(spec) if !trust_insecure_files => {
+                        trust::check(spec, &attrs, main, definition.line, host)
+                    }
+                    _ => Vec::new(),
+                };
+                if key_errors.is_empty() && distrusted.is_empty() {
                     config
                         .services
                         .extend(spec.map(|spec| share_environment(spec, &mut environments)));
                     continue;
                 }
-                Vec::new()
+                distrusted
             }
             Err(errors) => errors,
         };
@@ -355,26 +423,49 @@ struct Definition {
     attrs: (Attrs, Vec<ConfigError>),
 }
 
+/// A file that cannot be opened at all is named without a line; every other error has
+/// one.
 fn read_table(path: &Path, host: &dyn Host, errors: &mut Vec<ConfigError>) -> Option<Table> {
-    let text = match host.read(path) {
+    let unreadable = |message: String| ConfigError {
+        file: path.to_path_buf(),
+        line: None,
+        service: None,
+        key: None,
+        message,
+    };
+    let bytes = match host.read(path, MAX_CONFIG_FILE) {
+        Ok(bytes) if bytes.len() > MAX_CONFIG_FILE => {
+            errors.push(unreadable(
+                "larger than 16 MiB: not a configuration file".to_string(),
+            ));
+            return None;
+        }
+        Ok(bytes) => bytes,
+        Err(error) => {
+            errors.push(unreadable(format!("cannot read: {error}")));
+            return None;
+        }
+    };
+    let text = match std::str::from_utf8(&bytes) {
         Ok(text) => text,
         Err(error) => {
+            let (line, column) = place_of(&bytes, error.valid_up_to());
             errors.push(ConfigError {
-                file: path.to_path_buf(),
-                line: None,
-                service: None,
-                key: None,
-                message: format!("cannot read: {error}"),
+                line: Some(line),
+                ..unreadable(format!(
+                    "not UTF-8: byte 0x{:02x} at column {column}",
+                    bytes[error.valid_up_to()]
+                ))
             });
             return None;
         }
     };
-    match raw::parse(&text) {
+    match raw::parse(text) {
         Ok(table) => Some(table),
         Err(error) => {
             errors.push(ConfigError {
                 file: path.to_path_buf(),
-                line: error.line,
+                line: Some(error.line),
                 service: None,
                 key: None,
                 message: format!("TOML syntax error: {}", error.message),
@@ -384,20 +475,25 @@ fn read_table(path: &Path, host: &dyn Host, errors: &mut Vec<ConfigError>) -> Op
     }
 }
 
+/// The 1-based line and column (in bytes) of byte `offset` of `bytes`.
+fn place_of(bytes: &[u8], offset: usize) -> (usize, usize) {
+    let before = &bytes[..offset];
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |at| at + 1);
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    (line, offset - line_start + 1)
+}
+
 /// Reads every `*.toml` of `dir`; only an unreadable folder is an `Err`.
 fn include(
     dir: &Path,
     host: &dyn Host,
     definitions: &mut Vec<Definition>,
     errors: &mut Vec<ConfigError>,
-) -> Result<(), ConfigError> {
-    let files = host.toml_files(dir).map_err(|error| ConfigError {
-        file: dir.to_path_buf(),
-        line: None,
-        service: None,
-        key: Some("includedir".to_string()),
-        message: format!("cannot read the folder: {error}"),
-    })?;
+) -> std::io::Result<()> {
+    let files = host.toml_files(dir)?;
     for path in files {
         let Some(table) = read_table(&path, host, errors) else {
             continue;
@@ -439,7 +535,13 @@ fn collect_services(
         };
         for value in tables {
             let mut service_errors = Vec::new();
-            let attrs = read_attrs(value, file, Some(&service.key), &mut service_errors);
+            let attrs = read_attrs(
+                value,
+                file,
+                service.line,
+                Some(&service.key),
+                &mut service_errors,
+            );
             let id = attrs
                 .id
                 .as_ref()
@@ -455,10 +557,12 @@ fn collect_services(
     }
 }
 
-/// Reads every key of a service or `[defaults]` table, reporting each bad one.
+/// Reads every key of a service or `[defaults]` table (its name written on `line`),
+/// reporting each bad one.
 fn read_attrs(
     value: &Value,
     file: &Rc<Path>,
+    line: usize,
     service: Option<&str>,
     errors: &mut Vec<ConfigError>,
 ) -> Attrs {
@@ -466,8 +570,8 @@ fn read_attrs(
     let Value::Table(table) = value else {
         errors.push(ConfigError {
             file: file.to_path_buf(),
-            line: None,
-            service: service.map(str::to_string),
+            line: Some(line),
+            service: Some(service.unwrap_or("[defaults]").to_string()),
             key: None,
             message: format!("expected a table, found {}", value.kind()),
         });

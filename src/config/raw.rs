@@ -65,7 +65,7 @@ impl Table {
 /// A TOML syntax error, with the line where the parser stopped.
 #[derive(Debug, PartialEq)]
 pub struct SyntaxError {
-    pub line: Option<usize>,
+    pub line: usize,
     pub message: String,
 }
 
@@ -74,10 +74,27 @@ pub fn parse(text: &str) -> Result<Table, SyntaxError> {
     match DeTable::parse(text) {
         Ok(document) => Ok(convert_table(document.get_ref(), &lines)),
         Err(error) => Err(SyntaxError {
-            line: error.span().map(|span| lines.line_of(span.start)),
+            // The parser gives every error a place but one: a dotted key of more than
+            // its recursion limit (80) parts, which can only be the line with the most
+            // dots.
+            line: error
+                .span()
+                .map_or_else(|| most_dotted_line(text), |span| lines.line_of(span.start)),
             message: error.message().trim().to_string(),
         }),
     }
+}
+
+/// The first of the lines with the most `.` on them.
+fn most_dotted_line(text: &str) -> usize {
+    let dots = |line: &str| line.bytes().filter(|&b| b == b'.').count();
+    let mut best = (0, 1);
+    for (at, line) in text.lines().enumerate() {
+        if dots(line) > best.0 {
+            best = (dots(line), at + 1);
+        }
+    }
+    best.1
 }
 
 fn convert_table(table: &DeTable<'_>, lines: &LineIndex) -> Table {
@@ -159,9 +176,22 @@ mod tests {
         assert_eq!(table.get("n").unwrap().value.as_i64(), Some(1000));
     }
 
+    /// Past the parser's recursion limit: nested arrays and tables carry their place, a
+    /// long dotted key does not and is found by its dots.
+    #[test]
+    fn nesting_past_the_recursion_limit_names_the_line() {
+        let deep = |open: &str, close: &str| {
+            format!("a = 1\n\nb = {}1{}\n", open.repeat(200), close.repeat(200))
+        };
+        assert_eq!(parse(&deep("[", "]")).unwrap_err().line, 3);
+        assert_eq!(parse(&deep("{x=", "}")).unwrap_err().line, 3);
+        let dotted = format!("a = 1 # a.b\n[t]\n{}d = 1\nz = \"...\"\n", "c.".repeat(100));
+        assert_eq!(parse(&dotted).unwrap_err().line, 3);
+    }
+
     #[test]
     fn syntax_errors_name_the_line() {
         let error = parse("a = 1\nb = \n").unwrap_err();
-        assert_eq!(error.line, Some(2));
+        assert_eq!(error.line, 2);
     }
 }

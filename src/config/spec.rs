@@ -126,6 +126,12 @@ pub struct ExecSpec {
     pub umask: Option<u32>,
     pub nice: Option<i32>,
     pub rlimits: Vec<(Resource, Limit)>,
+    /// The server's working directory: `/` unless `cwd` says (xinetd starts every
+    /// server in `/`).
+    pub cwd: PathBuf,
+    /// `no_new_privs = true`: `PR_SET_NO_NEW_PRIVS` before exec, so neither the server
+    /// nor anything it runs can gain privileges through setuid bits or file capabilities.
+    pub no_new_privs: bool,
 }
 
 /// `redirect = "host port"`: the daemon relays bytes to `host`, resolved when a

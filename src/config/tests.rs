@@ -8,7 +8,11 @@ use super::spec::{Identity, Instances, Internal, Limit, Program, Protocol, Resou
 use super::*;
 
 struct FakeHost {
-    files: BTreeMap<PathBuf, String>,
+    /// Bytes, so a file may be anything but UTF-8.
+    files: BTreeMap<PathBuf, Vec<u8>>,
+    /// Files whose kind, owner or mode is not the default: a regular root-owned 0644
+    /// file (0755 under /bin), and for a folder of files a root-owned 0755 directory.
+    statuses: BTreeMap<PathBuf, FileStatus>,
     euid: u32,
 }
 
@@ -17,8 +21,9 @@ impl FakeHost {
         FakeHost {
             files: files
                 .iter()
-                .map(|(path, text)| (PathBuf::from(path), text.to_string()))
+                .map(|(path, text)| (PathBuf::from(path), text.as_bytes().to_vec()))
                 .collect(),
+            statuses: BTreeMap::new(),
             euid,
         }
     }
@@ -73,14 +78,36 @@ impl Host for FakeHost {
             (b"REMOTE_ADDR".to_vec(), b"stale".to_vec()),
         ]
     }
-    fn read(&self, path: &Path) -> io::Result<String> {
-        self.files
-            .get(path)
-            .cloned()
-            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    fn status(&self, path: &Path) -> io::Result<FileStatus> {
+        if let Some(status) = self.statuses.get(path) {
+            return Ok(*status);
+        }
+        let kind = if self.files.contains_key(path) || path.starts_with("/bin") {
+            FileKind::Regular
+        } else if self.files.keys().any(|file| file.starts_with(path)) || path == Path::new("/") {
+            FileKind::Directory
+        } else {
+            return Err(io::Error::from(io::ErrorKind::NotFound));
+        };
+        let mode = if path.starts_with("/bin") {
+            0o755
+        } else {
+            0o644
+        };
+        Ok(FileStatus { kind, uid: 0, mode })
     }
-    fn read_bytes(&self, path: &Path) -> io::Result<Vec<u8>> {
-        self.read(path).map(String::into_bytes)
+    fn read(&self, path: &Path, limit: usize) -> io::Result<Vec<u8>> {
+        if let Some(status) = self.statuses.get(path)
+            && status.kind != FileKind::Regular
+        {
+            let message = format!("is {}, not a regular file", status.kind.described());
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, message));
+        }
+        let bytes = self
+            .files
+            .get(path)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        Ok(bytes[..bytes.len().min(limit + 1)].to_vec())
     }
     fn rpc_number(&self, name: &str) -> Option<u32> {
         (name == "rstatd").then_some(100001)
@@ -812,4 +839,243 @@ fn defaults_switch_services_on_and_off() {
     assert_eq!(ids("enabled = [\"hello\"]"), ["hello"]);
     let config = load_as(0, &format!("[defaults]\nmax_servers = 7\n{two}"));
     assert_eq!(config.max_servers, Some(7));
+}
+
+/// Issue 12, hole 3: every error of a file that could be opened names it and a line,
+/// whatever went wrong (one line per case: the file's text, the place and words).
+#[test]
+fn errors_without_a_place_get_one() {
+    let deep_key = format!("x = 1\n{}d = 1\n", "c.".repeat(100));
+    let deep_array = format!("x = 1\n\na = {}{}\n", "[".repeat(200), "]".repeat(200));
+    let cases: &[(&[u8], &str)] = &[
+        (
+            b"a = 1\nb = \"caf\xe9\"\n",
+            "/etc/oxinetd.toml:2: not UTF-8: byte 0xe9 at column 9",
+        ),
+        (
+            b"\xff",
+            "/etc/oxinetd.toml:1: not UTF-8: byte 0xff at column 1",
+        ),
+        (
+            deep_key.as_bytes(),
+            "/etc/oxinetd.toml:2: TOML syntax error: recursion limit",
+        ),
+        (
+            deep_array.as_bytes(),
+            "/etc/oxinetd.toml:3: TOML syntax error: cannot recurse",
+        ),
+        (
+            b"\ndefaults = \"x\"\n",
+            "/etc/oxinetd.toml:2: service [defaults]: expected a table, found a string",
+        ),
+        (
+            b"[service]\necho = 1\n",
+            "/etc/oxinetd.toml:2: service echo: expected a table, found an integer",
+        ),
+        (
+            b"[service]\necho = [1]\n",
+            "/etc/oxinetd.toml:2: service echo: expected a table, found an integer",
+        ),
+        (
+            b"# x\nincludedir = \"missing\"\n",
+            "/etc/oxinetd.toml:2: key includedir: cannot read the folder /etc/missing: ",
+        ),
+    ];
+    for (text, want) in cases {
+        let mut host = FakeHost::new(0, &[]);
+        host.files
+            .insert(PathBuf::from("/etc/oxinetd.toml"), text.to_vec());
+        let config = load(Path::new("/etc/oxinetd.toml"), &host);
+        let errors: Vec<String> = config.errors.iter().map(ToString::to_string).collect();
+        assert!(
+            errors.len() == 1 && errors[0].starts_with(want),
+            "{:?}: want {want:?}, got {errors:?}",
+            String::from_utf8_lossy(text)
+        );
+        assert!(config.fatal || text.starts_with(b"[service]"), "{errors:?}");
+    }
+    // In an included file: its own name and line.
+    let host = FakeHost::new(
+        0,
+        &[
+            ("/etc/oxinetd.toml", "includedir = \"d\"\n"),
+            ("/etc/d/a.toml", "\n[service]\necho = 1\n"),
+        ],
+    );
+    let errors: Vec<String> = load(Path::new("/etc/oxinetd.toml"), &host)
+        .errors
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        errors,
+        ["/etc/d/a.toml:3: service echo: expected a table, found an integer"]
+    );
+}
+
+/// Issue 12, hole 4: `cwd` is the server's working directory, `/` by default;
+/// `no_new_privs` is off unless set.
+#[test]
+fn cwd_and_no_new_privs() {
+    let default = one(HELLO);
+    assert_eq!(exec(&default).cwd, PathBuf::from("/"));
+    assert!(!exec(&default).no_new_privs);
+    let set = one(&format!("{HELLO}cwd = \"/etc\"\nno_new_privs = true\n"));
+    assert_eq!(exec(&set).cwd, PathBuf::from("/etc"));
+    assert!(exec(&set).no_new_privs);
+    assert!(
+        error(&format!("{HELLO}cwd = \"etc\"\n"))
+            .contains(":7: service hello: key cwd: etc is not an absolute path")
+    );
+    assert!(
+        error(&format!("{HELLO}cwd = \"/nowhere\"\n")).contains("key cwd: cannot use /nowhere: ")
+    );
+    assert!(
+        error(&format!("{HELLO}cwd = \"/etc/oxinetd.toml\"\n"))
+            .contains("key cwd: /etc/oxinetd.toml is a regular file, not a directory")
+    );
+    assert!(
+        error(&format!("{HELLO}no_new_privs = 1\n"))
+            .contains("key no_new_privs: expected a boolean")
+    );
+}
+
+/// Issue 12, hole 1: a banner that is not a regular file is refused, naming its kind;
+/// one over 64 KiB is refused from its first 64 KiB + 1 bytes.
+#[test]
+fn banners_must_be_small_regular_files() {
+    let mut host = FakeHost::new(
+        0,
+        &[(
+            "/etc/oxinetd.toml",
+            &format!("{HELLO}banner = \"/etc/fifo\"\nbanner_fail = \"/etc/big\"\n"),
+        )],
+    );
+    host.statuses.insert(
+        PathBuf::from("/etc/fifo"),
+        FileStatus {
+            kind: FileKind::Fifo,
+            uid: 0,
+            mode: 0o644,
+        },
+    );
+    host.files
+        .insert(PathBuf::from("/etc/big"), vec![b'x'; 1 << 20]);
+    let errors: Vec<String> = load(Path::new("/etc/oxinetd.toml"), &host)
+        .errors
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "/etc/oxinetd.toml:7: service hello: key banner: cannot read /etc/fifo: is a FIFO, not a regular file",
+            "/etc/oxinetd.toml:8: service hello: key banner_fail: /etc/big is larger than 64 KiB",
+        ]
+    );
+}
+
+/// Issue 12, hole 5: a server that runs as root is refused when a file that decides it
+/// could have been written by someone else; as another user, or with the override, not.
+#[test]
+fn root_servers_need_trusted_files() {
+    let status = |kind, uid, mode| FileStatus { kind, uid, mode };
+    let regular = |uid, mode| status(FileKind::Regular, uid, mode);
+    let root_hello = format!("includedir = \"d\"\n{}", HELLO.replace("nobody", "root"));
+    let included = "\n[service.inc]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
+                    server = \"/bin/inc\"\nport = 9001\n";
+    let load_with = |main: &str, statuses: &[(&str, FileStatus)]| {
+        let mut host = FakeHost::new(
+            0,
+            &[("/etc/oxinetd.toml", main), ("/etc/d/inc.toml", included)],
+        );
+        for (path, status) in statuses {
+            host.statuses.insert(PathBuf::from(path), *status);
+        }
+        let config = load(Path::new("/etc/oxinetd.toml"), &host);
+        let errors: Vec<String> = config.errors.iter().map(ToString::to_string).collect();
+        (config.services.len(), errors)
+    };
+    let advice = ": fix that, or set `trust_insecure_files = true` at the top of the main file";
+    let cases: Vec<(&str, FileStatus, Vec<String>)> = vec![
+        (
+            "/bin/hello",
+            regular(0, 0o777),
+            vec![format!(
+                "/etc/oxinetd.toml:6: service hello: key server: runs as root, but its server /bin/hello is writable by group and others (mode 0777){advice}"
+            )],
+        ),
+        (
+            "/bin/inc",
+            regular(1000, 0o755),
+            vec![format!(
+                "/etc/d/inc.toml:6: service inc: key server: runs as root, but its server /bin/inc is owned by uid 1000, neither root nor oxinetd's own user{advice}"
+            )],
+        ),
+        (
+            "/etc/d",
+            status(FileKind::Directory, 0, 0o775),
+            vec![format!(
+                "/etc/d/inc.toml:2: service inc: runs as root, but the include directory /etc/d is writable by its group (mode 0775){advice}"
+            )],
+        ),
+        (
+            "/etc/d/inc.toml",
+            regular(0, 0o646),
+            vec![format!(
+                "/etc/d/inc.toml:2: service inc: runs as root, but the configuration file /etc/d/inc.toml is writable by others (mode 0646){advice}"
+            )],
+        ),
+        // The main file decides everything: each root service is refused.
+        (
+            "/etc/oxinetd.toml",
+            regular(0, 0o664),
+            vec![
+                format!(
+                    "/etc/d/inc.toml:2: service inc: runs as root, but the configuration file /etc/oxinetd.toml is writable by its group (mode 0664){advice}"
+                ),
+                format!(
+                    "/etc/oxinetd.toml:2: service hello: runs as root, but the configuration file /etc/oxinetd.toml is writable by its group (mode 0664){advice}"
+                ),
+            ],
+        ),
+    ];
+    for (path, bad, want) in cases {
+        let (services, errors) = load_with(&root_hello, &[(path, bad)]);
+        assert_eq!(errors, want, "{path}");
+        assert_eq!(services, 2 - want.len(), "{path}");
+        let trusting = format!("trust_insecure_files = true\n{root_hello}");
+        assert_eq!(
+            load_with(&trusting, &[(path, bad)]),
+            (2, vec![]),
+            "{path} trusted"
+        );
+    }
+    // As nobody, the same files are no one's business here.
+    let (services, errors) = load_with(
+        &format!("includedir = \"d\"\n{HELLO}"),
+        &[
+            ("/bin/hello", regular(1000, 0o777)),
+            ("/etc/oxinetd.toml", regular(1000, 0o666)),
+        ],
+    );
+    assert_eq!((services, errors.len()), (1, 1), "{errors:?}");
+    assert!(
+        errors[0]
+            .contains("service inc: runs as root, but the configuration file /etc/oxinetd.toml")
+    );
+    // A non-root oxinetd runs no server as root: its own files are trusted.
+    let mut host = FakeHost::new(1000, &[("/etc/oxinetd.toml", HELLO)]);
+    host.statuses
+        .insert(PathBuf::from("/etc/oxinetd.toml"), regular(1000, 0o666));
+    assert!(
+        load(Path::new("/etc/oxinetd.toml"), &host)
+            .errors
+            .is_empty()
+    );
+    assert!(
+        load_as(0, "trust_insecure_files = \"yes\"\n").errors[0]
+            .to_string()
+            .contains(":1: key trust_insecure_files: expected true or false, found a string")
+    );
 }

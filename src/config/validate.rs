@@ -11,7 +11,7 @@ use super::spec::{
     Access, Banners, ExecSpec, Identity, Instances, Internal, Limit, Limits, Logging, Program,
     Protocol, RedirectSpec, Resource, RpcSpec, ServiceSpec, SocketSpec, SocketType, TcpMux,
 };
-use super::{ConfigError, Host};
+use super::{ConfigError, FileKind, Host};
 use crate::access::{self, AccessTimes, Rules};
 use crate::limits::{self, DenyTime};
 use crate::logging;
@@ -237,7 +237,7 @@ fn build(
         wait == Some(true) && socket_type == Some(SocketType::Stream) && kind == Some(Kind::Exec);
     let access = access_rules(attrs, &flags, server_accepts, report);
     let limits = limits(attrs, report);
-    let logging = logging(attrs, kind, socket_type, report);
+    let logging = logging(attrs, kind, socket_type, host, report);
     let banners = banners(attrs, host, report);
     let rpc = rpc(name, &types, attrs, table, host, report);
     if let Some(at) = &attrs.flags
@@ -474,10 +474,28 @@ fn logging(
     attrs: &Attrs,
     kind: Option<Kind>,
     socket_type: Option<SocketType>,
+    host: &dyn Host,
     report: &mut Report,
 ) -> Option<Logging> {
     let log_type = match &attrs.log_type {
         Some(at) => match logging::parse_log_type(&at.value) {
+            Ok(logging::LogType::File { path, .. })
+                if let Ok(status) = host.status(&path)
+                    && !matches!(status.kind, FileKind::Regular | FileKind::CharDevice) =>
+            {
+                // Checked again when the daemon opens it, without blocking: the path
+                // may change after the check.
+                let what = status.kind.described();
+                report.error(
+                    "log_type",
+                    at,
+                    format!(
+                        "{} is {what}, not a regular file or a character device",
+                        path.display()
+                    ),
+                );
+                return None;
+            }
             Ok(log_type) => Some(log_type),
             Err(message) => {
                 report.error("log_type", at, message);
@@ -541,7 +559,7 @@ fn banners(attrs: &Attrs, host: &dyn Host, report: &mut Report) -> Option<Banner
     let mut ok = true;
     let mut read = |key: &str, at: &Option<At<PathBuf>>| {
         let at = at.as_ref()?;
-        match host.read_bytes(&at.value) {
+        match host.read(&at.value, MAX_BANNER) {
             Ok(bytes) if bytes.len() > MAX_BANNER => {
                 report.error(
                     key,
@@ -828,7 +846,8 @@ fn exec_program(
         None
     };
     let identity = identity(attrs, table, host, report, known);
-    let (server, argv, identity) = (server?, argv?, identity?);
+    let cwd = cwd(attrs, host, report);
+    let (server, argv, identity, cwd) = (server?, argv?, identity?, cwd?);
     Some(Program::Exec(Box::new(ExecSpec {
         server: server.value.clone(),
         argv,
@@ -837,7 +856,36 @@ fn exec_program(
         umask: attrs.umask.as_ref().map(|at| at.value),
         nice: attrs.nice.as_ref().map(|at| at.value),
         rlimits: rlimits(attrs),
+        cwd,
+        no_new_privs: attrs.no_new_privs.as_ref().is_some_and(|at| at.value),
     })))
+}
+
+/// The server's working directory: `/` unless `cwd` names a directory.
+fn cwd(attrs: &Attrs, host: &dyn Host, report: &mut Report) -> Option<PathBuf> {
+    let Some(at) = &attrs.cwd else {
+        return Some(PathBuf::from("/"));
+    };
+    match host.status(&at.value) {
+        Ok(status) if status.kind == FileKind::Directory => Some(at.value.clone()),
+        Ok(status) => {
+            let what = status.kind.described();
+            report.error(
+                "cwd",
+                at,
+                format!("{} is {what}, not a directory", at.value.display()),
+            );
+            None
+        }
+        Err(error) => {
+            report.error(
+                "cwd",
+                at,
+                format!("cannot use {}: {error}", at.value.display()),
+            );
+            None
+        }
+    }
 }
 
 /// The server to exec, if set, absolute and executable.

@@ -164,17 +164,17 @@ pub struct Daemon {
     scratch: Vec<u8>,
 }
 
-/// Blocks the signals the loop reads from its signalfd; returns the mask to restore
-/// in servers.
-pub fn block_signals() -> io::Result<libc::sigset_t> {
-    let mut original: libc::sigset_t = unsafe { std::mem::zeroed() };
+/// Blocks the signals the loop reads from its signalfd. Servers start with an empty
+/// mask whatever this one is (`spawn::Spawner`).
+pub fn block_signals() -> io::Result<()> {
     let handled = handled_signals();
-    // SAFETY: both sets are valid sigset_t values.
-    let result = unsafe { libc::sigprocmask(libc::SIG_BLOCK, handled.as_ref(), &mut original) };
+    // SAFETY: `handled` is a valid sigset_t; a null old set is allowed.
+    let result =
+        unsafe { libc::sigprocmask(libc::SIG_BLOCK, handled.as_ref(), std::ptr::null_mut()) };
     if result < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(original)
+    Ok(())
 }
 
 fn handled_signals() -> SigSet {
@@ -191,11 +191,7 @@ fn handled_signals() -> SigSet {
 }
 
 impl Daemon {
-    pub fn new(
-        config_path: &Path,
-        original_mask: libc::sigset_t,
-        syslog_socket: PathBuf,
-    ) -> io::Result<Daemon> {
+    pub fn new(config_path: &Path, syslog_socket: PathBuf) -> io::Result<Daemon> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         let signals = SignalFd::with_flags(
             &handled_signals(),
@@ -209,7 +205,7 @@ impl Daemon {
             config_path: config_path.to_path_buf(),
             epoll,
             signals,
-            spawner: Spawner::new(original_mask),
+            spawner: Spawner::new(),
             services: Vec::new(),
             sessions: Vec::new(),
             parked: Vec::new(),

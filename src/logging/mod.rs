@@ -1,5 +1,8 @@
 //! Log lines: the daemon's own on stderr, and each service's to its `log_type`.
 //!
+//! Every message is escaped as it is written (`escape`): no text from a config file or a
+//! peer can start a line of its own or reach a terminal as an escape sequence.
+//!
 //! Every line is formatted into a reused buffer and leaves whole: a syslog line in one
 //! send(2); the event loop's stderr lines, and a FILE sink's, together in one write(2)
 //! per turn of the loop (a START and an EXIT per connection are on the hot path); other
@@ -7,6 +10,7 @@
 //! from interleaving. A line that cannot be written is dropped; logging never panics and
 //! never takes the daemon down.
 
+mod escape;
 mod log_type;
 mod sinks;
 mod stamp;
@@ -19,6 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
+pub use escape::{escape_into, escaped};
 pub use log_type::{Facility, LogType, Severity, parse_log_type};
 pub use sinks::{SinkId, Sinks};
 pub use stamp::Civil;
@@ -158,7 +163,9 @@ fn format_line(line: &mut Vec<u8>, now: Duration, level: Level, message: &fmt::A
     line.extend_from_slice(level_name(level));
     line.push(b' ');
     // Writing into a Vec fails only if a Display impl does; the line still goes out.
+    let start = line.len();
     let _ = line.write_fmt(*message);
+    escape::escape_tail(line, start);
     line.push(b'\n');
 }
 
@@ -216,6 +223,15 @@ mod tests {
                 format_args!("START: {id} pid=0")
             ),
             "2026-11-23T17:19:58.123Z INFO START: echo pid=0\n"
+        );
+        assert_eq!(
+            line(
+                1,
+                0,
+                Level::Info,
+                format_args!("START: {} pid=1", "e\nFAKE: forged\x1b[2J")
+            ),
+            "1970-01-01T00:00:01.000Z INFO START: e\\nFAKE: forged\\x1b[2J pid=1\n"
         );
         assert_eq!(
             line(0, 0, Level::Error, format_args!("epoll: EBADF")),

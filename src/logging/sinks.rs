@@ -127,7 +127,7 @@ impl Sinks {
             Dest::File(file) => {
                 stamp::push_xinetd(line, &now);
                 line.extend_from_slice(b": ");
-                push_message(line, message);
+                super::escape::escape_into(line, message);
                 line.push(b'\n');
                 file.write(line)
             }
@@ -135,7 +135,7 @@ impl Sinks {
                 line.extend_from_slice(syslog.priority.as_bytes());
                 stamp::push_rfc3164(line, &now);
                 line.extend_from_slice(self.tag.as_bytes());
-                push_message(line, message);
+                super::escape::escape_into(line, message);
                 syslog.send(line, &self.syslog_socket)
             }
         };
@@ -355,19 +355,56 @@ fn send(socket: Option<&UnixDatagram>, line: &[u8]) -> io::Result<()> {
     }
 }
 
+/// Opens a log file for appending without ever waiting: only a regular file or a
+/// character device (`/dev/null`, a console) is a log file. A FIFO would block the open
+/// until a reader came (O_NONBLOCK makes that an error instead) and then the writes
+/// whenever it stopped reading; a socket or a directory is no file to append to.
 fn open_append(path: &Path) -> io::Result<File> {
+    let refused = |error: io::Error| {
+        io::Error::new(
+            error.kind(),
+            format!("cannot open log file {}: {error}", path.display()),
+        )
+    };
+    // Looked at before the open, so a FIFO is named as one (not as ENXIO), and again
+    // after it, in case the path changed in between.
+    match std::fs::metadata(path) {
+        Ok(meta) => loggable(&meta).map_err(refused)?,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(refused(error)),
+    }
     // std adds O_CLOEXEC; O_APPEND keeps lines whole when several writers share it.
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o640)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
-        .map_err(|error| {
-            io::Error::new(
-                error.kind(),
-                format!("cannot open log file {}: {error}", path.display()),
-            )
-        })
+        .map_err(refused)?;
+    loggable(&file.metadata().map_err(refused)?).map_err(refused)?;
+    Ok(file)
+}
+
+/// Whether a file of this kind may be a log file.
+fn loggable(meta: &std::fs::Metadata) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = meta.file_type();
+    if kind.is_file() || kind.is_char_device() {
+        return Ok(());
+    }
+    let what = if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "a block device"
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("is {what}, not a regular file or a character device"),
+    ))
 }
 
 /// A non-blocking datagram socket connected to syslog: a full syslogd queue must cost
@@ -387,18 +424,6 @@ fn connect(path: &Path) -> io::Result<UnixDatagram> {
             ),
         )
     })
-}
-
-/// The message with line breaks made spaces: a peer-supplied word (an ident reply)
-/// must not be able to forge a log line.
-fn push_message(line: &mut Vec<u8>, message: &str) {
-    line.extend(message.bytes().map(|byte| {
-        if byte == b'\n' || byte == b'\r' {
-            b' '
-        } else {
-            byte
-        }
-    }));
 }
 
 fn describe(log_type: &LogType) -> String {

@@ -6,6 +6,12 @@
 //! too (`CLONE_FILES`), so its first call makes a table of its own. A failure records
 //! the stage and errno in the shared `failure` word, which the parent reads when it
 //! wakes, and exits.
+//!
+//! The order: an fd table of its own, the connection on fds 0-2, setsid, limits, nice,
+//! umask, then the identity (setgroups, setgid, setuid), chdir to the service's `cwd`
+//! (`/` by default; as the new user, so it needs that user's access), PR_SET_NO_NEW_PRIVS
+//! if asked (after setuid, which it would not block, and before exec, which it governs),
+//! default signal dispositions, an empty signal mask, close-on-exec above fd 2, execve.
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +30,8 @@ pub(super) struct ChildArgs<'a> {
     /// The identity to take; `None` when the daemon has it already.
     pub identity: Option<&'a Credentials>,
     pub signals_to_default: &'a [c_int],
-    pub original_mask: &'a libc::sigset_t,
+    /// The mask the server starts with: empty.
+    pub mask: &'a libc::sigset_t,
     pub failure: AtomicU64,
 }
 
@@ -76,6 +83,17 @@ pub(super) extern "C" fn run(arg: *mut c_void) -> c_int {
         if let Some(credentials) = args.identity {
             drop_privileges(args, credentials);
         }
+        // After the identity change, so the server's user must be able to enter it, as
+        // it would from a login shell.
+        if libc::chdir(program.cwd.as_ptr()) < 0 {
+            fail(args, Stage::Cwd);
+        }
+        // Last of the privilege steps: from here on exec can never add privileges (setuid
+        // bits, file capabilities), for the server or anything it runs. Set after setuid
+        // so that change is not affected; kept across fork and exec.
+        if program.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
+            fail(args, Stage::NoNewPrivs);
+        }
         for &signal in args.signals_to_default {
             libc::syscall(
                 libc::SYS_rt_sigaction,
@@ -85,7 +103,7 @@ pub(super) extern "C" fn run(arg: *mut c_void) -> c_int {
                 8usize,
             );
         }
-        if libc::sigprocmask(libc::SIG_SETMASK, args.original_mask, std::ptr::null_mut()) < 0 {
+        if libc::sigprocmask(libc::SIG_SETMASK, args.mask, std::ptr::null_mut()) < 0 {
             fail(args, Stage::Signals);
         }
         // Every fd oxinetd opens is close-on-exec already; this also covers any fd it

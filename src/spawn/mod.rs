@@ -51,6 +51,9 @@ pub struct Prepared {
     rlimits: Vec<(RlimitResource, libc::rlimit)>,
     priority: Option<c_int>,
     umask: Option<libc::mode_t>,
+    /// `/` unless the service's `cwd` says.
+    cwd: CString,
+    no_new_privs: bool,
 }
 
 impl Prepared {
@@ -91,6 +94,9 @@ impl Prepared {
                 .collect(),
             priority: exec.nice.map(|nice| (own_priority() + nice).clamp(-20, 19)),
             umask: exec.umask.map(|mask| mask as libc::mode_t),
+            cwd: CString::new(exec.cwd.as_os_str().as_bytes())
+                .map_err(|_| "a NUL byte in cwd".to_string())?,
+            no_new_privs: exec.no_new_privs,
         })
     }
 }
@@ -209,6 +215,8 @@ pub enum Stage {
     Groups,
     Gid,
     Uid,
+    Cwd,
+    NoNewPrivs,
     Signals,
     Exec,
 }
@@ -222,6 +230,8 @@ impl Stage {
             Stage::Groups,
             Stage::Gid,
             Stage::Uid,
+            Stage::Cwd,
+            Stage::NoNewPrivs,
             Stage::Signals,
             Stage::Exec,
         ]
@@ -239,7 +249,9 @@ impl Stage {
             Stage::Groups => "setgroups failed",
             Stage::Gid => "setgid failed",
             Stage::Uid => "setuid failed",
-            Stage::Signals => "restoring the signal mask failed",
+            Stage::Cwd => "chdir to the service's cwd failed",
+            Stage::NoNewPrivs => "prctl(PR_SET_NO_NEW_PRIVS) failed",
+            Stage::Signals => "clearing the signal mask failed",
             Stage::Exec => "exec failed",
         }
     }
@@ -267,7 +279,9 @@ pub struct Spawner {
     connection_variables: Vec<u8>,
     envp: Vec<*const c_char>,
     signals_to_default: Vec<c_int>,
-    original_mask: libc::sigset_t,
+    /// Servers start with no signal blocked, whatever mask oxinetd itself inherited
+    /// (as under xinetd and systemd).
+    empty_mask: libc::sigset_t,
     own_identity: Identity,
     low_slot: Option<LowSlot>,
 }
@@ -358,16 +372,27 @@ impl Identity {
     }
 }
 
+impl Default for Spawner {
+    fn default() -> Self {
+        Spawner::new()
+    }
+}
+
 impl Spawner {
-    /// `original_mask` is the signal mask oxinetd started with, which servers get back.
     /// Made before the daemon opens its listeners, so that its low slot is below them.
-    pub fn new(original_mask: libc::sigset_t) -> Spawner {
+    pub fn new() -> Spawner {
+        // SAFETY: sigemptyset initialises the set it is given.
+        let empty_mask = unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            set
+        };
         Spawner {
             stack: vec![0; CHILD_STACK_SIZE],
             connection_variables: Vec::with_capacity(512),
             envp: Vec::new(),
             signals_to_default: signals_ignored(),
-            original_mask,
+            empty_mask,
             own_identity: Identity::current(),
             low_slot: LowSlot::new(),
         }
@@ -420,7 +445,7 @@ impl Spawner {
                 .as_ref()
                 .filter(|target| !self.own_identity.is(target)),
             signals_to_default: &self.signals_to_default,
-            original_mask: &self.original_mask,
+            mask: &self.empty_mask,
             failure: AtomicU64::new(0),
         };
         let stack_top = (self.stack.as_mut_ptr() as usize + self.stack.len()) & !15;
@@ -545,6 +570,8 @@ mod tests {
             umask: None,
             nice: None,
             rlimits: Vec::new(),
+            cwd: PathBuf::from("/"),
+            no_new_privs: false,
         }
     }
 
@@ -639,14 +666,7 @@ mod tests {
         // SAFETY: `high` is a new fd nothing else owns.
         let high = unsafe { OwnedFd::from_raw_fd(high) };
         drop(theirs);
-        // SAFETY: an all-zero sigset_t is a valid (empty) set; a null new set only reads
-        // the current mask into it.
-        let mask = unsafe {
-            let mut mask: libc::sigset_t = std::mem::zeroed();
-            libc::sigprocmask(libc::SIG_SETMASK, std::ptr::null(), &mut mask);
-            mask
-        };
-        let mut spawner = Spawner::new(mask);
+        let mut spawner = Spawner::new();
         let program = Prepared::new(&exec(&["/bin/sh", "-c", script], &[])).unwrap();
         let pid = spawner
             .spawn(

@@ -432,10 +432,21 @@ fn send_signal(pid: i32, sig: i32) {
 
 /// A new temp dir (under the system temp dir).
 pub fn tempdir() -> tempfile::TempDir {
+    trusted_umask();
     tempfile::Builder::new()
         .prefix("oxinetd-test-")
         .tempdir()
         .expect("create temp dir")
+}
+
+/// Makes every file a test writes from now on writable by its owner alone, whatever the
+/// umask the tests were started with: oxinetd refuses to run a server as root from a
+/// config file or a script that the group or others could write.
+pub fn trusted_umask() {
+    // SAFETY: umask has no memory arguments; it only changes the process's mask.
+    unsafe {
+        libc::umask(0o022);
+    }
 }
 
 /// Runs `oxinetd --check -f FILE` on `config` written to a new temp dir.

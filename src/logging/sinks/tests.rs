@@ -142,11 +142,11 @@ fn a_line_break_in_a_message_cannot_forge_a_line() {
     let path = dir.path().join("svc.log");
     let mut sinks = file_sinks(dir.path());
     let id = sinks.open(&file_type(&path, None, None)).unwrap();
-    sinks.write(id, "USERID: svc root\nSTART: forged\r");
+    sinks.write(id, "USERID: svc root\nSTART: forged\r\x1b[2J");
     sinks.flush();
     let written = lines(&path);
     assert_eq!(written.len(), 1);
-    assert_file_line(&written[0], "USERID: svc root START: forged ");
+    assert_file_line(&written[0], "USERID: svc root\\nSTART: forged\\r\\x1b[2J");
 }
 
 #[test]
@@ -508,4 +508,76 @@ fn a_long_turn_writes_before_its_lines_pile_up() {
     );
     sinks.flush();
     assert_eq!(lines(&path).len(), count);
+}
+
+/// Issue 12: a FIFO log file blocked the open (and so the loop) until a reader came.
+/// Now it fails at once, with a reader or without, naming what the file is; a character
+/// device such as /dev/null is a log file.
+#[test]
+fn a_fifo_is_no_log_file_and_never_blocks_the_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let mut sinks = file_sinks(dir.path());
+    let without_reader = sinks.open(&file_type(&fifo, None, None)).unwrap_err();
+    assert!(
+        without_reader
+            .to_string()
+            .ends_with("is a FIFO, not a regular file or a character device"),
+        "{without_reader}"
+    );
+    let _reader = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let with_reader = sinks.open(&file_type(&fifo, None, None)).unwrap_err();
+    assert!(
+        with_reader.to_string().contains("is a FIFO"),
+        "{with_reader}"
+    );
+    assert!(
+        sinks
+            .open(&file_type(Path::new("/dev/null"), None, None))
+            .is_ok()
+    );
+    let directory = sinks.open(&file_type(dir.path(), None, None)).unwrap_err();
+    assert!(
+        directory.to_string().contains("is a directory"),
+        "{directory}"
+    );
+}
+
+/// A log file replaced by a FIFO is not reopened at SIGHUP: lines go on to the file
+/// open before.
+#[test]
+fn reopen_keeps_the_old_file_when_the_path_became_a_fifo() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("svc.log");
+    let mut sinks = file_sinks(dir.path());
+    let sink = sinks.open(&file_type(&path, None, None)).unwrap();
+    let kept = dir.path().join("kept.log");
+    std::fs::rename(&path, &kept).unwrap();
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    sinks.reopen();
+    sinks.write(sink, "after");
+    sinks.flush();
+    assert_eq!(lines(&kept).len(), 1);
+}
+
+/// Issue 12: a control character in a syslog message is escaped as in a file.
+#[test]
+fn a_syslog_line_escapes_control_characters() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = bind(&dir.path().join("log"));
+    let mut sinks = syslog_sinks(dir.path().join("log"));
+    let sink = sinks
+        .open(&parse_log_type("SYSLOG daemon").unwrap())
+        .unwrap();
+    sinks.write(sink, "START: e\nFAKE: forged\x1b]0;title\x07 pid=1");
+    assert_syslog_line(
+        &receive(&server),
+        "<30>",
+        "START: e\\nFAKE: forged\\x1b]0;title\\x07 pid=1",
+    );
 }
