@@ -69,7 +69,8 @@ def escape(text, code=False):
 MANUALS = {"1": "User Commands", "5": "File Formats Manual", "8": "System Manager's Manual"}
 
 INLINE = re.compile(
-    r"(?P<code>`+)(?P<codetext>.+?)(?P=code)(?!`)"
+    r"\\(?P<escaped>[!-/:-@\[-`{-~])"
+    r"|(?P<code>`+)(?P<codetext>.+?)(?P=code)(?!`)"
     r"|\[(?P<linktext>(?:[^\[\]]|\[[^\]]*\])+)\]\((?P<target>[^)\s]+)\)"
     r"|\*\*(?P<bold>.+?)\*\*"
     r"|(?<![\w*])\*(?P<italic>[^\s*](?:.*?[^\s*])?)\*(?![\w*])"
@@ -82,7 +83,9 @@ def inline(text, font="R"):
     pos = 0
     for m in INLINE.finditer(text):
         out.append(prose(text[pos : m.start()], font))
-        if m.group("code"):
+        if m.group("escaped"):
+            out.append(escape(m.group("escaped")))
+        elif m.group("code"):
             # \% at the start of each word holding code: a path or key is never
             # hyphenated at a line end (the start of the word, since \% inside a word
             # would be a hyphenation point).
@@ -231,9 +234,14 @@ class Converter:
             self.ensure_section()
             self.emit(".SS " + macro_arg(text))
 
+    def quote(self, text):
+        self.ensure_section()
+        self.end_lists()
+        self.emit(".RS 4", ".PP", *text_lines(inline(text)))
+        self.emit(".RE")
+
     def list_item(self, indent, marker, text):
         self.ensure_section()
-        level = indent // 2
         if not self.in_list:
             self.end_lists()
             self.in_list = True
@@ -317,6 +325,7 @@ class Converter:
                         self.paragraph(text.strip())
 
     def convert(self, markdown):
+        markdown = re.sub(r"<!--.*?-->", "", markdown, flags=re.S)
         lines = markdown.splitlines()
         self.headers, self.column, self.item_width = [], 0, 2
         i = 0
@@ -345,6 +354,12 @@ class Converter:
                 while j < len(lines) and lines[j].lstrip().startswith("|"):
                     j += 1
                 self.table(lines[i:j])
+                i = j
+            elif line.startswith(">"):
+                j = i
+                while j < len(lines) and lines[j].startswith(">"):
+                    j += 1
+                self.quote(" ".join(line.lstrip(">").strip() for line in lines[i:j]))
                 i = j
             elif line.lstrip().startswith("<"):
                 j = i
