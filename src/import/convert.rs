@@ -217,7 +217,10 @@ pub fn defaults(attrs: &[Resolved], file: &Path) -> (Vec<Entry>, Vec<Note>) {
     };
     let mut entries = holder.entries;
     for entry in &mut entries {
-        entry.notes = std::mem::take(&mut entry.notes).into_iter().map(about).collect();
+        entry.notes = std::mem::take(&mut entry.notes)
+            .into_iter()
+            .map(about)
+            .collect();
     }
     super::write::sort(&mut entries);
     (entries, holder.notes.into_iter().map(about).collect())
@@ -275,8 +278,8 @@ fn put(service: &mut Service, attr: &Resolved) {
             Ok(n) => Value::Int(n),
             Err(_) => Value::Str(joined),
         },
-        "deny_time" | "rpc_version" | "rlimit_as" | "rlimit_cpu" | "rlimit_data"
-        | "rlimit_rss" | "rlimit_stack" | "rlimit_files" => match joined.parse::<i64>() {
+        "deny_time" | "rpc_version" | "rlimit_as" | "rlimit_cpu" | "rlimit_data" | "rlimit_rss"
+        | "rlimit_stack" | "rlimit_files" => match joined.parse::<i64>() {
             Ok(n) => Value::Int(n),
             Err(_) => Value::Str(joined),
         },
@@ -329,16 +332,8 @@ fn put(service: &mut Service, attr: &Resolved) {
             }
             Value::Strs(kept)
         }
-        "access_times" => {
-            service.note(
-                key,
-                line,
-                "oxinetd reads hours 0-23 and lets a range cross midnight",
-            );
-            Value::Strs(words.clone())
-        }
-        "only_from" | "no_access" | "log_on_success" | "passenv" | "env" | "disabled"
-        | "enabled" => Value::Strs(words.clone()),
+        "only_from" | "no_access" | "access_times" | "log_on_success" | "passenv" | "env"
+        | "disabled" | "enabled" => Value::Strs(words.clone()),
         "libwrap" => {
             service.note(
                 key,

@@ -39,8 +39,12 @@ pub fn parse(text: &str, file: &Path) -> Vec<Service> {
             let mut service = Service::new(fields[0], file.to_path_buf(), line);
             service.fail(
                 line,
-                format!("`{text}` has {} fields; inetd.conf needs at least 6", fields.len()),
+                format!(
+                    "`{text}` has {} fields; inetd.conf needs at least 6",
+                    fields.len()
+                ),
             );
+            convert::finish(&mut service, &[]);
             services.push(service);
             continue;
         }
@@ -61,7 +65,10 @@ fn entry(fields: &[&str], default_host: &str, off: bool, file: &Path, line: usiz
     let mut service = Service::new(name, file.to_path_buf(), line);
     if let Ok(port) = name.parse::<i64>() {
         service.set("port", Value::Int(port));
-        service.note_service(line, "a port number as the service name: written as an UNLISTED service with that port");
+        service.note_service(
+            line,
+            "a port number as the service name: written as an UNLISTED service with that port",
+        );
     }
     match fields[1] {
         "stream" | "dgram" => service.set("socket_type", Value::Str(fields[1].to_string())),
@@ -78,7 +85,9 @@ fn entry(fields: &[&str], default_host: &str, off: bool, file: &Path, line: usiz
         }
         other => service.fail(
             line,
-            format!("host `{other}`: oxinetd binds one address, not names or lists; write the address"),
+            format!(
+                "host `{other}`: oxinetd binds one address, not names or lists; write the address"
+            ),
         ),
     }
     let (wait, max) = match fields[3].split_once('.') {
@@ -127,7 +136,10 @@ fn protocol(service: &mut Service, field: &str, rpc_version: Option<&str>, line:
         service.note(
             "protocol",
             line,
-            format!("`{}` left out: oxinetd does not set socket buffer sizes", buffers.join(",")),
+            format!(
+                "`{}` left out: oxinetd does not set socket buffer sizes",
+                buffers.join(",")
+            ),
         );
     }
     let rpc = match protocol.strip_prefix("rpc/") {

@@ -156,13 +156,19 @@ pub fn xinetd(path: &Path, files: &dyn Files) -> Result<Import, String> {
     }];
     if let Some(attrs) = &walk.defaults {
         let (entries, notes) = convert::defaults(attrs, path);
-        documents[0].defaults = Some(entries);
-        documents[0].defaults_notes = notes;
+        // An empty `defaults { }` (Debian's xinetd.conf) needs no empty table.
+        if !entries.is_empty() || !notes.is_empty() {
+            documents[0].defaults = Some(entries);
+            documents[0].defaults_notes = notes;
+        }
     }
     for (name, source, services) in walk.groups {
         documents.push(Document {
             name: Some(format!("{name}.toml")),
-            header: vec![format!("Imported by `oxinetd import` from {}.", source.display())],
+            header: vec![format!(
+                "Imported by `oxinetd import` from {}.",
+                source.display()
+            )],
             services,
             ..Document::default()
         });
@@ -239,7 +245,10 @@ fn unique_id(service: &mut Service, several: bool, taken: &mut Vec<(String, Path
     let explicit = service.get("id").is_some();
     if let Some((_, file, line)) = taken.iter().find(|(other, _, _)| *other == id) {
         let mut n = 2;
-        while taken.iter().any(|(other, _, _)| *other == format!("{id}-{n}")) {
+        while taken
+            .iter()
+            .any(|(other, _, _)| *other == format!("{id}-{n}"))
+        {
             n += 1;
         }
         let new = format!("{id}-{n}");
@@ -352,7 +361,10 @@ impl Walk<'_> {
                         Err(error) => self.problem(
                             file,
                             line,
-                            format!("includedir {}: {error}: nothing imported from it", dir.display()),
+                            format!(
+                                "includedir {}: {error}: nothing imported from it",
+                                dir.display()
+                            ),
                         ),
                     }
                 }

@@ -30,10 +30,23 @@ pub struct Attr {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Item {
-    Defaults { attrs: Vec<Attr>, line: usize },
-    Service { name: String, attrs: Vec<Attr>, line: usize },
-    Include { path: String, line: usize },
-    IncludeDir { path: String, line: usize },
+    Defaults {
+        attrs: Vec<Attr>,
+        line: usize,
+    },
+    Service {
+        name: String,
+        attrs: Vec<Attr>,
+        line: usize,
+    },
+    Include {
+        path: String,
+        line: usize,
+    },
+    IncludeDir {
+        path: String,
+        line: usize,
+    },
 }
 
 /// A line xinetd would refuse, said so and skipped.
@@ -259,7 +272,11 @@ mod tests {
             ("service x\nwait = no\n", 1, "not followed by `{`"),
             ("service x\n{\nwait = no\n", 1, "not closed"),
             ("service\n{\n}\n", 1, "without a name"),
-            ("service x\n{\nbogus line\n}\n", 3, "not `attribute = value`"),
+            (
+                "service x\n{\nbogus line\n}\n",
+                3,
+                "not `attribute = value`",
+            ),
             ("includedir\n", 1, "without a path"),
         ];
         for (text, line, needle) in cases {
@@ -272,7 +289,15 @@ mod tests {
 
     #[test]
     fn includedir_skips_names_with_a_dot_or_a_tilde() {
-        let names = ["echo", "b.rpmsave", "a~", ".hidden", "Zeta", "alpha", "x.conf"];
+        let names = [
+            "echo",
+            "b.rpmsave",
+            "a~",
+            ".hidden",
+            "Zeta",
+            "alpha",
+            "x.conf",
+        ];
         assert_eq!(
             included(names.iter().map(|n| n.to_string()).collect()),
             ["Zeta", "alpha", "echo"]
