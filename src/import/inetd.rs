@@ -50,6 +50,18 @@ pub fn parse(text: &str, file: &Path) -> Vec<Service> {
         }
         services.push(entry(&fields, &host, off, file, line));
     }
+    // One name over stream and dgram (echo, daytime...): told apart by id the way
+    // xinetd's own files name them, `echo-stream` and `echo-dgram`.
+    let names: Vec<String> = services.iter().map(|s| s.name.clone()).collect();
+    for service in &mut services {
+        if names.iter().filter(|n| **n == service.name).count() > 1
+            && let Some(Value::Str(kind)) = service.get("socket_type")
+        {
+            let id = format!("{}-{kind}", service.name);
+            service.set("id", Value::Str(id));
+            super::write::sort(&mut service.entries);
+        }
+    }
     services
 }
 
@@ -235,11 +247,10 @@ fn program(service: &mut Service, fields: &[&str], line: usize) {
     }
     service.set("server", Value::Str(server.clone()));
     match args.split_first() {
-        Some((argv0, rest)) if *argv0 == basename(&server) => {
-            if !rest.is_empty() {
-                service.set("server_args", Value::Str(rest.join(" ")));
-            }
+        Some((argv0, rest)) if *argv0 == basename(&server) && !rest.is_empty() => {
+            service.set("server_args", Value::Str(rest.join(" ")));
         }
+        Some((argv0, _)) if *argv0 == basename(&server) => {}
         Some(_) => {
             // argv[0] is not the program's name: NAMEINARGS passes it as written.
             let mut flags = match service.get("flags") {
@@ -361,6 +372,14 @@ mod tests {
                 assert!(got.contains(want), "{line}: {got}");
             }
         }
+    }
+
+    #[test]
+    fn one_name_over_stream_and_dgram_gets_two_ids() {
+        let text = "echo stream tcp nowait root internal\necho dgram udp wait root internal\n";
+        let services = parse(text, Path::new("inetd.conf"));
+        let ids: Vec<&str> = services.iter().map(|s| s.id()).collect();
+        assert_eq!(ids, ["echo-stream", "echo-dgram"]);
     }
 
     #[test]

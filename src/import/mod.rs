@@ -414,3 +414,399 @@ impl Walk<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// Files from a table; a folder lists the names under it.
+    struct Table(BTreeMap<&'static str, &'static str>);
+
+    impl Files for Table {
+        fn read(&self, path: &Path) -> io::Result<String> {
+            self.0
+                .get(path.to_str().unwrap())
+                .map(|text| text.to_string())
+                .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+        }
+        fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+            let names: Vec<String> = self
+                .0
+                .keys()
+                .filter_map(|path| Path::new(path).strip_prefix(dir).ok())
+                .map(|rest| rest.to_string_lossy().into_owned())
+                .collect();
+            if names.is_empty() {
+                Err(io::Error::from(io::ErrorKind::NotFound))
+            } else {
+                Ok(names)
+            }
+        }
+    }
+
+    fn import(files: &[(&'static str, &'static str)]) -> Import {
+        let table = Table(files.iter().copied().collect());
+        xinetd(Path::new(files[0].0), &table).unwrap()
+    }
+
+    /// One service block (after an optional defaults block) to its TOML lines, comments
+    /// and blank lines dropped, and its notes.
+    fn service(defaults: &str, body: &str) -> (Vec<String>, Vec<String>) {
+        let text = format!("defaults\n{{\n{defaults}\n}}\nservice svc\n{{\n{body}\n}}\n");
+        let text: &'static str = Box::leak(text.into_boxed_str());
+        let imported = import(&[("/x/xinetd.conf", text)]);
+        let doc = &imported.documents[0];
+        let service = &doc.services[0];
+        let mut lines = Vec::new();
+        let mut notes: Vec<String> = service.notes.iter().map(|n| n.text.clone()).collect();
+        for entry in &service.entries {
+            notes.extend(entry.notes.iter().map(|n| n.text.clone()));
+            if let Some(value) = &entry.value {
+                lines.push(format!("{} = {}", entry.key, write::value(value)));
+            }
+        }
+        (lines, notes)
+    }
+
+    const EXEC: &str = "socket_type = stream\nwait = no\nuser = nobody\nserver = /bin/cat\n";
+
+    /// Each construct: (defaults, service attributes beyond EXEC, a line the output
+    /// must hold, a word some note must hold or "" for no note at all).
+    #[test]
+    fn constructs() {
+        let cases: &[(&str, &str, &str, &str)] = &[
+            ("", "server_args = -l  -w", r#"server_args = "-l -w""#, ""),
+            ("", "disable = yes", "disable = true", ""),
+            ("", "port = 2401", "port = 2401", ""),
+            (
+                "",
+                "flags = IPv4 KEEPALIVE",
+                r#"flags = ["IPv4", "KEEPALIVE"]"#,
+                "",
+            ),
+            (
+                "",
+                "only_from = 10.0.0.0 ::1",
+                r#"only_from = ["10.0.0.0", "::1"]"#,
+                "",
+            ),
+            ("", "cps = 25 30", "cps = [25, 30]", "sheds each source"),
+            (
+                "",
+                "env = LANG=C TZ=UTC",
+                r#"env = ["LANG=C", "TZ=UTC"]"#,
+                "",
+            ),
+            (
+                "",
+                "instances = UNLIMITED",
+                r#"instances = "UNLIMITED""#,
+                "",
+            ),
+            ("", "rlimit_as = 64M", r#"rlimit_as = "64M""#, ""),
+            ("", "umask = 022", r#"umask = "022""#, ""),
+            ("", "max_load = 2", "max_load = 2.0", ""),
+            (
+                "",
+                "rpc_version = 2-4\ntype = RPC",
+                r#"rpc_version = "2-4""#,
+                "",
+            ),
+            // += and -= start from the defaults' list, as xinetd does.
+            (
+                "log_on_success = PID HOST",
+                "log_on_success += DURATION",
+                r#"log_on_success = ["PID", "HOST", "DURATION"]"#,
+                "resolved against defaults (`PID HOST`)",
+            ),
+            (
+                "only_from = 10.0.0.0 10.1.0.0",
+                "only_from -= 10.1.0.0",
+                r#"only_from = ["10.0.0.0"]"#,
+                "resolved against defaults",
+            ),
+            (
+                "",
+                "log_on_failure += USERID",
+                r#"log_on_failure = ["USERID"]"#,
+                "resolved against defaults (none)",
+            ),
+            // `=` in the service replaces the default, in xinetd and in oxinetd.
+            (
+                "log_on_success = PID",
+                "log_on_success = HOST",
+                r#"log_on_success = ["HOST"]"#,
+                "",
+            ),
+            (
+                "",
+                "log_on_success = PID\nlog_on_success += EXIT",
+                r#"log_on_success = ["PID", "EXIT"]"#,
+                "applied to the value above",
+            ),
+            (
+                "",
+                "flags = IPv4 IPv6",
+                r#"flags = ["IPv6"]"#,
+                "IPv4 with IPv6",
+            ),
+            (
+                "",
+                "flags = LABELED NODELAY",
+                r#"flags = ["NODELAY"]"#,
+                "SELinux",
+            ),
+            ("", "flags = DISABLE", "disable = true", "flag DISABLE"),
+            (
+                "",
+                "log_on_failure = HOST RECORD",
+                r#"log_on_failure = ["HOST"]"#,
+                "RECORD left out",
+            ),
+            (
+                "",
+                "libwrap = svc",
+                "server = \"/bin/cat\"",
+                "no TCP wrappers",
+            ),
+            ("", "mdns = yes", "server = \"/bin/cat\"", "mDNS"),
+            (
+                "",
+                "frobnicate = 1",
+                "server = \"/bin/cat\"",
+                "not an attribute oxinetd knows",
+            ),
+            ("", "nice = 5\nnice = 6", "nice = 6", "given twice"),
+            ("", "wait += no", "wait = false", "takes only `=`"),
+            ("", "banner =", "server = \"/bin/cat\"", "has no value"),
+            // What cannot run is written disabled, with the reason.
+            (
+                "",
+                "bind = localhost",
+                "disable = true",
+                "not converted: bind `localhost` is a name",
+            ),
+            (
+                "",
+                "port = @PORT@",
+                "disable = true",
+                "not converted: port `@PORT@`",
+            ),
+            (
+                "",
+                "socket_type = raw",
+                "disable = true",
+                "not converted: socket_type `raw`",
+            ),
+            (
+                "",
+                "protocol = icmp",
+                "disable = true",
+                "not converted: protocol `icmp`",
+            ),
+            (
+                "",
+                "access_times = 25:00-26:00",
+                "disable = true",
+                "oxinetd would refuse it",
+            ),
+            (
+                "",
+                "redirect = 10.0.0.1 23\nwait = yes",
+                "disable = true",
+                "oxinetd would refuse it",
+            ),
+        ];
+        for (defaults, body, line, note) in cases {
+            let (lines, notes) = service(defaults, &format!("{EXEC}{body}"));
+            assert!(
+                lines.iter().any(|l| l == line),
+                "{body}: {line} not in {lines:#?}"
+            );
+            if note.is_empty() {
+                assert!(notes.is_empty(), "{body}: {notes:?}");
+            } else {
+                assert!(
+                    notes.iter().any(|n| n.contains(note)),
+                    "{body}: {note} not in {notes:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn services_that_depend_on_several_keys() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "socket_type = dgram\nwait = no\nuser = nobody\nserver = /bin/cat",
+                "wait = true",
+                "`wait = no` for a dgram server",
+            ),
+            (
+                "socket_type = stream\nwait = no\nuser = root\nflags = SENSOR\nserver = /bin/cat",
+                "flags = [\"SENSOR\"]",
+                "a SENSOR runs nothing",
+            ),
+            (
+                "socket_type = stream\nwait = no\ntype = INTERNAL\nflags = SENSOR",
+                "flags = [\"SENSOR\"]",
+                "INTERNAL left out",
+            ),
+            (
+                "socket_type = stream\nwait = no\ntype = INTERNAL UNLISTED\nport = 9099",
+                "disable = true",
+                "internal `svc` service has no oxinetd equivalent",
+            ),
+        ];
+        for (body, line, note) in cases {
+            let (lines, notes) = service("", body);
+            assert!(lines.iter().any(|l| l == line), "{body}: {lines:#?}");
+            assert!(notes.iter().any(|n| n.contains(note)), "{body}: {notes:?}");
+        }
+    }
+
+    #[test]
+    fn defaults_accumulate_and_keep_their_lists() {
+        let imported = import(&[(
+            "/x/xinetd.conf",
+            "defaults\n{\n only_from = 10.0.0.0\n only_from = ::1\n disabled = a b\n enabled = c\n instances = 5\n instances = 6\n}\n",
+        )]);
+        let text = imported.single();
+        for line in [
+            r#"only_from = ["10.0.0.0", "::1"]"#,
+            r#"disabled = ["a", "b"]"#,
+            r#"enabled = ["c"]"#,
+            "instances = 6",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        let notes: Vec<String> = imported.notes().iter().map(|n| n.to_string()).collect();
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes[0].starts_with("/x/xinetd.conf:4: defaults: `only_from = ::1`"),
+            "{notes:?}"
+        );
+        assert!(
+            notes[1].starts_with("/x/xinetd.conf:8: defaults: `instances` given again"),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn include_and_includedir_follow_xinetd() {
+        let imported = import(&[
+            ("/x/xinetd.conf", "includedir /x/d\ninclude /x/extra.conf\n"),
+            (
+                "/x/d/echo",
+                "service echo\n{\n id = echo-stream\n type = INTERNAL\n socket_type = stream\n}\nservice echo\n{\n id = echo-dgram\n type = INTERNAL\n socket_type = dgram\n}\n",
+            ),
+            ("/x/d/ftp.rpmsave", "service skipped\n{\n}\n"),
+            ("/x/d/ftp~", "service skipped\n{\n}\n"),
+            (
+                "/x/extra.conf",
+                "service daytime\n{\n type = INTERNAL\n socket_type = stream\n}\n",
+            ),
+        ]);
+        let files = imported.files();
+        let names: Vec<String> = files.iter().map(|(p, _)| p.display().to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "oxinetd.toml",
+                "oxinetd.d/echo.toml",
+                "oxinetd.d/extra.conf.toml"
+            ]
+        );
+        assert!(
+            files[0].1.contains("includedir = \"oxinetd.d\""),
+            "{}",
+            files[0].1
+        );
+        assert_eq!(
+            files[1].1.matches("[[service.echo]]").count(),
+            2,
+            "{}",
+            files[1].1
+        );
+        assert!(files[2].1.contains("[service.daytime]"), "{}", files[2].1);
+        assert!(!imported.single().contains("skipped"));
+        assert!(imported.notes().is_empty(), "{:?}", imported.notes());
+    }
+
+    #[test]
+    fn one_service_file_goes_to_its_own_file() {
+        let imported = import(&[(
+            "/x/finger",
+            "service finger\n{\n socket_type = stream\n wait = no\n user = nobody\n server = /usr/sbin/in.fingerd\n}\n",
+        )]);
+        let names: Vec<String> = imported
+            .files()
+            .iter()
+            .map(|(p, _)| p.display().to_string())
+            .collect();
+        assert_eq!(names, ["oxinetd.toml", "oxinetd.d/finger.toml"]);
+        assert!(!imported.single().contains("includedir"));
+    }
+
+    #[test]
+    fn ids_are_unique_across_files() {
+        let imported = import(&[
+            ("/x/xinetd.conf", "includedir /x/d\n"),
+            (
+                "/x/d/echo",
+                "service echo\n{\n id = echo-dgram\n type = INTERNAL\n socket_type = dgram\n}\n",
+            ),
+            (
+                "/x/d/echo-udp",
+                "service echo\n{\n id = echo-dgram\n type = INTERNAL\n socket_type = dgram\n}\n",
+            ),
+        ]);
+        let text = imported.single();
+        assert!(text.contains(r#"id = "echo-dgram-2""#), "{text}");
+        let notes: Vec<String> = imported.notes().iter().map(|n| n.to_string()).collect();
+        assert_eq!(
+            notes,
+            [
+                "/x/d/echo-udp:1: service echo: id `echo-dgram` is already defined at /x/d/echo:1; oxinetd needs each id once: this one is `echo-dgram-2`"
+            ]
+        );
+    }
+
+    #[test]
+    fn files_that_cannot_be_read_are_said() {
+        let table = Table(BTreeMap::new());
+        assert!(
+            xinetd(Path::new("/nope"), &table)
+                .unwrap_err()
+                .starts_with("/nope: ")
+        );
+        let imported = import(&[("/x/xinetd.conf", "includedir /x/none\ninclude /x/gone\n")]);
+        let notes: Vec<String> = imported.notes().iter().map(|n| n.to_string()).collect();
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes[0].starts_with("/x/xinetd.conf:1: includedir /x/none: "),
+            "{notes:?}"
+        );
+        assert!(
+            notes[1].starts_with("/x/xinetd.conf:2: /x/gone: "),
+            "{notes:?}"
+        );
+    }
+
+    /// Every note is a `# import:` comment in the output and a line for stderr.
+    #[test]
+    fn every_note_is_written_once_in_place() {
+        let imported = import(&[(
+            "/x/xinetd.conf",
+            "defaults\n{\n only_from = 10.0.0.0\n only_from = ::1\n}\nservice svc\n{\n socket_type = dgram\n wait = no\n user = nobody\n server = /bin/cat\n libwrap = svc\n log_on_success += PID\n}\n",
+        )]);
+        let text = imported.single();
+        assert_eq!(
+            text.matches("# import: ").count(),
+            imported.notes().len(),
+            "{text}"
+        );
+        assert_eq!(imported.notes().len(), 4);
+    }
+}
