@@ -55,6 +55,40 @@ pub fn service(service: &mut Service, defaults: &[Entry]) {
     }
 }
 
+/// Leaves out each `[defaults]` key oxinetd would refuse (an error there would stop
+/// the whole configuration), with a note at its place.
+/// `lines` says where each key was written.
+pub fn defaults(entries: &mut [Entry], lines: &[(String, usize)], file: &Path) {
+    let doc = Document {
+        defaults: Some(entries.to_vec()),
+        ..Document::default()
+    };
+    let host = Yes {
+        text: write::document(&doc),
+    };
+    for error in config::load(Path::new(MAIN), &host).errors {
+        let Some(key) = error.key else { continue };
+        if let Some(entry) = entries
+            .iter_mut()
+            .find(|e| e.key == key && e.value.is_some())
+        {
+            entry.value = None;
+            entry.notes.push(super::model::Note {
+                file: file.to_path_buf(),
+                line: lines
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map_or(1, |(_, line)| *line),
+                about: Some("defaults".to_string()),
+                text: format!(
+                    "`{key}` left out: oxinetd would refuse it: {}",
+                    error.message
+                ),
+            });
+        }
+    }
+}
+
 /// A host where every user, group, program, port and file exists.
 struct Yes {
     text: String,

@@ -111,13 +111,12 @@ fn entry(fields: &[&str], default_host: &str, off: bool, file: &Path, line: usiz
         "nowait" => service.set("wait", Value::Bool(false)),
         other => service.fail(line, format!("`{other}` is neither wait nor nowait")),
     }
-    if let Some(max) = max {
+    if max.is_some() {
         service.note(
             "wait",
             line,
             format!("`{}` left out: oxinetd has no per-minute start limit; see instances, per_source and cps", fields[3]),
         );
-        let _ = max;
     }
     let (user, group) = match fields[4].split_once([':', '.']) {
         Some((user, group)) => (user, Some(group)),

@@ -144,7 +144,6 @@ pub fn xinetd(path: &Path, files: &dyn Files) -> Result<Import, String> {
         walk.items(path, items, Some(base_name(path)));
         Vec::new()
     };
-    let defaults_attrs = walk.defaults.clone().unwrap_or_default();
     let mut documents = vec![Document {
         header: vec![format!(
             "Imported by `oxinetd import` from {}.",
@@ -155,7 +154,9 @@ pub fn xinetd(path: &Path, files: &dyn Files) -> Result<Import, String> {
         ..Document::default()
     }];
     if let Some(attrs) = &walk.defaults {
-        let (entries, notes) = convert::defaults(attrs, path);
+        let (mut entries, notes) = convert::defaults(attrs, path);
+        let lines: Vec<(String, usize)> = attrs.iter().map(|a| (a.key.clone(), a.line)).collect();
+        check::defaults(&mut entries, &lines, path);
         // An empty `defaults { }` (Debian's xinetd.conf) needs no empty table.
         if !entries.is_empty() || !notes.is_empty() {
             documents[0].defaults = Some(entries);
@@ -163,8 +164,18 @@ pub fn xinetd(path: &Path, files: &dyn Files) -> Result<Import, String> {
         }
     }
     for (name, source, services) in walk.groups {
+        // Two included files of one base name (from two folders) get two files.
+        let mut file_name = format!("{name}.toml");
+        let mut n = 2;
+        while documents
+            .iter()
+            .any(|doc| doc.name.as_deref() == Some(&file_name))
+        {
+            file_name = format!("{name}-{n}.toml");
+            n += 1;
+        }
         documents.push(Document {
-            name: Some(format!("{name}.toml")),
+            name: Some(file_name),
             header: vec![format!(
                 "Imported by `oxinetd import` from {}.",
                 source.display()
@@ -173,7 +184,6 @@ pub fn xinetd(path: &Path, files: &dyn Files) -> Result<Import, String> {
             ..Document::default()
         });
     }
-    let _ = defaults_attrs;
     Ok(finish(documents, walk.problems))
 }
 
@@ -689,6 +699,25 @@ mod tests {
         );
         assert!(
             notes[1].starts_with("/x/xinetd.conf:8: defaults: `instances` given again"),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn a_default_oxinetd_refuses_is_left_out() {
+        let imported = import(&[(
+            "/x/xinetd.conf",
+            "defaults\n{\n instances = 5\n umask = 999\n}\n",
+        )]);
+        let text = imported.single();
+        assert!(
+            text.contains("instances = 5") && !text.contains("umask = "),
+            "{text}"
+        );
+        let notes: Vec<String> = imported.notes().iter().map(|n| n.to_string()).collect();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].starts_with("/x/xinetd.conf:4: defaults: `umask` left out"),
             "{notes:?}"
         );
     }
