@@ -3,6 +3,8 @@
 //! Exit codes: 0 success; 1 the configuration is invalid (`--check` found an error, or
 //! the main file is unreadable or invalid at start); 2 the command line is wrong;
 //! 111 the system failed us (epoll, signalfd, pidfile, the loop itself).
+//! `oxinetd import`: 0 every service converted (notes allowed), 1 at least one could
+//! not be (or nothing could be read or written), 2 the command line is wrong.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
@@ -31,7 +33,17 @@ const USAGE: &str =
   -h, --help       print this help
 
 Runs in the foreground and logs to stderr. SIGHUP reloads; SIGTERM or SIGINT stop.
-Exit codes: 0 ok, 1 invalid configuration, 2 usage, 111 system failure.";
+Exit codes: 0 ok, 1 invalid configuration, 2 usage, 111 system failure.
+
+       oxinetd import [--inetd] FILE [--to DIR]
+  Converts an xinetd configuration (FILE: xinetd.conf with its include and includedir,
+  or one service file; with --inetd, an inetd.conf) to oxinetd's TOML. Each value that
+  changes meaning or has no equivalent gets a `# import:` comment and a FILE:LINE
+  line on stderr. --to DIR writes DIR/oxinetd.toml and DIR/oxinetd.d/NAME.toml (never
+  over an existing file); without it, one document goes to stdout.
+  Exit codes: 0 all converted, 1 some service could not be, 2 usage.";
+
+const IMPORT_USAGE: &str = "usage: oxinetd import [--inetd] FILE [--to DIR]";
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct Options {
@@ -42,8 +54,16 @@ pub struct Options {
 }
 
 #[derive(Debug, PartialEq, Eq)]
+pub struct ImportOptions {
+    pub inetd: bool,
+    pub file: PathBuf,
+    pub to: Option<PathBuf>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     Run(Options),
+    Import(ImportOptions),
     Help,
     Version,
 }
@@ -58,7 +78,11 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Strin
         pidfile: None,
         debug: false,
     };
-    let mut args = args.into_iter();
+    let mut args = args.into_iter().peekable();
+    if args.peek().is_some_and(|arg| arg.as_bytes() == b"import") {
+        args.next();
+        return parse_import(args);
+    }
     while let Some(arg) = args.next() {
         match arg.as_bytes() {
             b"-f" | b"--config" => {
@@ -77,9 +101,39 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Strin
     Ok(Command::Run(options))
 }
 
+/// `import [--inetd] FILE [--to DIR]`, in any order.
+fn parse_import<I: Iterator<Item = OsString>>(mut args: I) -> Result<Command, String> {
+    let mut inetd = false;
+    let mut file = None;
+    let mut to = None;
+    while let Some(arg) = args.next() {
+        match arg.as_bytes() {
+            b"--inetd" => inetd = true,
+            b"--to" => to = Some(args.next().ok_or("import: --to needs a folder")?.into()),
+            b"-h" | b"--help" => return Ok(Command::Help),
+            [b'-', _, ..] => {
+                return Err(format!(
+                    "import: unknown argument `{}`",
+                    arg.to_string_lossy()
+                ));
+            }
+            _ if file.is_some() => {
+                return Err(format!(
+                    "import: one FILE only (`{}` is a second)",
+                    arg.to_string_lossy()
+                ));
+            }
+            _ => file = Some(PathBuf::from(arg)),
+        }
+    }
+    let file = file.ok_or("import needs a FILE")?;
+    Ok(Command::Import(ImportOptions { inetd, file, to }))
+}
+
 pub fn main() -> ExitCode {
     let options = match parse(std::env::args_os().skip(1)) {
         Ok(Command::Run(options)) => options,
+        Ok(Command::Import(options)) => return import(&options),
         Ok(Command::Help) => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -87,6 +141,10 @@ pub fn main() -> ExitCode {
         Ok(Command::Version) => {
             println!("oxinetd {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
+        }
+        Err(message) if message.starts_with("import") => {
+            eprintln!("oxinetd: {message}\n{IMPORT_USAGE}");
+            return ExitCode::from(EXIT_USAGE);
         }
         Err(message) => {
             eprintln!("oxinetd: {}\n{USAGE}", escaped(&message));
@@ -124,6 +182,73 @@ fn check(options: &Options) -> ExitCode {
         eprintln!("{}", counted(config.errors.len(), "error"));
         ExitCode::from(EXIT_CONFIG)
     }
+}
+
+/// Notes to stderr, the result to stdout or to `--to DIR`.
+fn import(options: &ImportOptions) -> ExitCode {
+    let result = if options.inetd {
+        std::fs::read_to_string(&options.file)
+            .map(|text| crate::import::inetd(&options.file, &text))
+            .map_err(|error| format!("{}: {error}", options.file.display()))
+    } else {
+        crate::import::xinetd(&options.file, &crate::import::Disk)
+    };
+    let imported = match result {
+        Ok(imported) => imported,
+        Err(message) => {
+            eprintln!("oxinetd import: {message}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    for note in imported.notes() {
+        eprintln!("{note}");
+    }
+    match &options.to {
+        Some(dir) => {
+            if let Err(message) = write_files(dir, &imported.files()) {
+                eprintln!("oxinetd import: {message}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        }
+        None => print!("{}", imported.single()),
+    }
+    let failed = imported.failed();
+    if failed > 0 {
+        eprintln!(
+            "oxinetd import: {} not converted (written with `disable = true`)",
+            counted(failed, "service")
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    ExitCode::SUCCESS
+}
+
+/// Writes every file or none: an existing one is named and nothing is written.
+fn write_files(dir: &std::path::Path, files: &[(PathBuf, String)]) -> Result<(), String> {
+    if let Some((path, _)) = files.iter().find(|(path, _)| dir.join(path).exists()) {
+        return Err(format!(
+            "{} exists: not overwritten, nothing written",
+            dir.join(path).display()
+        ));
+    }
+    for (path, text) in files {
+        let path = dir.join(path);
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| {
+                use std::io::Write;
+                // create_new: a file that appeared since the check is still not replaced.
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)?
+                    .write_all(text.as_bytes())
+            });
+        written.map_err(|error| format!("{}: {error}", path.display()))?;
+        eprintln!("oxinetd import: wrote {}", path.display());
+    }
+    Ok(())
 }
 
 /// `1 error`, `2 errors`.
@@ -250,6 +375,44 @@ mod tests {
         );
         // A flag's bytes followed by more bytes are not the flag.
         assert!(raw(&[b"--check\xff"]).is_err());
+    }
+
+    #[test]
+    fn import_command_lines() {
+        let want = |inetd: bool, file: &str, to: Option<&str>| {
+            Ok(Command::Import(ImportOptions {
+                inetd,
+                file: PathBuf::from(file),
+                to: to.map(PathBuf::from),
+            }))
+        };
+        assert_eq!(
+            args("import /etc/xinetd.conf"),
+            want(false, "/etc/xinetd.conf", None)
+        );
+        assert_eq!(
+            args("import --inetd i.conf --to out"),
+            want(true, "i.conf", Some("out"))
+        );
+        assert_eq!(
+            args("import --to out --inetd i.conf"),
+            want(true, "i.conf", Some("out"))
+        );
+        assert_eq!(args("import --help"), Ok(Command::Help));
+        let errors = [
+            ("import", "needs a FILE"),
+            ("import a b", "one FILE only"),
+            ("import a --to", "--to needs a folder"),
+            ("import a --check", "unknown argument `--check`"),
+        ];
+        for (line, needle) in errors {
+            let message = args(line).unwrap_err();
+            assert!(message.starts_with("import"), "{line}: {message}");
+            assert!(message.contains(needle), "{line}: {message}");
+        }
+        // `import` is a subcommand only as the first word; the daemon's line is unchanged.
+        assert!(args("-f import").is_ok());
+        assert!(args("--check import").is_err());
     }
 
     #[test]

@@ -71,6 +71,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod import;
 pub mod internal;
 pub mod limits;
 pub mod logging;
