@@ -7,6 +7,7 @@
 //! not be (or nothing could be read or written), 2 the command line is wrong.
 
 use std::ffi::OsString;
+use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,12 +19,21 @@ use crate::daemon::{self, Daemon};
 use crate::logging::escaped;
 use crate::system::System;
 
+/// `println!` to stdout or stderr, without its panic when the reader has gone away
+/// (`oxinetd --help | head`): what cannot be written is dropped.
+macro_rules! say {
+    ($stream:ident, $($arg:tt)*) => {{
+        let _ = writeln!(io::$stream(), $($arg)*);
+    }};
+}
+
 pub const EXIT_CONFIG: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_SYSTEM: u8 = 111;
 
 const USAGE: &str =
     "usage: oxinetd [-f FILE] [--check] [--pidfile FILE] [-d|--debug] [--version] [-h|--help]
+       oxinetd import [--inetd] FILE [--to DIR]
 
   -f FILE          main configuration file (default /etc/oxinetd.toml)
   --check          report every configuration error and exit: 0 if none, 1 if any
@@ -35,13 +45,12 @@ const USAGE: &str =
 Runs in the foreground and logs to stderr. SIGHUP reloads; SIGTERM or SIGINT stop.
 Exit codes: 0 ok, 1 invalid configuration, 2 usage, 111 system failure.
 
-       oxinetd import [--inetd] FILE [--to DIR]
-  Converts an xinetd configuration (FILE: xinetd.conf with its include and includedir,
-  or one service file; with --inetd, an inetd.conf) to oxinetd's TOML. Each value that
-  changes meaning or has no equivalent gets a `# import:` comment and a FILE:LINE
-  line on stderr. --to DIR writes DIR/oxinetd.toml and DIR/oxinetd.d/NAME.toml (never
-  over an existing file); without it, one document goes to stdout.
-  Exit codes: 0 all converted, 1 some service could not be, 2 usage.";
+import converts an xinetd configuration (FILE: xinetd.conf with its include and
+includedir, or one service file; with --inetd, an inetd.conf) to oxinetd's TOML. Each
+value that changes meaning or has no equivalent gets a `# import:` comment and a
+FILE:LINE line on stderr. --to DIR writes DIR/oxinetd.toml and DIR/oxinetd.d/NAME.toml
+(never over an existing file); without it, one document goes to stdout.
+Exit codes: 0 all converted, 1 some service could not be, 2 usage.";
 
 const IMPORT_USAGE: &str = "usage: oxinetd import [--inetd] FILE [--to DIR]";
 
@@ -135,19 +144,19 @@ pub fn main() -> ExitCode {
         Ok(Command::Run(options)) => options,
         Ok(Command::Import(options)) => return import(&options),
         Ok(Command::Help) => {
-            println!("{USAGE}");
+            say!(stdout, "{USAGE}");
             return ExitCode::SUCCESS;
         }
         Ok(Command::Version) => {
-            println!("oxinetd {}", env!("CARGO_PKG_VERSION"));
+            say!(stdout, "oxinetd {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
         Err(message) if message.starts_with("import") => {
-            eprintln!("oxinetd: {message}\n{IMPORT_USAGE}");
+            say!(stderr, "oxinetd: {message}\n{IMPORT_USAGE}");
             return ExitCode::from(EXIT_USAGE);
         }
         Err(message) => {
-            eprintln!("oxinetd: {}\n{USAGE}", escaped(&message));
+            say!(stderr, "oxinetd: {}\n{USAGE}", escaped(&message));
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -167,19 +176,20 @@ fn check(options: &Options) -> ExitCode {
     // Names and values from the files are escaped as every log line is: a newline in a
     // service name must not forge a line of the report.
     for warning in &config.warnings {
-        eprintln!("warning: {}", escaped(&warning.to_string()));
+        say!(stderr, "warning: {}", escaped(&warning.to_string()));
     }
     for error in &config.errors {
-        eprintln!("{}", escaped(&error.to_string()));
+        say!(stderr, "{}", escaped(&error.to_string()));
     }
     if config.errors.is_empty() {
-        println!(
+        say!(
+            stdout,
             "configuration OK: {}",
             counted(config.services.len(), "service")
         );
         ExitCode::SUCCESS
     } else {
-        eprintln!("{}", counted(config.errors.len(), "error"));
+        say!(stderr, "{}", counted(config.errors.len(), "error"));
         ExitCode::from(EXIT_CONFIG)
     }
 }
@@ -196,25 +206,28 @@ fn import(options: &ImportOptions) -> ExitCode {
     let imported = match result {
         Ok(imported) => imported,
         Err(message) => {
-            eprintln!("oxinetd import: {message}");
+            say!(stderr, "oxinetd import: {message}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
     for note in imported.notes() {
-        eprintln!("{note}");
+        say!(stderr, "{note}");
     }
     match &options.to {
         Some(dir) => {
             if let Err(message) = write_files(dir, &imported.files()) {
-                eprintln!("oxinetd import: {message}");
+                say!(stderr, "oxinetd import: {message}");
                 return ExitCode::from(EXIT_CONFIG);
             }
         }
-        None => print!("{}", imported.single()),
+        None => {
+            let _ = io::stdout().write_all(imported.single().as_bytes());
+        }
     }
     let failed = imported.failed();
     if failed > 0 {
-        eprintln!(
+        say!(
+            stderr,
             "oxinetd import: {} not converted (written with `disable = true`)",
             counted(failed, "service")
         );
@@ -246,7 +259,7 @@ fn write_files(dir: &std::path::Path, files: &[(PathBuf, String)]) -> Result<(),
                     .write_all(text.as_bytes())
             });
         written.map_err(|error| format!("{}: {error}", path.display()))?;
-        eprintln!("oxinetd import: wrote {}", path.display());
+        say!(stderr, "oxinetd import: wrote {}", path.display());
     }
     Ok(())
 }

@@ -819,3 +819,26 @@ fn the_shipped_configuration_passes_check() {
         );
     }
 }
+
+/// Regression: `oxinetd --help | head -1` panicked ("failed printing to stdout") when the
+/// reader had gone: output nobody reads is dropped, and the exit code stays the command's.
+#[test]
+fn output_to_a_closed_pipe_is_no_panic() {
+    for args in [
+        &["--help"][..],
+        &["--version"],
+        &["--check", "-f", "etc/oxinetd.toml"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_oxinetd"))
+            .args(args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?}\n{stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}

@@ -125,15 +125,18 @@ impl Host for Yes {
     fn environment(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         Vec::new()
     }
-    fn read(&self, path: &Path) -> io::Result<String> {
+    /// The converted text as the main file; every other file (a banner) exists, empty.
+    fn read(&self, path: &Path, _: usize) -> io::Result<Vec<u8>> {
         if path == Path::new(MAIN) {
-            Ok(self.text.clone())
+            Ok(self.text.clone().into_bytes())
         } else {
-            Err(io::Error::from(io::ErrorKind::NotFound))
+            Ok(Vec::new())
         }
     }
-    fn read_bytes(&self, _: &Path) -> io::Result<Vec<u8>> {
-        Ok(Vec::new())
+    /// Only what xinetd cannot name asks for a file's status (`cwd`, and log files that
+    /// exist but are no regular file): nothing to check here.
+    fn status(&self, _: &Path) -> io::Result<config::FileStatus> {
+        Err(io::Error::from(io::ErrorKind::NotFound))
     }
     fn rpc_number(&self, _: &str) -> Option<u32> {
         Some(100_000)
