@@ -59,6 +59,8 @@
 //! - A reload never drops a live connection: unchanged services keep their sockets, and
 //!   running servers are never touched.
 
+#![deny(unsafe_code)]
+
 pub mod access;
 pub mod cli;
 pub mod clock;
@@ -70,6 +72,9 @@ pub mod logging;
 pub mod peer;
 pub mod process;
 pub mod rpc;
+#[allow(unsafe_code)]
 pub mod spawn;
+#[allow(unsafe_code)]
+pub mod sys;
 pub mod system;
 pub mod tcpmux;

@@ -8,12 +8,12 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 use nix::unistd::Pid;
-use socket2::{SockAddr, Socket};
+use socket2::SockAddr;
 
 use super::lookup::{Answer, IDENT_PORT, Job};
 use super::relay::Relay;
@@ -29,6 +29,7 @@ use crate::config::spec::{Internal, Program, SocketType, TcpMux};
 use crate::internal::{self, Session};
 use crate::limits::{CpsVerdict, DenyTime};
 use crate::spawn::{Connection, SpawnError};
+use crate::sys::socket::{accept, send_now};
 use crate::tcpmux;
 
 /// A name lookup that has not answered by then counts as "no name".
@@ -936,48 +937,6 @@ impl Daemon {
         }
         if busy {
             self.schedule_housekeeping(now);
-        }
-    }
-}
-
-/// Accepts close-on-exec, and non-blocking when the daemon serves the connection itself:
-/// one accept4 call, no fcntl after it.
-fn accept(listener: &Socket, nonblocking: bool) -> io::Result<(OwnedFd, SocketAddr)> {
-    let flags = libc::SOCK_CLOEXEC | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
-    // SAFETY: accept4 writes at most `len` bytes of address into the storage socket2
-    // provides, and the fd it returns is new and ours.
-    let (fd, address) = unsafe {
-        SockAddr::try_init(|storage, len| {
-            match libc::accept4(listener.as_raw_fd(), storage.cast(), len, flags) {
-                -1 => Err(io::Error::last_os_error()),
-                fd => Ok(OwnedFd::from_raw_fd(fd)),
-            }
-        })?
-    };
-    let remote = address
-        .as_socket()
-        .ok_or_else(|| io::Error::other("peer is not an IP address"))?;
-    Ok((fd, remote))
-}
-
-/// Writes what the socket takes now; a banner never blocks the loop. Banners are at
-/// most 64 KiB and a fresh socket's buffer holds more, so in practice all of it goes.
-pub(super) fn send_now(fd: &impl AsRawFd, bytes: &[u8]) {
-    let mut sent = 0;
-    while sent < bytes.len() {
-        // SAFETY: the pointer and length describe the live slice `bytes[sent..]`.
-        let result = unsafe {
-            libc::send(
-                fd.as_raw_fd(),
-                bytes[sent..].as_ptr().cast(),
-                bytes.len() - sent,
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
-        match result {
-            n if n > 0 => sent += n as usize,
-            _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
-            _ => return,
         }
     }
 }

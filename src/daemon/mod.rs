@@ -12,9 +12,8 @@ mod sessions;
 
 use std::collections::HashMap;
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsRawFd, OwnedFd};
+
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -32,9 +31,10 @@ use crate::config::spec::{Program, Protocol, SocketType};
 use crate::config::{self, Config, ServiceSpec};
 use crate::limits::{Cps, DenyList, PerSource};
 use crate::logging;
-use crate::peer;
 use crate::rpc;
 use crate::spawn::{Prepared, Spawner};
+use crate::sys;
+use crate::sys::socket::{as_uninit, local_address, peek_sender};
 use crate::system::System;
 use listeners::Queue;
 use lookup::Lookups;
@@ -167,14 +167,7 @@ pub struct Daemon {
 /// Blocks the signals the loop reads from its signalfd; returns the mask to restore
 /// in servers.
 pub fn block_signals() -> io::Result<libc::sigset_t> {
-    let mut original: libc::sigset_t = unsafe { std::mem::zeroed() };
-    let handled = handled_signals();
-    // SAFETY: both sets are valid sigset_t values.
-    let result = unsafe { libc::sigprocmask(libc::SIG_BLOCK, handled.as_ref(), &mut original) };
-    if result < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(original)
+    sys::signal::block(&handled_signals())
 }
 
 fn handled_signals() -> SigSet {
@@ -1061,62 +1054,12 @@ fn withdraw_rpc(service: &Service) {
     }
 }
 
-fn local_address(fd: &OwnedFd) -> Option<SocketAddr> {
-    nix::sys::socket::getsockname::<nix::sys::socket::SockaddrStorage>(fd.as_raw_fd())
-        .ok()
-        .and_then(|address| {
-            if let Some(v4) = address.as_sockaddr_in() {
-                Some(SocketAddr::from(std::net::SocketAddrV4::from(*v4)))
-            } else {
-                address
-                    .as_sockaddr_in6()
-                    .map(|v6| SocketAddr::from(std::net::SocketAddrV6::from(*v6)))
-            }
-        })
-        .map(peer::canonical)
-}
-
-/// The sender of the first queued datagram, for a dgram server's environment.
-fn peek_sender(socket: &Socket) -> Option<SocketAddr> {
-    let mut byte = [MaybeUninit::new(0u8); 1];
-    socket
-        .recv_from_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT)
-        .ok()
-        .and_then(|(_, from)| from.as_socket())
-}
-
-fn as_uninit(buffer: &mut [u8]) -> &mut [MaybeUninit<u8>] {
-    // SAFETY: initialised bytes are valid MaybeUninit<u8>, and the callee only writes
-    // bytes, never uninitialised ones, into the slice.
-    unsafe { &mut *(buffer as *mut [u8] as *mut [MaybeUninit<u8>]) }
-}
-
 /// The signals pending on `signals`, in one read(2). Standard signals merge, so at most
 /// the four the loop takes can be pending; any left would keep the (level-triggered)
 /// signalfd readable. Reading on until EAGAIN would cost a system call per wake.
 fn read_signals(signals: &SignalFd) -> impl Iterator<Item = i32> {
-    const ROOM: usize = 8;
-    // SAFETY: signalfd_siginfo is plain integers; all-zero is a valid value.
-    let mut infos: [libc::signalfd_siginfo; ROOM] = unsafe { std::mem::zeroed() };
-    let read = loop {
-        // SAFETY: the buffer is live and its size is passed; the kernel writes whole
-        // signalfd_siginfo records into it.
-        let read = unsafe {
-            libc::read(
-                signals.as_raw_fd(),
-                infos.as_mut_ptr().cast(),
-                std::mem::size_of_val(&infos),
-            )
-        };
-        if read >= 0 || Errno::last() != Errno::EINTR {
-            break read.max(0) as usize;
-        }
-    };
-    let count = read / std::mem::size_of::<libc::signalfd_siginfo>();
-    infos
-        .into_iter()
-        .take(count)
-        .map(|info| info.ssi_signo as i32)
+    let (numbers, count) = sys::signal::read_signalfd::<8>(signals);
+    numbers.into_iter().take(count)
 }
 
 /// Servers run in their own session, so their own children go with them.

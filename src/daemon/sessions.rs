@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use log::{debug, error};
 use nix::sys::epoll::{EpollEvent, EpollFlags};
 
-use super::admission::send_now;
 use super::relay::{Progress, Relay};
 use super::service_log::{Outcome, Reason, ServiceLog};
 use super::{Daemon, Timer, token, vacant};
 use crate::config::spec::Program;
 use crate::internal::{Interest, Session};
+use crate::sys::socket::send_now;
 use crate::tcpmux::{self, Request};
 
 /// How long a tcpmux client may take to name its service.

@@ -494,6 +494,16 @@ pub(crate) struct KernelSigaction {
     mask: u64,
 }
 
+// The field order and sizes above are x86_64's and aarch64's, which both have
+// `sa_restorer`; others differ (riscv64 has no restorer, mips puts the flags first).
+// A port must check the kernel's `struct sigaction` first.
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+compile_error!("KernelSigaction has the kernel's layout on x86_64 and aarch64 Linux only");
+const _: () = assert!(std::mem::size_of::<KernelSigaction>() == 32);
+
 pub(crate) const DEFAULT_ACTION: KernelSigaction = KernelSigaction {
     handler: libc::SIG_DFL,
     flags: 0,
