@@ -12,7 +12,7 @@ use log::warn;
 
 use super::Daemon;
 use super::admission::{self, Counts, Now, Peer, Verdict};
-use super::incoming::{Incoming, Stage};
+use super::incoming::{IDENT_TIMEOUT, Incoming, Stage};
 use super::lookup::{IDENT_PORT, Job};
 use super::relay::Relay;
 use super::service_log::Reason;
@@ -32,8 +32,6 @@ use crate::tcpmux;
 const ACCEPT_BATCH: usize = 64;
 /// How long accepting pauses when the fd table is full.
 const FD_EXHAUSTION_PAUSE: Duration = Duration::from_millis(100);
-/// An ident server that has not answered by then counts as no answer.
-pub(super) const IDENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often expired cps buckets and deny-list entries are forgotten.
 const HOUSEKEEPING: Duration = Duration::from_secs(10);
 

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use super::slab::ServiceKey;
 
+/// An ident server that has not answered by then counts as no answer.
+pub const IDENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// /proc/loadavg changes every 5 s; reading it once per 100 ms is plenty.
 const LOAD_REFRESH: Duration = Duration::from_millis(100);
 

@@ -9,8 +9,7 @@ use log::warn;
 use nix::sys::epoll::EpollFlags;
 
 use super::Daemon;
-use super::accept::IDENT_TIMEOUT;
-use super::incoming::{Incoming, Parked, Stage};
+use super::incoming::{IDENT_TIMEOUT, Incoming, Parked, Stage};
 use super::lookup::{Answer, Job};
 use super::poller::Token;
 use super::service_log::Reason;
