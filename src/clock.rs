@@ -4,6 +4,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::logging::Civil;
+use crate::sys;
 
 /// Now, in the local time zone (UTC if the zone cannot be applied).
 pub fn local_now() -> Civil {
@@ -15,13 +16,9 @@ pub fn local_now() -> Civil {
 
 /// The local calendar time of a Unix time.
 pub fn local(secs: i64) -> Civil {
-    let time = secs as libc::time_t;
-    // SAFETY: an all-zero `tm` is a valid value (integers and a null tm_zone pointer).
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers are valid for the call; localtime_r is reentrant.
-    if unsafe { libc::localtime_r(&time, &mut tm) }.is_null() {
+    let Some(tm) = sys::time::localtime(secs) else {
         return Civil::from_unix(secs);
-    }
+    };
     Civil {
         year: i64::from(tm.tm_year) + 1900,
         month: (tm.tm_mon + 1) as u32,
@@ -34,12 +31,7 @@ pub fn local(secs: i64) -> Civil {
 
 /// Rereads TZ and /etc/localtime, so a changed zone shows from the next time on.
 pub fn reread_zone() {
-    // SAFETY: glibc's tzset takes its time zone lock while it rereads the zone.
-    unsafe { tzset() };
-}
-
-unsafe extern "C" {
-    fn tzset();
+    sys::time::tzset();
 }
 
 #[cfg(test)]

@@ -197,20 +197,10 @@ pub fn time() -> [u8; 4] {
 pub fn daytime() -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as libc::time_t;
+        .map_or(0, |d| d.as_secs()) as i64;
     let mut buffer = [0u8; 96];
-    // SAFETY: localtime_r fills the zeroed tm; strftime writes at most buffer.len()
-    // bytes into the buffer and returns how many.
-    let written = unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        libc::localtime_r(&now, &mut tm);
-        libc::strftime(
-            buffer.as_mut_ptr().cast(),
-            buffer.len(),
-            c"%A, %B %d, %Y %H:%M:%S-%Z\r\n".as_ptr(),
-            &tm,
-        )
-    };
+    let tm = crate::sys::time::localtime(now).unwrap_or_else(crate::sys::time::zero_tm);
+    let written = crate::sys::time::strftime(&tm, c"%A, %B %d, %Y %H:%M:%S-%Z\r\n", &mut buffer);
     String::from_utf8_lossy(&buffer[..written]).into_owned()
 }
 

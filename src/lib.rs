@@ -28,8 +28,9 @@
 //! place (`logging::escape`): no name from a file or word from a peer forges a line.
 //!
 //! Every accepted connection is admitted or refused in the parent before anything runs
-//! (`daemon::admission`): the sensors' deny list, `only_from`/`no_access`, `access_times`,
-//! `max_load`, then the limits `instances`, `per_source`, `max_servers` and `cps`. A
+//! (`daemon::admission::decide`, which documents the order): the sensors' deny list,
+//! `only_from`/`no_access`, `access_times`, `max_load`, then the limits `instances`,
+//! `per_source`, `max_servers` and `cps`. A
 //! refused connection gets `banner_fail` and is closed: one accept, one close, one log
 //! line. When a rule needs the peer's host name, or the service wants its ident (RFC
 //! 1413) user, the connection waits in the parent while a lookup thread asks; the loop
@@ -41,13 +42,24 @@
 //! - `config` is pure: TOML text to validated `ServiceSpec`s, with every error located
 //!   by file, line, service and key. It asks a `Host` about users and ports and never
 //!   touches the network. `daemon::reload::plan` is pure too, and so are the decisions:
-//!   `access` (who may connect), `limits` (how many, how fast, the deny list) and
-//!   `tcpmux` (the RFC 1078 request line).
+//!   `access` (who may connect), `limits` (how many, how fast, the deny list),
+//!   `tcpmux` (the RFC 1078 request line) and `daemon::admission` (every check on a
+//!   connection, in order, from values the daemon gathers: the time, the load, the
+//!   local minute, the counts).
 //! - `logging` writes the daemon's own lines to stderr and a service's lines to its
 //!   `log_type` (a file with size limits, or syslog); the loop's lines for stderr and
 //!   files leave together, one write per loop turn.
-//! - `daemon` is the imperative shell: the epoll loop, signals through a signalfd,
-//!   listeners, children, reload and shutdown.
+//! - `daemon` is the imperative shell, in rooms: each piece of state has one owner
+//!   module with a small API, and no room imports another's handlers. `slab` gives
+//!   typed generational keys (`ServiceKey`, `SessionKey`, `ParkedKey`), `poller` the
+//!   epoll set in one `Token` enum; `services` owns the listeners and the service
+//!   lifecycle (add, update, adjust, rebind, remove) with `rpcbind`; `children`,
+//!   `signals`, `timers` and `sessions` own what they are named for; `incoming` is a
+//!   connection in flight (`Incoming`), parked or not. The loop's handlers are named for
+//!   events (`accept`, `parking`, `servers`, `datagrams`, `on_session`): they gather
+//!   inputs, call the pure layers and move a connection from one room to the next.
+//! - `sys` wraps the system calls nothing else wraps in small safe functions. The crate
+//!   denies `unsafe_code`; `sys` and `spawn` alone allow it.
 //! - `spawn` turns a connection into a running server with `clone(CLONE_VM |
 //!   CLONE_VFORK | CLONE_FILES)`: no page tables copied, and the child's first call
 //!   copies only the fds up to the connection, so 1,000 listeners cost a spawn nothing.
@@ -66,6 +78,8 @@
 //! - A reload never drops a live connection: unchanged services keep their sockets, and
 //!   running servers are never touched.
 
+#![deny(unsafe_code)]
+
 pub mod access;
 pub mod cli;
 pub mod clock;
@@ -79,6 +93,9 @@ pub mod notify;
 pub mod peer;
 pub mod process;
 pub mod rpc;
+#[allow(unsafe_code)]
 pub mod spawn;
+#[allow(unsafe_code)]
+pub mod sys;
 pub mod system;
 pub mod tcpmux;

@@ -1,983 +1,375 @@
-//! From a ready listener to a running server: accept, decide who may connect (access
-//! rules, times, load, sensors, limits), wait off-loop for names or ident when a rule
-//! needs them, then write banners and start the server, session or relay.
+//! Who may connect: xinetd's checks on a new connection, in xinetd's order, as one pure
+//! function of the service, the counts, the peer, its names and the time. The daemon
+//! gathers these inputs (`accept.rs`) and applies the verdict; nothing here reads a
+//! clock, a file or a socket.
 //!
-//! A refused connection never runs anything: it is accepted, given `banner_fail`, and
-//! closed in the parent.
+//! The order, which is the one place it is written down:
+//!
+//! 0. A SENSOR service trips: the peer goes on the deny list, nothing else is checked.
+//! 1. The sensors' deny list: `address`.
+//! 2. `only_from` and `no_access`: `address`. A rule that needs the peer's host name
+//!    while none was looked up yet asks for the names first (`NeedNames`); the check
+//!    runs again from 1 with them.
+//! 3. `access_times`: `time`.
+//! 4. `max_load`: `load`.
+//!
+//! Then the limits, for connections that will count against them (a datagram the loop
+//! answers itself is checked by 1-4 only):
+//!
+//! 5. `instances`: `service_limit`.
+//! 6. `per_source`: `per_source_limit`.
+//! 7. `max_servers`, for services that run a process: `process_limit`.
+//! 8. `cps`: `cps`, logged once per episode rather than per connection.
+//!
+//! A refusal is logged (`FAIL`) unless said otherwise, and costs the peer one accept and
+//! one close. What an admitted connection needs next (its ident user, a redirect
+//! target's address) is the daemon's business, not a check.
 
-use std::io;
-use std::mem::MaybeUninit;
-use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::net::IpAddr;
+use std::time::Instant;
 
-use log::{debug, warn};
-use nix::unistd::Pid;
-use socket2::{SockAddr, Socket};
-
-use super::lookup::{Answer, IDENT_PORT, Job};
-use super::relay::Relay;
 use super::service_log::Reason;
-use super::sessions::{MuxRequest, Work};
-use super::{
-    ACCEPT_BATCH, Child, DGRAM_BATCH, Daemon, FD_EXHAUSTION_PAUSE, FIRST_BACKOFF, LOOKUPS_TOKEN,
-    Timer, as_uninit, local_address, peek_sender, vacant,
-};
 use crate::access::Decision;
-use crate::clock;
-use crate::config::spec::{Internal, Program, SocketType, TcpMux};
-use crate::internal::{self, Session};
-use crate::limits::{CpsVerdict, DenyTime};
-use crate::spawn::{Connection, SpawnError};
-use crate::tcpmux;
+use crate::config::ServiceSpec;
+use crate::config::spec::Program;
+use crate::limits::{Cps, CpsVerdict, DenyTime};
 
-/// A name lookup that has not answered by then counts as "no name".
-const NAMES_TIMEOUT: Duration = Duration::from_secs(5);
-const IDENT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Resolving a redirect target: the resolver's own timeouts, bounded here too.
-const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
-/// /proc/loadavg changes every 5 s; reading it once per 100 ms is plenty.
-const LOAD_REFRESH: Duration = Duration::from_millis(100);
-/// How often expired cps buckets and deny-list entries are forgotten.
-const HOUSEKEEPING: Duration = Duration::from_secs(10);
-
-/// A connection waiting for an answer from the lookup threads.
-pub struct Parked {
-    fd: OwnedFd,
-    remote: SocketAddr,
-    service: (usize, u32),
-    stage: Stage,
-    via_tcpmux: bool,
+/// The peer as the checks see it.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer {
+    pub ip: IpAddr,
+    /// On the sensors' deny list now.
+    pub denied: bool,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    Names,
-    Ident,
-    Resolve,
+/// The time, as values. The daemon reads the local minute only for a service with
+/// `access_times`, and the load only for one with `max_load`; the others get 0.
+#[derive(Clone, Copy, Debug)]
+pub struct Now {
+    pub instant: Instant,
+    pub minute_of_day: u16,
+    pub load: f64,
 }
 
-/// The 1-minute load average, read at most once per `LOAD_REFRESH`.
-#[derive(Default)]
-pub struct LoadAverage {
-    value: f64,
-    read_at: Option<Instant>,
+/// What the limits count now.
+pub struct Counts<'a> {
+    /// This service's servers, sessions and relays.
+    pub running: usize,
+    /// Of those, the ones from this peer (counted only when `per_source` is set).
+    pub from_peer: u32,
+    /// Exec'd servers of every service, and the limit on them.
+    pub servers: usize,
+    pub max_servers: Option<u32>,
+    /// The service's cps buckets, which admitting a connection fills.
+    pub cps: Option<&'a mut Cps>,
 }
 
-impl LoadAverage {
-    fn current(&mut self, now: Instant) -> f64 {
-        if self
-            .read_at
-            .is_none_or(|at| now.duration_since(at) >= LOAD_REFRESH)
-        {
-            if let Some(value) = std::fs::read_to_string("/proc/loadavg")
-                .ok()
-                .and_then(|text| text.split_whitespace().next()?.parse().ok())
-            {
-                self.value = value;
-            }
-            self.read_at = Some(now);
-        }
-        self.value
-    }
-}
-
-enum Check {
-    Pass,
-    Refuse(Reason),
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Verdict {
+    Admit,
+    Refuse { reason: Reason, log: bool },
     NeedNames,
+    Trip(DenyTime),
 }
 
-impl Daemon {
-    pub(super) fn on_listener(&mut self, index: usize, generation: u32) {
-        let Some(service) = self.service(index, generation) else {
-            return;
-        };
-        match (&service.spec.program, service.spec.socket.socket_type) {
-            (Program::Internal(kind), SocketType::Dgram) => {
-                let kind = *kind;
-                self.serve_datagrams(index, generation, kind);
-            }
-            (Program::Sensor(_), SocketType::Dgram) => self.sense_datagrams(index, generation),
-            (Program::Exec(_), _) if service.spec.wait => {
-                self.spawn_holding_socket(index, generation)
-            }
-            _ => self.accept_batch(index, generation),
-        }
-    }
-
-    /// `wait = no` stream services, internal stream services, redirects and sensors.
-    fn accept_batch(&mut self, index: usize, generation: u32) {
-        for _ in 0..ACCEPT_BATCH {
-            let Some(service) = self.service(index, generation) else {
-                return;
-            };
-            // Exec'd servers expect a blocking socket; what the daemon serves itself
-            // must not block the loop.
-            let served_here = !matches!(service.spec.program, Program::Exec(_));
-            let Some(socket) = &service.socket else {
-                return;
-            };
-            let (fd, remote) = match accept(socket, served_here) {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    self.accept_failed(index, generation, error);
-                    return;
-                }
-            };
-            self.fd_exhaustion_logged = false;
-            self.admit(index, generation, fd, remote, false);
-        }
-    }
-
-    fn accept_failed(&mut self, index: usize, generation: u32, error: io::Error) {
-        match error.raw_os_error() {
-            Some(libc::EAGAIN | libc::ECONNABORTED | libc::EINTR) => {}
-            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
-                // Out of fds: stop accepting for a moment rather than spin on a
-                // listener that stays readable.
-                if !self.fd_exhaustion_logged {
-                    warn!(
-                        "accept: {error}; pausing accepts for {} ms",
-                        FD_EXHAUSTION_PAUSE.as_millis()
-                    );
-                    self.fd_exhaustion_logged = true;
-                }
-                self.set_armed(index, generation, false);
-                self.timers.push((
-                    Instant::now() + FD_EXHAUSTION_PAUSE,
-                    Timer::Arm(index, generation),
-                ));
-            }
-            _ => warn!("accept: {error}"),
-        }
-    }
-
-    /// Runs every check on a new connection, then starts what serves it.
-    pub(super) fn admit(
-        &mut self,
-        index: usize,
-        generation: u32,
-        fd: OwnedFd,
-        remote: SocketAddr,
-        via_tcpmux: bool,
-    ) {
-        let Some(service) = self.service(index, generation) else {
-            return;
-        };
-        let peer = remote.ip().to_canonical();
-        // Through tcpmux the protocol's reply line must come first: banners wait.
-        if !via_tcpmux && let Some(banner) = &service.spec.banners.always {
-            send_now(&fd, banner);
-        }
-        if let Program::Sensor(time) = service.spec.program {
-            self.trip_sensor(index, generation, peer, time);
-            return;
-        }
-        match self.check_peer(index, generation, peer, None) {
-            Check::Pass => self.admit_within_limits(index, generation, fd, remote, via_tcpmux),
-            Check::Refuse(reason) => {
-                self.refuse(index, generation, &fd, peer, reason, true, via_tcpmux)
-            }
-            Check::NeedNames => self.park(
-                index,
-                generation,
-                fd,
-                remote,
-                Stage::Names,
-                via_tcpmux,
-                Job::Names { ticket: 0, peer },
-            ),
-        }
-    }
-
-    /// The second half of `admit`, once the peer itself is acceptable.
-    fn admit_within_limits(
-        &mut self,
-        index: usize,
-        generation: u32,
-        fd: OwnedFd,
-        remote: SocketAddr,
-        via_tcpmux: bool,
-    ) {
-        let peer = remote.ip().to_canonical();
-        if let Err((reason, log)) = self.check_limits(index, generation, peer) {
-            self.refuse(index, generation, &fd, peer, reason, log, via_tcpmux);
-            return;
-        }
-        let Some(service) = self.service(index, generation) else {
-            return;
-        };
-        let wants_ident = service.spec.access.ident_required || service.spec.logging.wants_ident();
-        if wants_ident {
-            let local = local_address(&fd).unwrap_or(service.spec.socket.address);
-            let job = Job::Ident {
-                ticket: 0,
-                local,
-                remote,
-                port: IDENT_PORT,
-                timeout: IDENT_TIMEOUT,
-            };
-            self.park(index, generation, fd, remote, Stage::Ident, via_tcpmux, job);
-            return;
-        }
-        self.dispatch(index, generation, fd, remote, via_tcpmux);
-    }
-
-    /// Address rules, the sensors' deny list, access times and load.
-    fn check_peer(
-        &mut self,
-        index: usize,
-        generation: u32,
-        peer: IpAddr,
-        names: Option<&[String]>,
-    ) -> Check {
-        if !self.deny_list.is_empty() && self.deny_list.denies(peer, Instant::now()) {
-            return Check::Refuse(Reason::Address);
-        }
-        let load = &mut self.load;
-        let Some(service) = self
-            .services
-            .get_mut(index)
-            .filter(|slot| slot.generation == generation)
-            .and_then(|slot| slot.value.as_mut())
-        else {
-            return Check::Refuse(Reason::Address);
-        };
-        let access = &service.spec.access;
-        if !access.rules.is_open() {
-            match access.rules.decide(peer, names) {
-                Decision::Allow => {}
-                Decision::Deny => return Check::Refuse(Reason::Address),
-                Decision::NeedNames => return Check::NeedNames,
-            }
-        }
-        if let Some(times) = &access.times
-            && !times.admits(clock::local_now().minute_of_day())
-        {
-            return Check::Refuse(Reason::Time);
-        }
-        if let Some(max) = access.max_load
-            && load.current(Instant::now()) >= max
-        {
-            return Check::Refuse(Reason::Load);
-        }
-        Check::Pass
-    }
-
-    /// `instances`, `per_source`, `max_servers` and `cps`. The flag says whether to log:
-    /// cps logs once per episode, not per connection.
-    fn check_limits(
-        &mut self,
-        index: usize,
-        generation: u32,
-        peer: IpAddr,
-    ) -> Result<(), (Reason, bool)> {
-        let servers = self.servers;
-        let max_servers = self.max_servers;
-        let Some(service) = self.service(index, generation) else {
-            return Err((Reason::ServiceLimit, false));
-        };
-        if !service.spec.instances.admits(service.running) {
-            return Err((Reason::ServiceLimit, true));
-        }
-        if let Some(limit) = service.spec.limits.per_source
-            && service.per_source.count(peer) >= limit
-        {
-            return Err((Reason::PerSourceLimit, true));
-        }
-        let runs_process = matches!(service.spec.program, Program::Exec(_));
-        if runs_process && max_servers.is_some_and(|max| servers >= max as usize) {
-            return Err((Reason::ProcessLimit, true));
-        }
-        if let Some(cps) = &mut service.cps {
-            let now = Instant::now();
-            let verdict = cps.admit(peer, now);
-            if let CpsVerdict::Shed { episode_started } = verdict {
-                self.schedule_housekeeping(now);
-                return Err((Reason::Cps, episode_started));
-            }
-        }
-        Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn refuse(
-        &mut self,
-        index: usize,
-        generation: u32,
-        fd: &OwnedFd,
-        peer: IpAddr,
-        reason: Reason,
-        log: bool,
-        via_tcpmux: bool,
-    ) {
-        let Some(service) = self.services[index]
-            .value
-            .as_ref()
-            .filter(|_| self.services[index].generation == generation)
-        else {
-            return;
-        };
-        if via_tcpmux {
-            send_now(fd, &tcpmux::refusal("Service not available"));
-        } else if let Some(banner) = &service.spec.banners.fail {
-            send_now(fd, banner);
-        }
-        if log {
-            let service_log = service.log.clone();
-            self.lines.fail(&service_log, reason, Some(peer));
-        }
-        // `fd` closes when the caller drops it: one accept, one close.
-    }
-
-    fn trip_sensor(&mut self, index: usize, generation: u32, peer: IpAddr, time: DenyTime) {
-        let now = Instant::now();
-        let added = self.deny_list.add(peer, time, now);
-        let Some(service) = self.service(index, generation) else {
-            return;
-        };
-        let log = service.log.clone();
-        if added || matches!(time, DenyTime::Never) {
-            let minutes = match time {
-                DenyTime::Never => Some(0),
-                DenyTime::Forever => None,
-                DenyTime::Minutes(minutes) => Some(minutes),
-            };
-            self.lines.sensor(&log, peer, minutes);
-        }
-        self.schedule_housekeeping(now);
-    }
-
-    /// Sends the connection to what serves it: a server, a session, a relay or tcpmux.
-    fn dispatch(
-        &mut self,
-        index: usize,
-        generation: u32,
-        fd: OwnedFd,
-        remote: SocketAddr,
-        via_tcpmux: bool,
-    ) {
-        let Some(service) = self.service(index, generation) else {
-            return;
-        };
-        if via_tcpmux {
-            // TCPMUXPLUS: the daemon answers. TCPMUX: the server does, unless the daemon
-            // itself serves the connection.
-            let exec = matches!(service.spec.program, Program::Exec(_));
-            if service.spec.tcpmux == Some(TcpMux::Plus) || !exec {
-                send_now(&fd, tcpmux::GO);
-            }
-            if let Some(banner) = &service.spec.banners.always {
-                send_now(&fd, banner);
-            }
-        }
-        if let Some(banner) = &service.spec.banners.success {
-            send_now(&fd, banner);
-        }
-        let peer = remote.ip().to_canonical();
-        match &service.spec.program {
-            Program::Exec(_) => self.spawn_for_connection(index, generation, fd, remote),
-            Program::Internal(Internal::TcpMux) => {
-                let stream = TcpStream::from(fd);
-                let work = Work::Mux(MuxRequest { stream, remote });
-                self.start_session(work, (index, generation), peer);
-            }
-            Program::Internal(kind) => {
-                let kind = *kind;
-                let stream = TcpStream::from(fd);
-                let session = Session::new(kind, stream);
-                self.start_session(Work::Internal(session), (index, generation), peer);
-            }
-            Program::Redirect(target) => match target.host.parse::<IpAddr>() {
-                Ok(ip) => {
-                    let to = SocketAddr::new(ip, target.port);
-                    self.start_relay(index, generation, fd, remote, to);
-                }
-                Err(_) => {
-                    // Names are resolved per connection, so a moved upstream is followed.
-                    let job = Job::Resolve {
-                        ticket: 0,
-                        host: target.host.clone(),
-                        port: target.port,
-                    };
-                    self.park(index, generation, fd, remote, Stage::Resolve, false, job);
-                }
-            },
-            Program::Sensor(_) => {}
-        }
-    }
-
-    fn start_relay(
-        &mut self,
-        index: usize,
-        generation: u32,
-        fd: OwnedFd,
-        remote: SocketAddr,
-        to: SocketAddr,
-    ) {
-        let peer = remote.ip().to_canonical();
-        let client = TcpStream::from(fd);
-        match Relay::connect(client, to) {
-            Ok(relay) => {
-                self.start_session(Work::Relay(Box::new(relay)), (index, generation), peer)
-            }
-            Err(error) => {
-                if let Some(service) = self.service(index, generation) {
-                    let log = service.log.clone();
-                    let what = format!("redirect to {to}: {error}");
-                    self.lines.fail_with(&log, &what, Some(peer));
-                }
-            }
-        }
-    }
-
-    fn spawn_for_connection(
-        &mut self,
-        index: usize,
-        generation: u32,
-        fd: OwnedFd,
-        remote: SocketAddr,
-    ) {
-        let Some(service) = self.services[index].value.as_ref() else {
-            return;
-        };
-        let Some(prepared) = &service.prepared else {
-            return;
-        };
-        let bound = service.spec.socket.address;
-        let local = if bound.ip().is_unspecified() || service.spec.tcpmux.is_some() {
-            local_address(&fd)
-        } else {
-            Some(bound)
-        };
-        let connection = Connection {
-            fd: fd.as_fd(),
-            protocol: service.spec.socket.protocol,
-            remote: Some(remote),
-            local,
-        };
-        let result = self.spawner.spawn(prepared, &connection);
-        self.record_spawn(index, generation, result, Some(remote.ip()), false);
-        // `fd` closes here: the server has its own copies on 0-2.
-    }
-
-    /// `wait = yes`: the server gets the socket itself, and the loop stops watching it
-    /// until the server exits.
-    fn spawn_holding_socket(&mut self, index: usize, generation: u32) {
-        let Some(service) = self.services[index].value.as_mut() else {
-            return;
-        };
-        let Some(socket) = &service.socket else {
-            return;
-        };
-        let socket_type = service.spec.socket.socket_type;
-        let remote = match socket_type {
-            SocketType::Dgram => peek_sender(socket),
-            SocketType::Stream => None,
-        };
-        // A wait dgram server is checked on its first datagram, as in xinetd: a refused
-        // sender's datagram is dropped and no server starts for it.
-        if let Some(sender) = remote {
-            let peer = sender.ip().to_canonical();
-            let check = match self.check_peer(index, generation, peer, Some(&[])) {
-                Check::Pass => self.check_limits(index, generation, peer).err(),
-                Check::Refuse(reason) => Some((reason, true)),
-                Check::NeedNames => Some((Reason::Address, true)),
-            };
-            if let Some((reason, log)) = check {
-                self.drop_datagram(index, generation, peer, reason, log);
-                return;
-            }
-        }
-        let Some(service) = self.services[index].value.as_mut() else {
-            return;
-        };
-        let Some(socket) = &service.socket else {
-            return;
-        };
-        // Servers expect a blocking socket, and O_NONBLOCK is shared with every copy.
-        // From now on the loop only waits on it and peeks without blocking.
-        if let Err(error) = socket.set_nonblocking(false) {
-            warn!(
-                "service {}: cannot make the socket blocking: {error}",
-                service.spec.id
-            );
-        }
-        service.queue_at_spawn = super::Queue::of(socket, socket_type);
-        let Some(prepared) = &service.prepared else {
-            return;
-        };
-        let connection = Connection {
-            fd: socket.as_fd(),
-            protocol: service.spec.socket.protocol,
-            remote,
-            local: Some(service.spec.socket.address),
-        };
-        let result = self.spawner.spawn(prepared, &connection);
-        let spawned = result.is_ok() || result.as_ref().is_err_and(|e| e.pid.is_some());
-        self.record_spawn(index, generation, result, remote.map(|r| r.ip()), true);
-        self.set_armed(index, generation, false);
-        if !spawned {
-            // No child will return the socket: try again shortly instead of spinning.
-            self.timers.push((
-                Instant::now() + FIRST_BACKOFF,
-                Timer::Arm(index, generation),
-            ));
-        }
-    }
-
-    fn drop_datagram(
-        &mut self,
-        index: usize,
-        generation: u32,
-        peer: IpAddr,
-        reason: Reason,
-        log: bool,
-    ) {
-        let Some(service) = self.service(index, generation) else {
-            return;
-        };
-        if let Some(socket) = &service.socket {
-            let mut byte = [MaybeUninit::new(0u8); 1];
-            let _ = socket.recv_from_with_flags(&mut byte, libc::MSG_DONTWAIT);
-        }
-        self.log_datagram_refusal(index, generation, peer, reason, log);
-    }
-
-    fn log_datagram_refusal(
-        &mut self,
-        index: usize,
-        generation: u32,
-        peer: IpAddr,
-        reason: Reason,
-        log: bool,
-    ) {
-        let now = Instant::now();
-        let Some(service) = self.service(index, generation) else {
-            return;
-        };
-        let quiet = service
-            .datagram_refusal_logged
-            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1));
-        if !log || quiet {
-            return;
-        }
-        service.datagram_refusal_logged = Some(now);
-        let service_log = service.log.clone();
-        self.lines.fail(&service_log, reason, Some(peer));
-    }
-
-    fn record_spawn(
-        &mut self,
-        index: usize,
-        generation: u32,
-        result: Result<Pid, SpawnError>,
-        remote: Option<IpAddr>,
-        holds_socket: bool,
-    ) {
-        let peer = remote.map(|ip| ip.to_canonical());
-        let Some(service) = self.service(index, generation) else {
-            return;
-        };
-        let log = service.log.clone();
-        let pid = match result {
-            Ok(pid) => {
-                service.fork_failing = false;
-                self.lines.start(&log, pid.as_raw() as u32, peer);
-                pid
-            }
-            Err(failure) => {
-                if failure.pid.is_none() {
-                    // clone itself failed: out of processes or memory. Logged once per
-                    // episode; every failure pauses the listener, unless NORETRY says
-                    // to just refuse (a wait service pauses in spawn_holding_socket).
-                    let episode_starts = !service.fork_failing;
-                    service.fork_failing = true;
-                    let retry = !service.spec.no_retry && !holds_socket;
-                    if episode_starts {
-                        self.lines.fail(&log, Reason::Fork, peer);
-                        warn!(
-                            "service {}: cannot start a server: {}",
-                            log.id,
-                            failure.errno.desc()
-                        );
-                    }
-                    if retry {
-                        self.set_armed(index, generation, false);
-                        self.timers.push((
-                            Instant::now() + FIRST_BACKOFF,
-                            Timer::Arm(index, generation),
-                        ));
-                    }
-                } else {
-                    let what = format!("{}: {}", failure.stage.action(), failure.errno.desc());
-                    self.lines.fail_with(&log, &what, peer);
-                }
-                match failure.pid {
-                    Some(pid) => pid,
-                    None => return,
-                }
-            }
-        };
-        let Some(service) = self.service(index, generation) else {
-            return;
-        };
-        service.running += 1;
-        // Counting costs a hash per connection: only where `per_source` asks for it.
-        let counted_peer =
-            peer.filter(|_| !holds_socket && service.spec.limits.per_source.is_some());
-        if let Some(peer) = counted_peer {
-            service.per_source.add(peer);
-        }
-        self.servers += 1;
-        self.children.insert(
-            pid,
-            Child {
-                service: (index, generation),
-                log,
-                peer: counted_peer,
-                started: Instant::now(),
-                holds_socket,
-            },
-        );
-    }
-
-    /// Internal dgram services: each datagram is checked (by address only: no lookups
-    /// per datagram) and answered from the loop.
-    fn serve_datagrams(&mut self, index: usize, generation: u32, kind: Internal) {
-        for _ in 0..DGRAM_BATCH {
-            let Some(service) = self.services[index].value.as_ref() else {
-                return;
-            };
-            let Some(socket) = &service.socket else {
-                return;
-            };
-            let (length, from) = match socket.recv_from(as_uninit(&mut self.datagram)) {
-                Ok((length, from)) => match from.as_socket() {
-                    Some(from) => (length, from),
-                    None => continue,
-                },
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                Err(error) => {
-                    debug!("service {}: recvfrom: {error}", service.spec.id);
-                    continue;
-                }
-            };
-            let peer = from.ip().to_canonical();
-            let refusal = match self.check_peer(index, generation, peer, Some(&[])) {
-                Check::Pass => None,
-                Check::Refuse(reason) => Some(reason),
-                Check::NeedNames => Some(Reason::Address),
-            };
-            if let Some(reason) = refusal {
-                self.log_datagram_refusal(index, generation, peer, reason, true);
-                continue;
-            }
-            let Some(service) = self.services[index].value.as_ref() else {
-                return;
-            };
-            let Some(socket) = &service.socket else {
-                return;
-            };
-            let request = &self.datagram[..length.min(self.datagram.len())];
-            let Some(reply) = internal::dgram_reply(kind, from, request, &mut self.scratch) else {
-                continue;
-            };
-            // A full send buffer drops the reply, as UDP may.
-            if let Err(error) = socket.send_to(reply, &SockAddr::from(from)) {
-                debug!("service {}: sendto {from}: {error}", service.spec.id);
-            }
-        }
-    }
-
-    /// A dgram SENSOR: every sender goes on the deny list; the datagram is dropped.
-    fn sense_datagrams(&mut self, index: usize, generation: u32) {
-        for _ in 0..DGRAM_BATCH {
-            let Some(service) = self.service(index, generation) else {
-                return;
-            };
-            let Program::Sensor(time) = service.spec.program else {
-                return;
-            };
-            let Some(socket) = &service.socket else {
-                return;
-            };
-            let mut byte = [MaybeUninit::new(0u8); 1];
-            match socket.recv_from_with_flags(&mut byte, libc::MSG_DONTWAIT) {
-                Ok((_, from)) => {
-                    if let Some(from) = from.as_socket() {
-                        self.trip_sensor(index, generation, from.ip().to_canonical(), time);
-                    }
-                }
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return,
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn park(
-        &mut self,
-        index: usize,
-        generation: u32,
-        fd: OwnedFd,
-        remote: SocketAddr,
-        stage: Stage,
-        via_tcpmux: bool,
-        job: Job,
-    ) {
-        let slot = vacant(&mut self.parked);
-        let ticket = super::token(slot, self.parked[slot].generation, false);
-        let job = match job {
-            Job::Names { peer, .. } => Job::Names { ticket, peer },
-            Job::Ident {
-                local,
-                remote,
-                port,
-                timeout,
-                ..
-            } => Job::Ident {
-                ticket,
-                local,
-                remote,
-                port,
-                timeout,
-            },
-            Job::Resolve { host, port, .. } => Job::Resolve { ticket, host, port },
-        };
-        if !self.lookups_watched {
-            let event = nix::sys::epoll::EpollEvent::new(
-                nix::sys::epoll::EpollFlags::EPOLLIN,
-                LOOKUPS_TOKEN,
-            );
-            match self.epoll.add(self.lookups.fd(), event) {
-                Ok(()) => self.lookups_watched = true,
-                Err(errno) => warn!("epoll: lookups: {errno}"),
-            }
-        }
-        if !self.lookups_watched || !self.lookups.submit(job) {
-            // Too many lookups outstanding: refuse rather than queue without bound.
-            let peer = remote.ip().to_canonical();
-            self.refuse(
-                index,
-                generation,
-                &fd,
-                peer,
-                Reason::Lookup,
-                true,
-                via_tcpmux,
-            );
-            return;
-        }
-        let timeout = match stage {
-            Stage::Names => NAMES_TIMEOUT,
-            Stage::Ident => IDENT_TIMEOUT + Duration::from_secs(1),
-            Stage::Resolve => RESOLVE_TIMEOUT,
-        };
-        let generation_of_slot = self.parked[slot].generation;
-        self.parked[slot].value = Some(Parked {
-            fd,
-            remote,
-            service: (index, generation),
-            stage,
-            via_tcpmux,
-        });
-        self.timers.push((
-            Instant::now() + timeout,
-            Timer::Parked(slot, generation_of_slot),
-        ));
-    }
-
-    /// Takes a parked connection out of its slot.
-    pub(super) fn unpark(&mut self, slot: usize) -> Option<Parked> {
-        let entry = self.parked.get_mut(slot)?;
-        let parked = entry.value.take()?;
-        entry.generation = entry.generation.wrapping_add(1) & 0x7fff_ffff;
-        Some(parked)
-    }
-
-    fn take_parked(&mut self, slot: usize, generation: u32) -> Option<Parked> {
-        let current = self.parked.get(slot)?;
-        if current.generation != generation || current.value.is_none() {
-            return None;
-        }
-        self.unpark(slot)
-    }
-
-    pub(super) fn on_lookup_answers(&mut self) {
-        for answer in self.lookups.answers() {
-            let (slot, generation, _) = super::untoken(answer.ticket());
-            let Some(parked) = self.take_parked(slot, generation) else {
-                continue;
-            };
-            match answer {
-                Answer::Names { names, .. } => self.resume_with_names(parked, &names),
-                Answer::Ident { user, .. } => self.resume_with_ident(parked, user),
-                Answer::Resolve { result, .. } => self.resume_with_target(parked, result),
-            }
-        }
-    }
-
-    /// A lookup took too long: decide without its answer.
-    pub(super) fn parked_deadline(&mut self, slot: usize, generation: u32) {
-        let Some(parked) = self.take_parked(slot, generation) else {
-            return;
-        };
-        match parked.stage {
-            Stage::Names => self.resume_with_names(parked, &[]),
-            Stage::Ident => self.resume_with_ident(parked, None),
-            Stage::Resolve => {
-                self.resume_with_target(parked, Err("name lookup timed out".to_string()))
-            }
-        }
-    }
-
-    fn resume_with_names(&mut self, parked: Parked, names: &[String]) {
-        let (index, generation) = parked.service;
-        let peer = parked.remote.ip().to_canonical();
-        match self.check_peer(index, generation, peer, Some(names)) {
-            Check::Pass => self.admit_within_limits(
-                index,
-                generation,
-                parked.fd,
-                parked.remote,
-                parked.via_tcpmux,
-            ),
-            Check::Refuse(reason) => {
-                let via = parked.via_tcpmux;
-                self.refuse(index, generation, &parked.fd, peer, reason, true, via);
-            }
-            // With names given, rules always decide.
-            Check::NeedNames => {}
-        }
-    }
-
-    fn resume_with_ident(&mut self, parked: Parked, user: Option<String>) {
-        let (index, generation) = parked.service;
-        let peer = parked.remote.ip().to_canonical();
-        let Some(service) = self.service(index, generation) else {
-            return;
-        };
-        let log = service.log.clone();
-        let required = service.spec.access.ident_required;
-        match user {
-            Some(user) if log.logging.userid => self.lines.userid(&log, &user),
-            Some(_) => {}
-            None if required => {
-                self.lines.noid(&log, peer);
-                if parked.via_tcpmux {
-                    send_now(&parked.fd, &tcpmux::refusal("Service not available"));
-                } else if let Some(service) = self.service(index, generation)
-                    && let Some(banner) = &service.spec.banners.fail
-                {
-                    send_now(&parked.fd, banner);
-                }
-                return;
-            }
-            None => {}
-        }
-        self.dispatch(
-            index,
-            generation,
-            parked.fd,
-            parked.remote,
-            parked.via_tcpmux,
-        );
-    }
-
-    fn resume_with_target(&mut self, parked: Parked, target: Result<SocketAddr, String>) {
-        let (index, generation) = parked.service;
-        match target {
-            Ok(to) => self.start_relay(index, generation, parked.fd, parked.remote, to),
-            Err(message) => {
-                let Some(service) = self.service(index, generation) else {
-                    return;
-                };
-                let log = service.log.clone();
-                let what = match &service.spec.program {
-                    Program::Redirect(to) => format!("redirect to {}: {message}", to.host),
-                    _ => message,
-                };
-                let peer = parked.remote.ip().to_canonical();
-                self.lines.fail_with(&log, &what, Some(peer));
-            }
-        }
-    }
-
-    pub(super) fn schedule_housekeeping(&mut self, now: Instant) {
-        if self.housekeeping_due.is_none() {
-            self.housekeeping_due = Some(now + HOUSEKEEPING);
-            self.timers.push((now + HOUSEKEEPING, Timer::Housekeeping));
-        }
-    }
-
-    /// Ends cps episodes (with a summary line each) and forgets expired deny entries.
-    pub(super) fn housekeeping(&mut self, now: Instant) {
-        self.housekeeping_due = None;
-        self.deny_list.purge(now);
-        let mut busy = !self.deny_list.is_empty();
-        for slot in &mut self.services {
-            let Some(service) = slot.value.as_mut() else {
-                continue;
-            };
-            let Some(cps) = &mut service.cps else {
-                continue;
-            };
-            for (peer, shed, lasted) in cps.expire(now) {
-                warn!(
-                    "service {}: cps: shed {shed} connections from {peer} over {} s",
-                    service.spec.id,
-                    lasted.as_secs()
-                );
-            }
-            busy |= cps.next_deadline().is_some();
-        }
-        if busy {
-            self.schedule_housekeeping(now);
-        }
-    }
+const fn refuse(reason: Reason) -> Verdict {
+    Verdict::Refuse { reason, log: true }
 }
 
-/// Accepts close-on-exec, and non-blocking when the daemon serves the connection itself:
-/// one accept4 call, no fcntl after it.
-fn accept(listener: &Socket, nonblocking: bool) -> io::Result<(OwnedFd, SocketAddr)> {
-    let flags = libc::SOCK_CLOEXEC | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
-    // SAFETY: accept4 writes at most `len` bytes of address into the storage socket2
-    // provides, and the fd it returns is new and ours.
-    let (fd, address) = unsafe {
-        SockAddr::try_init(|storage, len| {
-            match libc::accept4(listener.as_raw_fd(), storage.cast(), len, flags) {
-                -1 => Err(io::Error::last_os_error()),
-                fd => Ok(OwnedFd::from_raw_fd(fd)),
-            }
-        })?
+/// The checks above, in their order. `counts` is `None` for a datagram the loop answers
+/// itself; `names` is `None` until the peer's names were looked up.
+pub fn decide(
+    spec: &ServiceSpec,
+    counts: Option<Counts>,
+    peer: Peer,
+    names: Option<&[String]>,
+    now: &Now,
+) -> Verdict {
+    if let Program::Sensor(time) = spec.program {
+        return Verdict::Trip(time);
+    }
+    if peer.denied {
+        return refuse(Reason::Address);
+    }
+    let access = &spec.access;
+    if !access.rules.is_open() {
+        match access.rules.decide(peer.ip, names) {
+            Decision::Allow => {}
+            Decision::Deny => return refuse(Reason::Address),
+            Decision::NeedNames => return Verdict::NeedNames,
+        }
+    }
+    if let Some(times) = &access.times
+        && !times.admits(now.minute_of_day)
+    {
+        return refuse(Reason::Time);
+    }
+    if let Some(max) = access.max_load
+        && now.load >= max
+    {
+        return refuse(Reason::Load);
+    }
+    let Some(counts) = counts else {
+        return Verdict::Admit;
     };
-    let remote = address
-        .as_socket()
-        .ok_or_else(|| io::Error::other("peer is not an IP address"))?;
-    Ok((fd, remote))
+    if !spec.instances.admits(counts.running) {
+        return refuse(Reason::ServiceLimit);
+    }
+    if let Some(limit) = spec.limits.per_source
+        && counts.from_peer >= limit
+    {
+        return refuse(Reason::PerSourceLimit);
+    }
+    let runs_process = matches!(spec.program, Program::Exec(_));
+    if runs_process
+        && counts
+            .max_servers
+            .is_some_and(|max| counts.servers >= max as usize)
+    {
+        return refuse(Reason::ProcessLimit);
+    }
+    if let Some(cps) = counts.cps
+        && let CpsVerdict::Shed { episode_started } = cps.admit(peer.ip, now.instant)
+    {
+        return Verdict::Refuse {
+            reason: Reason::Cps,
+            log: episode_started,
+        };
+    }
+    Verdict::Admit
 }
 
-/// Writes what the socket takes now; a banner never blocks the loop. Banners are at
-/// most 64 KiB and a fresh socket's buffer holds more, so in practice all of it goes.
-pub(super) fn send_now(fd: &impl AsRawFd, bytes: &[u8]) {
-    let mut sent = 0;
-    while sent < bytes.len() {
-        // SAFETY: the pointer and length describe the live slice `bytes[sent..]`.
-        let result = unsafe {
-            libc::send(
-                fd.as_raw_fd(),
-                bytes[sent..].as_ptr().cast(),
-                bytes.len() - sent,
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::access::{AccessTimes, Rules, parse_patterns};
+    use crate::config::spec::{
+        Access, Banners, ExecSpec, Instances, Internal, Limits, Logging, Protocol, SocketSpec,
+        SocketType,
+    };
+
+    /// An internal stream service; `with` changes what a case needs.
+    fn spec(with: impl FnOnce(&mut ServiceSpec)) -> ServiceSpec {
+        let mut spec = ServiceSpec {
+            name: "echo".into(),
+            id: "echo".into(),
+            file: PathBuf::from("test.toml"),
+            socket: SocketSpec {
+                socket_type: SocketType::Stream,
+                protocol: Protocol::Tcp,
+                address: SocketAddr::from(([127, 0, 0, 1], 7)),
+                v6only: None,
+                backlog: 64,
+                nodelay: false,
+                keepalive: false,
+            },
+            wait: false,
+            program: Program::Internal(Internal::Echo),
+            instances: Instances::Unlimited,
+            tcpmux: None,
+            access: Access::default(),
+            limits: Limits::default(),
+            logging: Logging::default(),
+            banners: Banners::default(),
+            rpc: None,
+            no_retry: false,
+        };
+        with(&mut spec);
+        spec
+    }
+
+    fn exec(spec: &mut ServiceSpec) {
+        spec.program = Program::Exec(Box::new(ExecSpec {
+            server: PathBuf::from("/bin/true"),
+            argv: vec!["true".into()],
+            identity: None,
+            environment: Vec::new().into(),
+            umask: None,
+            nice: None,
+            rlimits: Vec::new(),
+            cwd: PathBuf::from("/"),
+            no_new_privs: false,
+        }));
+    }
+
+    fn words(text: &str) -> Vec<String> {
+        text.split_whitespace().map(String::from).collect()
+    }
+
+    fn only_from(text: &str) -> impl FnOnce(&mut ServiceSpec) {
+        let patterns = parse_patterns(&words(text)).unwrap();
+        move |spec| {
+            spec.access.rules = Rules {
+                only_from: Some(patterns),
+                no_access: Vec::new(),
+            }
+        }
+    }
+
+    const PEER: &str = "10.0.0.1";
+
+    /// A case: the spec, and the world it meets. Everything quiet unless changed.
+    struct World {
+        denied: bool,
+        names: Option<Vec<String>>,
+        minute: u16,
+        load: f64,
+        counts: Option<(usize, u32, usize, Option<u32>)>,
+    }
+
+    const QUIET: World = World {
+        denied: false,
+        names: None,
+        minute: 12 * 60,
+        load: 0.0,
+        counts: Some((0, 0, 0, None)),
+    };
+
+    fn verdict(spec: &ServiceSpec, world: World) -> Verdict {
+        let now = Now {
+            instant: Instant::now(),
+            minute_of_day: world.minute,
+            load: world.load,
+        };
+        let counts = world
+            .counts
+            .map(|(running, from_peer, servers, max_servers)| Counts {
+                running,
+                from_peer,
+                servers,
+                max_servers,
+                cps: None,
+            });
+        let peer = Peer {
+            ip: PEER.parse().unwrap(),
+            denied: world.denied,
+        };
+        decide(spec, counts, peer, world.names.as_deref(), &now)
+    }
+
+    macro_rules! case {
+        ($spec:expr, $world:expr => $verdict:expr) => {
+            assert_eq!(
+                verdict(&$spec, $world),
+                $verdict,
+                "{}",
+                stringify!($spec, $world)
             )
         };
-        match result {
-            n if n > 0 => sent += n as usize,
-            _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
-            _ => return,
-        }
+    }
+
+    const ADDRESS: Verdict = refuse(Reason::Address);
+
+    #[test]
+    fn each_check_refuses_with_its_reason() {
+        let open = spec(|_| {});
+        case!(open, QUIET => Verdict::Admit);
+        case!(open, World { denied: true, ..QUIET } => ADDRESS);
+        case!(spec(only_from("10.0.0.0/8")), QUIET => Verdict::Admit);
+        case!(spec(only_from("192.168.0.0/16")), QUIET => ADDRESS);
+        case!(spec(only_from("host.example")), QUIET => Verdict::NeedNames);
+        let names = Some(vec!["host.example".to_string()]);
+        case!(spec(only_from("host.example")), World { names, ..QUIET } => Verdict::Admit);
+        case!(spec(only_from("host.example")), World { names: Some(vec![]), ..QUIET } => ADDRESS);
+        let office = |spec: &mut ServiceSpec| {
+            spec.access.times = Some(AccessTimes::parse(&words("08:00-17:00")).unwrap())
+        };
+        case!(spec(office), QUIET => Verdict::Admit);
+        case!(spec(office), World { minute: 18 * 60, ..QUIET } => refuse(Reason::Time));
+        let loaded = |spec: &mut ServiceSpec| spec.access.max_load = Some(2.0);
+        case!(spec(loaded), World { load: 1.99, ..QUIET } => Verdict::Admit);
+        case!(spec(loaded), World { load: 2.0, ..QUIET } => refuse(Reason::Load));
+        let two = |spec: &mut ServiceSpec| spec.instances = Instances::Limit(2);
+        case!(spec(two), World { counts: Some((1, 0, 0, None)), ..QUIET } => Verdict::Admit);
+        case!(spec(two), World { counts: Some((2, 0, 0, None)), ..QUIET } => refuse(Reason::ServiceLimit));
+        let per_source = |spec: &mut ServiceSpec| spec.limits.per_source = Some(1);
+        case!(spec(per_source), World { counts: Some((5, 1, 0, None)), ..QUIET } => refuse(Reason::PerSourceLimit));
+        // max_servers counts processes: a service served in the loop is not held to it.
+        let full = World {
+            counts: Some((0, 0, 4, Some(4))),
+            ..QUIET
+        };
+        case!(spec(exec), full => refuse(Reason::ProcessLimit));
+        case!(spec(|_| {}), World { counts: Some((0, 0, 4, Some(4))), ..QUIET } => Verdict::Admit);
+        case!(spec(|s| s.program = Program::Sensor(DenyTime::Forever)), QUIET => Verdict::Trip(DenyTime::Forever));
+    }
+
+    #[test]
+    fn checks_run_in_xinetds_order() {
+        // Every check fails: the earliest one names the reason.
+        let strict = |with_rules: bool| {
+            spec(move |spec| {
+                exec(spec);
+                if with_rules {
+                    only_from("192.168.0.0/16")(spec);
+                }
+                spec.access.times = Some(AccessTimes::parse(&words("08:00-09:00")).unwrap());
+                spec.access.max_load = Some(1.0);
+                spec.instances = Instances::Limit(1);
+                spec.limits.per_source = Some(1);
+            })
+        };
+        let everything = || World {
+            denied: true,
+            names: None,
+            minute: 20 * 60,
+            load: 5.0,
+            counts: Some((1, 1, 1, Some(1))),
+        };
+        case!(strict(true), everything() => ADDRESS);
+        case!(strict(true), World { denied: false, ..everything() } => ADDRESS);
+        case!(strict(false), World { denied: false, ..everything() } => refuse(Reason::Time));
+        case!(strict(false), World { denied: false, minute: 8 * 60, ..everything() } => refuse(Reason::Load));
+        let limits_only = || World {
+            denied: false,
+            minute: 8 * 60,
+            load: 0.0,
+            ..everything()
+        };
+        case!(strict(false), limits_only() => refuse(Reason::ServiceLimit));
+        case!(strict(false), World { counts: Some((0, 1, 1, Some(1))), ..limits_only() } => refuse(Reason::PerSourceLimit));
+        case!(strict(false), World { counts: Some((0, 0, 1, Some(1))), ..limits_only() } => refuse(Reason::ProcessLimit));
+        // Without counts (a datagram the loop answers), the limits are not checked.
+        case!(strict(false), World { counts: None, ..limits_only() } => Verdict::Admit);
+        // A sensor trips before any check.
+        let sensor = spec(|s| s.program = Program::Sensor(DenyTime::Minutes(5)));
+        case!(sensor, everything() => Verdict::Trip(DenyTime::Minutes(5)));
+    }
+
+    #[test]
+    fn cps_sheds_and_logs_once_per_episode() {
+        let spec = spec(|spec| spec.limits.cps = Some((1, Duration::from_secs(10))));
+        let mut cps = Cps::new(1, Duration::from_secs(10));
+        let start = Instant::now();
+        let peer = Peer {
+            ip: PEER.parse().unwrap(),
+            denied: false,
+        };
+        let at = |offset_ms: u64, cps: &mut Cps| {
+            let now = Now {
+                instant: start + Duration::from_millis(offset_ms),
+                minute_of_day: 0,
+                load: 0.0,
+            };
+            let counts = Counts {
+                running: 0,
+                from_peer: 0,
+                servers: 0,
+                max_servers: None,
+                cps: Some(cps),
+            };
+            decide(&spec, Some(counts), peer, None, &now)
+        };
+        assert_eq!(at(0, &mut cps), Verdict::Admit);
+        let shed = |log| Verdict::Refuse {
+            reason: Reason::Cps,
+            log,
+        };
+        assert_eq!(at(1, &mut cps), shed(true));
+        assert_eq!(at(2, &mut cps), shed(false));
     }
 }

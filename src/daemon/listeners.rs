@@ -2,13 +2,12 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, Shutdown, SocketAddr};
-use std::os::fd::AsRawFd;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::spec::{SocketSpec, SocketType};
+use crate::sys;
 
 pub fn open(spec: &SocketSpec) -> io::Result<Socket> {
     let (kind, protocol) = match spec.socket_type {
@@ -92,7 +91,7 @@ pub enum Queue {
 impl Queue {
     pub fn of(socket: &Socket, socket_type: SocketType) -> Queue {
         match socket_type {
-            SocketType::Stream => match accept_queue(socket) {
+            SocketType::Stream => match sys::socket::accept_queue(socket) {
                 0 => Queue::Empty,
                 queued => Queue::Connections(queued),
             },
@@ -110,33 +109,17 @@ impl Queue {
     }
 }
 
-fn accept_queue(socket: &Socket) -> u32 {
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut length = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `length` bytes into `info`.
-    let result = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut length,
-        )
-    };
-    if result == 0 { info.tcpi_unacked } else { 0 }
-}
-
 fn head_datagram(socket: &Socket) -> Option<u64> {
-    let mut head = [MaybeUninit::new(0u8); 64];
+    let mut head = [0u8; 64];
     let (length, from) = socket
-        .recv_from_with_flags(&mut head, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+        .recv_from_with_flags(
+            sys::socket::as_uninit(&mut head),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
         .ok()?;
     let mut hasher = DefaultHasher::new();
     from.as_socket().hash(&mut hasher);
-    // SAFETY: peek_from initialised the first `length` bytes (at most the buffer).
-    let bytes =
-        unsafe { std::slice::from_raw_parts(head.as_ptr().cast::<u8>(), length.min(head.len())) };
-    bytes.hash(&mut hasher);
+    head[..length.min(head.len())].hash(&mut hasher);
     Some(hasher.finish())
 }
 

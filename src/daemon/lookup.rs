@@ -15,7 +15,6 @@
 //! memory prepared beforehand: it takes no lock a helper could be holding.
 
 use std::cell::{Cell, OnceCell};
-use std::ffi::CStr;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -26,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
-use socket2::{Domain, SockAddr, Socket, Type};
+use socket2::{Domain, Socket, Type};
 
 pub const IDENT_PORT: u16 = 113;
 /// Jobs submitted and not yet collected by `answers()`; beyond this `submit` refuses.
@@ -231,27 +230,7 @@ fn confirmed_names(peer: IpAddr) -> Vec<String> {
 }
 
 fn reverse_name(peer: IpAddr) -> Option<String> {
-    let address = SockAddr::from(SocketAddr::new(peer, 0));
-    let mut host = [0 as libc::c_char; libc::NI_MAXHOST as usize];
-    // SAFETY: `address` is a valid sockaddr of the given length; getnameinfo writes a
-    // NUL-terminated name of at most `host.len()` bytes into `host`, and no service.
-    let status = unsafe {
-        libc::getnameinfo(
-            address.as_ptr().cast(),
-            address.len(),
-            host.as_mut_ptr(),
-            host.len() as libc::socklen_t,
-            std::ptr::null_mut(),
-            0,
-            libc::NI_NAMEREQD,
-        )
-    };
-    if status != 0 {
-        return None;
-    }
-    // SAFETY: on success `host` holds a NUL-terminated string.
-    let name = unsafe { CStr::from_ptr(host.as_ptr()) };
-    Some(name.to_string_lossy().into_owned())
+    crate::sys::socket::reverse_name(peer)
 }
 
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
@@ -339,9 +318,11 @@ mod tests {
                 events: libc::POLLIN,
                 revents: 0,
             };
-            // SAFETY: one valid pollfd.
-            let ready = unsafe { libc::poll(&mut fd, 1, left.as_millis().max(1) as i32) };
-            assert!(ready >= 0, "poll: {}", io::Error::last_os_error());
+            let ready = crate::sys::fd::poll(
+                std::slice::from_mut(&mut fd),
+                left.max(Duration::from_millis(1)),
+            );
+            assert!(ready.is_ok(), "poll: {ready:?}");
             answers.extend(lookups.answers());
         }
         answers

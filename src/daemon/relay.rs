@@ -262,9 +262,7 @@ mod tests {
             ];
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(!left.is_zero(), "relay still open at the deadline");
-            // SAFETY: `fds` is a valid array of two pollfd.
-            let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, left.as_millis() as i32) };
-            assert!(ready >= 0, "poll: {}", io::Error::last_os_error());
+            let ready = crate::sys::fd::poll(&mut fds, left).expect("poll");
             if ready > 0 && relay.advance()? == Progress::Done {
                 return Ok(Progress::Done);
             }

@@ -181,24 +181,8 @@ fn level_name(level: Level) -> &'static [u8] {
 
 /// Writes `bytes` with one write(2), retrying on EINTR. A short write (disk full, a
 /// pipe's capacity) continues with the rest; EAGAIN and every other error give up.
-fn write_line(fd: RawFd, mut bytes: &[u8]) -> std::io::Result<()> {
-    while !bytes.is_empty() {
-        // SAFETY: `bytes` is a live slice for the duration of the call; a bad fd is
-        // reported as EBADF, not undefined behaviour.
-        let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-        if written < 0 {
-            let error = std::io::Error::last_os_error();
-            if error.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(error);
-        }
-        if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        bytes = &bytes[written as usize..];
-    }
-    Ok(())
+fn write_line(fd: RawFd, bytes: &[u8]) -> std::io::Result<()> {
+    crate::sys::fd::write_all(fd, bytes)
 }
 
 #[cfg(test)]

@@ -124,6 +124,10 @@ pub(super) extern "C" fn run(arg: *mut c_void) -> c_int {
 /// setgroups, setgid, setuid: in this order, since each step needs the privilege the
 /// next one gives up. Raw syscalls change only this process; glibc's wrappers would
 /// try to broadcast the change to the threads of the (shared) parent.
+///
+/// # Safety
+/// Only in the cloned child, before exec, with `args` and `credentials` prepared by
+/// the parent (live and unshared while the parent is suspended).
 unsafe fn drop_privileges(args: &ChildArgs, credentials: &Credentials) {
     // SAFETY: the group list is a live slice of gid_t; the ids are plain integers.
     unsafe {

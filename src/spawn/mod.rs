@@ -381,12 +381,7 @@ impl Default for Spawner {
 impl Spawner {
     /// Made before the daemon opens its listeners, so that its low slot is below them.
     pub fn new() -> Spawner {
-        // SAFETY: sigemptyset initialises the set it is given.
-        let empty_mask = unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            set
-        };
+        let empty_mask = crate::sys::signal::empty_set();
         Spawner {
             stack: vec![0; CHILD_STACK_SIZE],
             connection_variables: Vec::with_capacity(512),
@@ -518,6 +513,16 @@ pub(crate) struct KernelSigaction {
     restorer: usize,
     mask: u64,
 }
+
+// The field order and sizes above are x86_64's and aarch64's, which both have
+// `sa_restorer`; others differ (riscv64 has no restorer, mips puts the flags first).
+// A port must check the kernel's `struct sigaction` first.
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+compile_error!("KernelSigaction has the kernel's layout on x86_64 and aarch64 Linux only");
+const _: () = assert!(std::mem::size_of::<KernelSigaction>() == 32);
 
 pub(crate) const DEFAULT_ACTION: KernelSigaction = KernelSigaction {
     handler: libc::SIG_DFL,

@@ -1,0 +1,237 @@
+//! Starting servers and what their exit means: a server per connection, a `wait`
+//! server holding its service's socket, the record of each child, and the listener's
+//! return (or back-off) when a `wait` server exits.
+
+use std::net::IpAddr;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use log::warn;
+use nix::unistd::Pid;
+
+use super::Daemon;
+use super::admission::Verdict;
+use super::children::Child;
+use super::incoming::Incoming;
+use super::listeners::Queue;
+use super::service_log::Reason;
+use super::slab::ServiceKey;
+use super::timers::Timer;
+use crate::config::spec::SocketType;
+use crate::spawn::{Connection, SpawnError};
+use crate::sys::socket::{local_address, peek_sender};
+
+/// A `wait` server that lives this long is taken to have served, whatever the queue.
+const SERVED_AFTER: Duration = Duration::from_secs(1);
+pub(super) const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+impl Daemon {
+    pub(super) fn spawn_for_connection(&mut self, incoming: Incoming) {
+        let Some(service) = self.services.get(incoming.key) else {
+            return;
+        };
+        let Some(prepared) = &service.prepared else {
+            return;
+        };
+        let bound = service.spec.socket.address;
+        let local = if bound.ip().is_unspecified() || service.spec.tcpmux.is_some() {
+            local_address(&incoming.fd)
+        } else {
+            Some(bound)
+        };
+        let connection = Connection {
+            fd: incoming.fd.as_fd(),
+            protocol: service.spec.socket.protocol,
+            remote: Some(incoming.remote),
+            local,
+        };
+        let result = self.spawner.spawn(prepared, &connection);
+        self.record_spawn(incoming.key, result, Some(incoming.remote.ip()), false);
+        // `incoming.fd` closes here: the server has its own copies on 0-2.
+    }
+
+    /// `wait = yes`: the server gets the socket itself, and the loop stops watching it
+    /// until the server exits.
+    pub(super) fn spawn_holding_socket(&mut self, key: ServiceKey) {
+        let Some(service) = self.services.get(key) else {
+            return;
+        };
+        let Some(socket) = &service.socket else {
+            return;
+        };
+        let remote = match service.spec.socket.socket_type {
+            SocketType::Dgram => peek_sender(socket),
+            SocketType::Stream => None,
+        };
+        // A wait dgram server is checked on its first datagram, as in xinetd: a refused
+        // sender's datagram is dropped and no server starts for it.
+        if let Some(sender) = remote {
+            let peer = sender.ip().to_canonical();
+            let refusal = match self.admission(key, peer, Some(&[]), true) {
+                None | Some(Verdict::Admit) => None,
+                Some(Verdict::Refuse { reason, log }) => Some((reason, log)),
+                Some(Verdict::NeedNames | Verdict::Trip(_)) => Some((Reason::Address, true)),
+            };
+            if let Some((reason, log)) = refusal {
+                self.drop_datagram(key, peer, reason, log);
+                return;
+            }
+        }
+        let Some(service) = self.services.get_mut(key) else {
+            return;
+        };
+        let Some(socket) = &service.socket else {
+            return;
+        };
+        // Servers expect a blocking socket, and O_NONBLOCK is shared with every copy.
+        // From now on the loop only waits on it and peeks without blocking.
+        if let Err(error) = socket.set_nonblocking(false) {
+            warn!(
+                "service {}: cannot make the socket blocking: {error}",
+                service.spec.id
+            );
+        }
+        service.queue_at_spawn = Queue::of(socket, service.spec.socket.socket_type);
+        let Some(prepared) = &service.prepared else {
+            return;
+        };
+        let connection = Connection {
+            fd: socket.as_fd(),
+            protocol: service.spec.socket.protocol,
+            remote,
+            local: Some(service.spec.socket.address),
+        };
+        let result = self.spawner.spawn(prepared, &connection);
+        let spawned = result.is_ok() || result.as_ref().is_err_and(|e| e.pid.is_some());
+        self.record_spawn(key, result, remote.map(|r| r.ip()), true);
+        self.services.set_armed(key, false, &self.poller);
+        if !spawned {
+            // No child will return the socket: try again shortly instead of spinning.
+            self.timers
+                .push(Instant::now() + FIRST_BACKOFF, Timer::Arm(key));
+        }
+    }
+
+    fn record_spawn(
+        &mut self,
+        key: ServiceKey,
+        result: Result<Pid, SpawnError>,
+        remote: Option<IpAddr>,
+        holds_socket: bool,
+    ) {
+        let peer = remote.map(|ip| ip.to_canonical());
+        let Some(service) = self.services.get_mut(key) else {
+            return;
+        };
+        let log = service.log.clone();
+        let pid = match result {
+            Ok(pid) => {
+                service.fork_failing = false;
+                self.lines.start(&log, pid.as_raw() as u32, peer);
+                pid
+            }
+            Err(failure) => {
+                if failure.pid.is_none() {
+                    // clone itself failed: out of processes or memory. Logged once per
+                    // episode; every failure pauses the listener, unless NORETRY says
+                    // to just refuse (a wait service pauses in spawn_holding_socket).
+                    let episode_starts = !service.fork_failing;
+                    service.fork_failing = true;
+                    let retry = !service.spec.no_retry && !holds_socket;
+                    if episode_starts {
+                        self.lines.fail(&log, Reason::Fork, peer);
+                        warn!(
+                            "service {}: cannot start a server: {}",
+                            log.id,
+                            failure.errno.desc()
+                        );
+                    }
+                    if retry {
+                        self.services.set_armed(key, false, &self.poller);
+                        self.timers
+                            .push(Instant::now() + FIRST_BACKOFF, Timer::Arm(key));
+                    }
+                } else {
+                    let what = format!("{}: {}", failure.stage.action(), failure.errno.desc());
+                    self.lines.fail_with(&log, &what, peer);
+                }
+                match failure.pid {
+                    Some(pid) => pid,
+                    None => return,
+                }
+            }
+        };
+        let Some(service) = self.services.get_mut(key) else {
+            return;
+        };
+        service.running += 1;
+        // Counting costs a hash per connection: only where `per_source` asks for it.
+        let counted_peer =
+            peer.filter(|_| !holds_socket && service.spec.limits.per_source.is_some());
+        if let Some(peer) = counted_peer {
+            service.per_source.add(peer);
+        }
+        self.children.insert(
+            pid,
+            Child {
+                service: key,
+                log,
+                peer: counted_peer,
+                started: Instant::now(),
+                holds_socket,
+            },
+        );
+    }
+
+    /// Reaps every child that exited: its EXIT line, its service's counts, and its
+    /// socket back to the loop for a `wait` server.
+    pub(super) fn reap(&mut self) {
+        while let Some((pid, outcome, child)) = self.children.reap() {
+            let lived = child.started.elapsed();
+            self.lines
+                .exit(&child.log, outcome, pid.as_raw() as u32, lived);
+            let Some(service) = self.services.get_mut(child.service) else {
+                continue;
+            };
+            service.running = service.running.saturating_sub(1);
+            if let Some(peer) = child.peer {
+                service.per_source.remove(peer);
+            }
+            if child.holds_socket && self.stopping.is_none() {
+                self.socket_returned(child.service, lived);
+            }
+        }
+    }
+
+    /// A `wait` server exited: listen again, at once if it served, after a growing
+    /// pause if it exited quickly leaving its queue untouched (a broken server must
+    /// not be respawned in a hot loop).
+    fn socket_returned(&mut self, key: ServiceKey, lived: Duration) {
+        let Some(service) = self.services.get_mut(key) else {
+            return;
+        };
+        let Some(socket) = &service.socket else {
+            return;
+        };
+        let queue = Queue::of(socket, service.spec.socket.socket_type);
+        let served = lived >= SERVED_AFTER || service.queue_at_spawn.drained_to(queue);
+        if served {
+            service.idle_exits = 0;
+            self.services.set_armed(key, true, &self.poller);
+            return;
+        }
+        service.idle_exits += 1;
+        let delay = FIRST_BACKOFF
+            .saturating_mul(1 << (service.idle_exits - 1).min(16))
+            .min(MAX_BACKOFF);
+        if service.idle_exits == 1 {
+            warn!(
+                "service {}: server exited after {} ms without serving; backing off",
+                service.spec.id,
+                lived.as_millis()
+            );
+        }
+        self.timers.push(Instant::now() + delay, Timer::Arm(key));
+    }
+}

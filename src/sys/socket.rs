@@ -1,0 +1,132 @@
+//! Socket calls the loop makes per connection or per datagram, each in one system call:
+//! accept4 with its flags, a send that never blocks, a listener's queue length, the
+//! local and peer addresses, and the reverse lookup of an address.
+
+use std::ffi::CStr;
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use socket2::{SockAddr, Socket};
+
+use crate::peer;
+
+/// Accepts close-on-exec, and non-blocking when the daemon serves the connection itself:
+/// one accept4 call, no fcntl after it.
+pub fn accept(listener: &Socket, nonblocking: bool) -> io::Result<(OwnedFd, SocketAddr)> {
+    let flags = libc::SOCK_CLOEXEC | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
+    // SAFETY: accept4 writes at most `len` bytes of address into the storage socket2
+    // provides, and the fd it returns is new and ours.
+    let (fd, address) = unsafe {
+        SockAddr::try_init(|storage, len| {
+            match libc::accept4(listener.as_raw_fd(), storage.cast(), len, flags) {
+                -1 => Err(io::Error::last_os_error()),
+                fd => Ok(OwnedFd::from_raw_fd(fd)),
+            }
+        })?
+    };
+    let remote = address
+        .as_socket()
+        .ok_or_else(|| io::Error::other("peer is not an IP address"))?;
+    Ok((fd, remote))
+}
+
+/// Writes what the socket takes now; a banner never blocks the loop. Banners are at
+/// most 64 KiB and a fresh socket's buffer holds more, so in practice all of it goes.
+pub fn send_now(fd: &impl AsRawFd, bytes: &[u8]) {
+    let mut sent = 0;
+    while sent < bytes.len() {
+        // SAFETY: the pointer and length describe the live slice `bytes[sent..]`.
+        let result = unsafe {
+            libc::send(
+                fd.as_raw_fd(),
+                bytes[sent..].as_ptr().cast(),
+                bytes.len() - sent,
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        match result {
+            n if n > 0 => sent += n as usize,
+            _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+            _ => return,
+        }
+    }
+}
+
+/// A listener's accept queue length (TCP_INFO reports it for listening sockets); 0 if
+/// the kernel does not say.
+pub fn accept_queue(socket: &Socket) -> u32 {
+    // SAFETY: tcp_info is plain integers; all-zero is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut length = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `length` bytes into `info`.
+    let result = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut length,
+        )
+    };
+    if result == 0 { info.tcpi_unacked } else { 0 }
+}
+
+/// A byte buffer as the `MaybeUninit` slice socket2's receive calls take.
+pub fn as_uninit(buffer: &mut [u8]) -> &mut [MaybeUninit<u8>] {
+    // SAFETY: initialised bytes are valid MaybeUninit<u8>, and the callee only writes
+    // bytes, never uninitialised ones, into the slice.
+    unsafe { &mut *(buffer as *mut [u8] as *mut [MaybeUninit<u8>]) }
+}
+
+/// The address a connection arrived at, as a server's environment shows it.
+pub fn local_address(fd: &OwnedFd) -> Option<SocketAddr> {
+    nix::sys::socket::getsockname::<nix::sys::socket::SockaddrStorage>(fd.as_raw_fd())
+        .ok()
+        .and_then(|address| {
+            if let Some(v4) = address.as_sockaddr_in() {
+                Some(SocketAddr::from(std::net::SocketAddrV4::from(*v4)))
+            } else {
+                address
+                    .as_sockaddr_in6()
+                    .map(|v6| SocketAddr::from(std::net::SocketAddrV6::from(*v6)))
+            }
+        })
+        .map(peer::canonical)
+}
+
+/// The sender of the first queued datagram, for a dgram server's environment.
+pub fn peek_sender(socket: &Socket) -> Option<SocketAddr> {
+    let mut byte = [MaybeUninit::new(0u8); 1];
+    socket
+        .recv_from_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+        .ok()
+        .and_then(|(_, from)| from.as_socket())
+}
+
+/// The name the DNS gives `peer` (its PTR record), or `None`. Blocks: lookup threads
+/// only.
+pub fn reverse_name(peer: IpAddr) -> Option<String> {
+    let address = SockAddr::from(SocketAddr::new(peer, 0));
+    let mut host = [0 as libc::c_char; libc::NI_MAXHOST as usize];
+    // SAFETY: `address` is a valid sockaddr of the given length; getnameinfo writes a
+    // NUL-terminated name of at most `host.len()` bytes into `host`, and no service.
+    let status = unsafe {
+        libc::getnameinfo(
+            address.as_ptr().cast(),
+            address.len(),
+            host.as_mut_ptr(),
+            host.len() as libc::socklen_t,
+            std::ptr::null_mut(),
+            0,
+            libc::NI_NAMEREQD,
+        )
+    };
+    if status != 0 {
+        return None;
+    }
+    // SAFETY: on success `host` holds a NUL-terminated string.
+    let name = unsafe { CStr::from_ptr(host.as_ptr()) };
+    Some(name.to_string_lossy().into_owned())
+}

@@ -1,0 +1,43 @@
+//! The C library's local time: localtime_r, tzset and strftime.
+
+/// The broken-down local time of a Unix time, or `None` if libc cannot give one.
+pub fn localtime(secs: i64) -> Option<libc::tm> {
+    let time = secs as libc::time_t;
+    let mut tm = zero_tm();
+    // SAFETY: both pointers are valid for the call; localtime_r is reentrant.
+    if unsafe { libc::localtime_r(&time, &mut tm) }.is_null() {
+        return None;
+    }
+    Some(tm)
+}
+
+/// An all-zero `tm`: what a failed localtime_r leaves.
+pub fn zero_tm() -> libc::tm {
+    // SAFETY: an all-zero `tm` is a valid value (integers and a null tm_zone pointer).
+    unsafe { std::mem::zeroed() }
+}
+
+/// Rereads TZ and /etc/localtime, so a changed zone shows from the next time on.
+pub fn tzset() {
+    // SAFETY: glibc's tzset takes its time zone lock while it rereads the zone.
+    unsafe { c_tzset() };
+}
+
+unsafe extern "C" {
+    #[link_name = "tzset"]
+    fn c_tzset();
+}
+
+/// strftime(3) of `tm` into `buffer`; the bytes written (0 if they did not fit).
+pub fn strftime(tm: &libc::tm, format: &std::ffi::CStr, buffer: &mut [u8]) -> usize {
+    // SAFETY: strftime writes at most buffer.len() bytes into the live buffer and
+    // returns how many; the format is NUL-terminated and `tm` a valid value.
+    unsafe {
+        libc::strftime(
+            buffer.as_mut_ptr().cast(),
+            buffer.len(),
+            format.as_ptr(),
+            tm,
+        )
+    }
+}
