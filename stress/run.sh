@@ -10,6 +10,7 @@
 #                 down; well under a minute); oxinetd alone, the debug build, and nothing
 #                 written into the tree (the table is printed only)
 #   --no-xinetd   leave xinetd out (the full run installs it with apt if missing)
+#   --xinetd      run xinetd beside oxinetd even with --small
 #   --no-install  do not apt-get anything
 #   --keep        keep the temporary folder (configs, daemon logs, raw loadgen output)
 #   --bin FILE    the oxinetd binary to stress (default: this tree's release build, or
@@ -29,8 +30,9 @@ KEEP=0
 BIN=""
 while [ $# -gt 0 ]; do
 	case "$1" in
-	--small | --ci) SMALL=1 XINETD_ON=0 ;;
+	--small | --ci) SMALL=1 ;;
 	--no-xinetd) XINETD_ON=0 ;;
+	--xinetd) XINETD_ON=2 ;;
 	--no-install) INSTALL=0 ;;
 	--keep) KEEP=1 ;;
 	--bin) BIN=$(realpath "${2:?--bin needs an oxinetd binary}") || exit 2; shift ;;
@@ -40,6 +42,9 @@ while [ $# -gt 0 ]; do
 	shift
 done
 
+# --small leaves xinetd out unless --xinetd asks for it.
+[ "$SMALL" = 1 ] && [ "$XINETD_ON" = 1 ] && XINETD_ON=0
+[ "$XINETD_ON" = 2 ] && XINETD_ON=1
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$REPO/target}
 BASE=${STRESS_PORT_BASE:-24000}
@@ -388,34 +393,38 @@ put() {
 	[ -n "${VAL[$key|_seen]:-}" ] || { ROWS+=("$key"); VAL[$key|_seen]=1; }
 	VAL[$key|$3]=$4
 }
-fmt() { printf "%'d" "$1" 2>/dev/null || echo "$1"; }
+# fmt N: N with thousands separators (the C locale has none for printf %'d).
+fmt() { sed ':a; s/\B[0-9]\{3\}\>/,&/; ta' <<<"$1"; }
 
 # ---------------------------------------------------------------- scenarios
 # soak PEER: SOAK_CONNS connections at concurrency SOAK_C to the exec'd server, then as
 # many to internal echo; nothing lost, RSS and fds flat, no zombie, no child left.
 soak() {
-	local peer=$1 p pid kind mode port out lost rss0 fds0 rss1 fds1 z
+	local peer=$1 p pid kind mode port out lost rss0 fds0 rss1 fds1 z conns=$SOAK_CONNS
 	p=$(port_of "$peer")
+	# xinetd serves about a tenth as many connections per second: a fifth of the
+	# connections keep the full run under five minutes.
+	[ "$peer" = xinetd ] && conns=$((SOAK_CONNS / 5))
 	start_peer "$peer" || return
 	pid=${DPID[$peer]}
 	for kind in exec internal; do
 		if [ $kind = exec ]; then mode=tcp-oneshot port=$p; else mode=tcp-echo port=$((p + 1)); fi
 		rss0=$(rss_kb "$pid") fds0=$(fd_count "$pid")
-		out=$("$LOADGEN" --mode $mode --addr "127.0.0.1:$port" --concurrency "$SOAK_C" --max-conns "$SOAK_CONNS" \
+		out=$("$LOADGEN" --mode $mode --addr "127.0.0.1:$port" --concurrency "$SOAK_C" --max-conns "$conns" \
 			--duration 240 --timeout-ms "$TIMEOUT_MS" --sources "$(sources_of "$peer")")
 		echo "soak $kind $peer: $out" >>"$WORK/raw.txt"
-		lost=$((SOAK_CONNS - $(num conns "$out")))
+		lost=$((conns - $(num conns "$out")))
 		wait_children "$pid" 0 30
 		z=$(count_zombies "$pid")
 		rss1=$(rss_kb "$pid") fds1=$(fd_count "$pid")
-		put "soak, $kind" "connections lost of $(fmt "$SOAK_CONNS") (c=$SOAK_C)" "$peer" "$lost"
+		put "soak, $kind" "connections lost (c=$SOAK_C)" "$peer" "$lost of $(fmt "$conns")"
 		put "soak, $kind" "conns/s" "$peer" "$(fmt "$(kv cps "$out" | cut -d. -f1)")"
 		put "soak, $kind" "p99 µs" "$peer" "$(fmt "$(kv p99_us "$out")")"
 		put "soak, $kind" "RSS KB before → after" "$peer" "$rss0 → ${rss1:-gone}"
 		put "soak, $kind" "fds before → after" "$peer" "$fds0 → ${fds1:-gone}"
 		put "soak, $kind" "zombies, children left" "$peer" "$z, $(count_children "$pid")"
 		log "soak $kind $peer: lost $lost, $(kv cps "$out") conns/s, RSS $rss0 -> $rss1 KB, fds $fds0 -> $fds1, zombies $z"
-		check "$peer" $((lost == 0)) "soak $kind: $lost of $SOAK_CONNS connections lost ($(grep -o 'fail_[a-z_]*=[1-9][0-9]*' <<<"$out" | paste -sd' ' -))"
+		check "$peer" $((lost == 0)) "soak $kind: $lost of $conns connections lost ($(grep -o 'fail_[a-z_]*=[1-9][0-9]*' <<<"$out" | paste -sd' ' -))"
 		alive "$pid"
 		check "$peer" $((! $?)) "soak $kind: $peer died"
 		check "$peer" $((z == 0)) "soak $kind: $z zombies left"
@@ -544,6 +553,7 @@ fdlimit() {
 	pid=${DPID[$peer]}
 	fds0=$(fd_count "$pid")
 	c0=$(cpu_ticks "$pid")
+	: >"$WORK/fd-$peer-echo.out" >"$WORK/fd-$peer-cat.out"
 	"$LOADGEN" --mode tcp-hold --addr "127.0.0.1:$((p + 1))" --concurrency $((FD_CLIENTS / 2)) --duration 6 \
 		--timeout-ms 3000 --payload x >"$WORK/fd-$peer-echo.out" 2>&1 &
 	local h1=$!
@@ -626,6 +636,7 @@ loris() {
 	pid=${DPID[$peer]}
 	base=$("$LOADGEN" --mode tcp-echo --addr "127.0.0.1:$((p + 1))" --max-conns "$LORIS_PROBES" --duration 60 --timeout-ms 5000)
 	hold=$WORK/loris-$peer.out
+	: >"$hold" # exists before the client starts, for the polling below
 	"$LOADGEN" --mode tcp-hold --addr "127.0.0.1:$((p + 1))" --concurrency "$LORIS_HOLD" --duration 120 \
 		--timeout-ms 10000 --payload x >"$hold" 2>&1 &
 	local client=$!
@@ -658,18 +669,21 @@ loris() {
 # must answer (else the test proves nothing).
 LOW_PORTS=1,7,9,13,17,19,20,21,22,23,25,37,42,53,67,68,69,80,111,123,137,138,161,162,389,500,514,520,1022,1023
 udp() {
-	local peer=$1 p off out sent=0 answered=0 ctl_sent=0 ctl_answered=0 bsent=0 banswered=0 bfail=0
+	local peer=$1 p off out sent=0 answered=0 lowfail=0 ctl_sent=0 ctl_answered=0 bsent=0 banswered=0 bfail=0
 	p=$(port_of "$peer")
 	start_peer "$peer" || return
+	local names=(echo daytime time chargen) each=()
 	for off in 3 4 5 6; do
 		out=$("$LOADGEN" --mode udp-reflect --addr "127.0.0.1:$((p + off))" --src-ports "$LOW_PORTS" --timeout-ms 500)
+		each+=("${names[off - 3]} $(num answered "$out")")
 		sent=$((sent + $(num sent "$out"))) answered=$((answered + $(num answered "$out")))
+		lowfail=$((lowfail + $(num bind_failed "$out")))
 		out=$("$LOADGEN" --mode udp-reflect --addr "127.0.0.1:$((p + off))" --src-addr 127.255.255.255 --src-ports 0 --timeout-ms 500)
 		bsent=$((bsent + $(num sent "$out"))) banswered=$((banswered + $(num answered "$out"))) bfail=$((bfail + $(num bind_failed "$out")))
 		out=$("$LOADGEN" --mode udp-reflect --addr "127.0.0.1:$((p + off))" --src-ports 0,0,0 --timeout-ms 5000)
 		ctl_sent=$((ctl_sent + $(num sent "$out"))) ctl_answered=$((ctl_answered + $(num answered "$out")))
 	done
-	put "UDP reflection (echo, daytime, time, chargen)" "replies to source ports < 1024" "$peer" "$answered of $sent"
+	put "UDP reflection (echo, daytime, time, chargen)" "replies to source ports < 1024" "$peer" "$answered of $sent$( [ "$lowfail" -gt 0 ] && echo " ($lowfail ports in use here)"); $(IFS=,; echo "${each[*]}" | sed 's/,/, /g')"
 	if [ "$bfail" = 0 ]; then
 		put "UDP reflection (echo, daytime, time, chargen)" "replies to source 127.255.255.255" "$peer" "$banswered of $bsent"
 	else
@@ -710,7 +724,7 @@ report() {
 	echo "$(date -u +%Y-%m-%dT%H:%MZ), oxinetd $(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo unknown)" \
 		"($(basename "$(dirname "$BIN")") build)$( [ "$XINETD_ON" = 1 ] && echo ", xinetd $("$XINETD" -version 2>&1 | grep -o '[0-9][0-9.]*' | head -n 1)")."
 	echo "Machine: $(uname -sr), $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1))."
-	echo "Load average (1, 5, 15 min): $LOADS${others:+; busiest processes at the end: $others}. Run time ${ELAPSED} s."
+	echo "Load average (1, 5, 15 min): $LOADS${others:+; busiest other processes at the end (share of CPU over their lifetime): $others}. Run time ${ELAPSED} s."
 	echo
 	echo "Correctness is asserted for oxinetd (the run fails otherwise); speed is printed, not asserted."
 	echo "xinetd's failures are findings, listed under Notes."
