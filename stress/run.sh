@@ -552,7 +552,6 @@ fdlimit() {
 	start_peer "$peer" 64 || return
 	pid=${DPID[$peer]}
 	fds0=$(fd_count "$pid")
-	c0=$(cpu_ticks "$pid")
 	: >"$WORK/fd-$peer-echo.out" >"$WORK/fd-$peer-cat.out"
 	"$LOADGEN" --mode tcp-hold --addr "127.0.0.1:$((p + 1))" --concurrency $((FD_CLIENTS / 2)) --duration 25 \
 		--timeout-ms 3000 --payload x >"$WORK/fd-$peer-echo.out" 2>&1 &
@@ -572,17 +571,21 @@ fdlimit() {
 		sleep 0.1
 	done
 	alive "$pid" && mid_alive=1
+	# The daemon's CPU over one second while it is out of fds: an accept that fails with
+	# EMFILE on a listener left in the poll set would spin here (printed, not asserted).
+	c0=$(cpu_ticks "$pid")
+	sleep 1
+	c1=$(cpu_ticks "$pid")
 	# Then the clients leave.
 	stop_pid "$h1"
 	stop_pid "$h2"
-	c1=$(cpu_ticks "$pid")
 	serves "$peer" && serving=1
 	wait_children "$pid" 0 30
 	fds1=$(fd_count "$pid")
 	local connected=$(($(num connected "$(head -n 1 "$WORK/fd-$peer-echo.out")") + $(num connected "$(head -n 1 "$WORK/fd-$peer-cat.out")")))
 	put "fd exhaustion (RLIMIT_NOFILE 64)" "clients (echo + cat), TCP-connected" "$peer" "$FD_CLIENTS, $connected"
 	put "fd exhaustion (RLIMIT_NOFILE 64)" "daemon fds before, most while held, after" "$peer" "$fds0, $fds_mid, ${fds1:-gone}"
-	put "fd exhaustion (RLIMIT_NOFILE 64)" "daemon CPU s while held" "$peer" "$(awk -v t=$((${c1:-0} - ${c0:-0})) -v hz="$HZ" 'BEGIN {printf "%.2f", t / hz}')"
+	put "fd exhaustion (RLIMIT_NOFILE 64)" "daemon CPU over 1 s out of fds" "$peer" "$(awk -v t=$((${c1:-0} - ${c0:-0})) -v hz="$HZ" 'BEGIN {printf "%.0f%%", t / hz * 100}')"
 	put "fd exhaustion (RLIMIT_NOFILE 64)" "alive while held, serving after" "$peer" "$([ $mid_alive = 1 ] && echo yes || echo "**no**"), $([ $serving = 1 ] && echo yes || echo "**no**")"
 	log "fdlimit $peer: fds $fds0 -> $fds_mid -> $fds1, alive $mid_alive, serving $serving"
 	check "$peer" $mid_alive "fd exhaustion: $peer died under RLIMIT_NOFILE 64; last log lines: $(tail -n 3 "$WORK/$peer.log" | tr '\n' '|')"
