@@ -13,6 +13,8 @@
 #   --xinetd      run xinetd beside oxinetd even with --small
 #   --no-install  do not apt-get anything
 #   --keep        keep the temporary folder (configs, daemon logs, raw loadgen output)
+#   --only LIST   run only these scenarios (comma-separated: soak, storm, killed,
+#                 fdlimit, rst, loris, udp); no results file is written
 #   --bin FILE    the oxinetd binary to stress (default: this tree's release build, or
 #                 debug build with --small; built with cargo if needed)
 #
@@ -28,6 +30,7 @@ XINETD_ON=1
 INSTALL=1
 KEEP=0
 BIN=""
+ONLY=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--small | --ci) SMALL=1 ;;
@@ -35,6 +38,7 @@ while [ $# -gt 0 ]; do
 	--xinetd) XINETD_ON=2 ;;
 	--no-install) INSTALL=0 ;;
 	--keep) KEEP=1 ;;
+	--only) ONLY=${2:?--only needs scenario names}; shift ;;
 	--bin) BIN=$(realpath "${2:?--bin needs an oxinetd binary}") || exit 2; shift ;;
 	-h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) echo "stress: unknown argument $1 (try --help)" >&2; exit 2 ;;
@@ -211,6 +215,14 @@ fi
 # two answers says which configuration the daemon runs.
 port_of() { case $1 in oxinetd) echo "$BASE" ;; xinetd) echo $((BASE + 20)) ;; esac; }
 
+# invalid A|B|bad FILE: the invalid configuration of the SIGHUP storm is the same file
+# for both daemons, one neither can parse (as a wrong or half-written file would be):
+# oxinetd keeps the configuration it runs, xinetd drops every service and exits.
+invalid() {
+	[ "$1" = bad ] && printf 'this is not a configuration\n{\n' >"$2"
+	return 0
+}
+
 # conf_oxinetd A|B|bad FILE
 conf_oxinetd() {
 	local p marker
@@ -261,8 +273,8 @@ EOF
 				"$name" "$name" $((p + off))
 			off=$((off + 1))
 		done
-		[ "$1" = bad ] && printf '\n[service.broken\nthis is not = = TOML\n'
 	} >"$2"
+	invalid "$1" "$2"
 }
 
 conf_xinetd() {
@@ -332,8 +344,8 @@ EOF
 				"$name" "$name" $((p + off))
 			off=$((off + 1))
 		done
-		[ "$1" = bad ] && printf 'service broken\n{\n\tsocket_type = \n'
 	} >"$2"
+	invalid "$1" "$2"
 }
 
 declare -A DPID=()
@@ -707,16 +719,23 @@ udp() {
 PEERS=oxinetd
 [ "$XINETD_ON" = 1 ] && PEERS="oxinetd xinetd"
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+# Builds and tests of other work on the machine (this run's own builds are done by now).
+builds() { cat /proc/[0-9]*/comm 2>/dev/null | grep -c -x -E 'rustc|cargo|cc1|ld|clippy-driver|cargo-fuzz'; }
 LOADS="start $(loadavg)"
+BUILDS_START=$(builds)
 T0=$(now_ms)
 log "work folder $WORK; $( [ "$SMALL" = 1 ] && echo small || echo full ) run, peers: $PEERS"
-for scenario in soak storm killed fdlimit rst loris udp; do
+SCENARIOS="soak storm killed fdlimit rst loris udp"
+[ -n "$ONLY" ] && SCENARIOS=${ONLY//,/ }
+for scenario in $SCENARIOS; do
+	case " soak storm killed fdlimit rst loris udp " in *" $scenario "*) ;; *) die "unknown scenario $scenario" ;; esac
 	for peer in $PEERS; do
 		log "-- $scenario $peer"
 		"$scenario" "$peer"
 	done
 done
 LOADS="$LOADS; end $(loadavg)"
+BUILDS_END=$(builds)
 ELAPSED=$(( ($(now_ms) - T0) / 1000 ))
 
 # Other processes on the machine: anything busy besides what this run started shows in
@@ -730,6 +749,9 @@ report() {
 	echo "$(date -u +%Y-%m-%dT%H:%MZ), oxinetd $(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo unknown)" \
 		"($(basename "$(dirname "$BIN")") build)$( [ "$XINETD_ON" = 1 ] && echo ", xinetd $("$XINETD" -version 2>&1 | grep -o '[0-9][0-9.]*' | head -n 1)")."
 	echo "Machine: $(uname -sr), $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1))."
+	if [ "$BUILDS_START" -gt 0 ] || [ "$BUILDS_END" -gt 0 ]; then
+		echo "Other builds ran on the machine during this run ($BUILDS_START compiler or cargo processes at the start, $BUILDS_END at the end): every timing below is slower than on a quiet machine; no check depends on timing."
+	fi
 	echo "Load average (1, 5, 15 min): $LOADS${others:+; busiest other processes at the end (share of CPU over their lifetime): $others}. Run time ${ELAPSED} s."
 	echo
 	echo "Correctness is asserted for oxinetd (the run fails otherwise); speed is printed, not asserted."
@@ -757,7 +779,7 @@ report() {
 	fi
 }
 report >"$WORK/report.md"
-if [ "$SMALL" = 0 ]; then
+if [ "$SMALL" = 0 ] && [ -z "$ONLY" ]; then
 	mkdir -p "$REPO/stress/results"
 	cp "$WORK/report.md" "$REPO/stress/results/latest.md"
 	log "wrote stress/results/latest.md"
