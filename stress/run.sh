@@ -497,7 +497,7 @@ storm() {
 	local alive_now=0
 	alive "$pid" && alive_now=1
 	put "SIGHUP storm" "SIGHUPs sent (A, B, invalid in turn)" "$peer" "$sent in $(awk -v m="$elapsed" 'BEGIN {printf "%.1f", m / 1000}') s"
-	put "SIGHUP storm" "connections failed / made" "$peer" "${failed:-?} / $(fmt "$(kv conns "$out")")"
+	put "SIGHUP storm" "connections failed / made" "$peer" "$(fmt "${failed:-?}") / $(fmt "$(kv conns "$out")")"
 	put "SIGHUP storm" "daemon alive" "$peer" "$([ $alive_now = 1 ] && echo yes || echo "**no**")"
 	put "SIGHUP storm" "final config ($last_valid) applied" "$peer" "$([ $applied = 1 ] && echo yes || echo "**no**")"
 	if [ "$peer" = oxinetd ]; then
