@@ -414,9 +414,9 @@ fmt() { sed ':a; s/\B[0-9]\{3\}\>/,&/; ta' <<<"$1"; }
 soak() {
 	local peer=$1 p pid kind mode port out lost rss0 fds0 rss1 fds1 z conns=$SOAK_CONNS
 	p=$(port_of "$peer")
-	# xinetd serves about a tenth as many connections per second: a fifth of the
-	# connections keep the full run under five minutes.
-	[ "$peer" = xinetd ] && conns=$((SOAK_CONNS / 5))
+	# xinetd serves internal echo about a tenth as fast: a tenth of the connections keep
+	# the full run under five minutes.
+	[ "$peer" = xinetd ] && conns=$((SOAK_CONNS / 10))
 	start_peer "$peer" || return
 	pid=${DPID[$peer]}
 	for kind in exec internal; do
@@ -721,7 +721,8 @@ PEERS=oxinetd
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 # Builds and tests of other work on the machine (this run's own builds are done by now).
 builds() { cat /proc/[0-9]*/comm 2>/dev/null | grep -c -x -E 'rustc|cargo|cc1|ld|clippy-driver|cargo-fuzz'; }
-LOADS="start $(loadavg)"
+LOAD_START=$(loadavg)
+LOADS="start $LOAD_START"
 BUILDS_START=$(builds)
 T0=$(now_ms)
 log "work folder $WORK; $( [ "$SMALL" = 1 ] && echo small || echo full ) run, peers: $PEERS"
@@ -749,12 +750,16 @@ report() {
 	echo "$(date -u +%Y-%m-%dT%H:%MZ), oxinetd $(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo unknown)" \
 		"($(basename "$(dirname "$BIN")") build)$( [ "$XINETD_ON" = 1 ] && echo ", xinetd $("$XINETD" -version 2>&1 | grep -o '[0-9][0-9.]*' | head -n 1)")."
 	echo "Machine: $(uname -sr), $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1))."
-	if [ "$BUILDS_START" -gt 0 ] || [ "$BUILDS_END" -gt 0 ]; then
-		echo "Other builds ran on the machine during this run ($BUILDS_START compiler or cargo processes at the start, $BUILDS_END at the end): every timing below is slower than on a quiet machine; no check depends on timing."
+	if [ "$BUILDS_START" -gt 0 ] || [ "$BUILDS_END" -gt 0 ] || awk -v l="${LOAD_START%% *}" 'BEGIN {exit !(l >= 1)}'; then
+		echo "**Other work ran on the machine during this run** (load average ${LOAD_START%% *} before it started;" \
+			"$BUILDS_START compiler or cargo processes at the start, $BUILDS_END at the end): every timing below" \
+			"is lower than on a quiet machine. No check depends on timing."
 	fi
 	echo "Load average (1, 5, 15 min): $LOADS${others:+; busiest other processes at the end (share of CPU over their lifetime): $others}. Run time ${ELAPSED} s."
 	echo
 	echo "Correctness is asserted for oxinetd (the run fails otherwise); speed is printed, not asserted."
+	echo "At concurrency 200 the exec'd figures are set by the scheduler more than by the daemon: each"
+	echo "server's new session is a scheduling autogroup of its own (benches/README.md, \"Scheduler\")."
 	echo "xinetd's failures are findings, listed under Notes."
 	echo
 	printf '| scenario | measure | oxinetd |%s\n' "$( [ "$XINETD_ON" = 1 ] && echo ' xinetd |')"
