@@ -758,8 +758,9 @@ report() {
 	echo "Load average (1, 5, 15 min): $LOADS${others:+; busiest other processes at the end (share of CPU over their lifetime): $others}. Run time ${ELAPSED} s."
 	echo
 	echo "Correctness is asserted for oxinetd (the run fails otherwise); speed is printed, not asserted."
-	echo "At concurrency 200 the exec'd figures are set by the scheduler more than by the daemon: each"
-	echo "server's new session is a scheduling autogroup of its own (benches/README.md, \"Scheduler\")."
+	echo "Speed is measured by benches/compare.sh; here the figures move with the machine's other load"
+	echo "and, for exec'd servers at concurrency 200, with the scheduler (each server's new session is an"
+	echo "autogroup of its own: benches/README.md, \"Scheduler\")."
 	echo "xinetd's failures are findings, listed under Notes."
 	echo
 	printf '| scenario | measure | oxinetd |%s\n' "$( [ "$XINETD_ON" = 1 ] && echo ' xinetd |')"
