@@ -497,7 +497,7 @@ storm() {
 	local alive_now=0
 	alive "$pid" && alive_now=1
 	put "SIGHUP storm" "SIGHUPs sent (A, B, invalid in turn)" "$peer" "$sent in $(awk -v m="$elapsed" 'BEGIN {printf "%.1f", m / 1000}') s"
-	put "SIGHUP storm" "connections failed / made" "$peer" "$(fmt "${failed:-?}") / $(fmt "$(kv conns "$out")")"
+	put "SIGHUP storm" "connections failed / answered" "$peer" "$(fmt "${failed:-?}") / $(fmt "$(kv conns "$out")")"
 	put "SIGHUP storm" "daemon alive" "$peer" "$([ $alive_now = 1 ] && echo yes || echo "**no**")"
 	put "SIGHUP storm" "final config ($last_valid) applied" "$peer" "$([ $applied = 1 ] && echo yes || echo "**no**")"
 	if [ "$peer" = oxinetd ]; then
@@ -682,12 +682,15 @@ loris() {
 }
 
 # udp PEER: one datagram to each internal UDP service (echo, daytime, time, chargen)
-# from each privileged source port in LOW_PORTS, and from 127.255.255.255 (the loopback
-# net's broadcast address): no reply may come. From three ephemeral ports every service
-# must answer (else the test proves nothing).
+# from each privileged source port in LOW_PORTS: no reply may come. From three ephemeral
+# ports every service must answer (else the test proves nothing). No broadcast source:
+# a socket bound to 127.255.255.255 sends from 127.0.0.1 on loopback (so a reply would go
+# elsewhere and "no reply" would prove nothing), and a reply to a broadcast address
+# needs SO_BROADCAST, which oxinetd never sets (the kernel refuses it with EACCES);
+# internal::may_reply_to is unit-tested for those addresses.
 LOW_PORTS=1,7,9,13,17,19,20,21,22,23,25,37,42,53,67,68,69,80,111,123,137,138,161,162,389,500,514,520,1022,1023
 udp() {
-	local peer=$1 p off out sent=0 answered=0 lowfail=0 ctl_sent=0 ctl_answered=0 bsent=0 banswered=0 bfail=0
+	local peer=$1 p off out sent=0 answered=0 lowfail=0 ctl_sent=0 ctl_answered=0
 	p=$(port_of "$peer")
 	start_peer "$peer" || return
 	local names=(echo daytime time chargen) each=()
@@ -696,21 +699,13 @@ udp() {
 		each+=("${names[off - 3]} $(num answered "$out")")
 		sent=$((sent + $(num sent "$out"))) answered=$((answered + $(num answered "$out")))
 		lowfail=$((lowfail + $(num bind_failed "$out")))
-		out=$("$LOADGEN" --mode udp-reflect --addr "127.0.0.1:$((p + off))" --src-addr 127.255.255.255 --src-ports 0 --timeout-ms 500)
-		bsent=$((bsent + $(num sent "$out"))) banswered=$((banswered + $(num answered "$out"))) bfail=$((bfail + $(num bind_failed "$out")))
 		out=$("$LOADGEN" --mode udp-reflect --addr "127.0.0.1:$((p + off))" --src-ports 0,0,0 --timeout-ms 5000)
 		ctl_sent=$((ctl_sent + $(num sent "$out"))) ctl_answered=$((ctl_answered + $(num answered "$out")))
 	done
 	put "UDP reflection (echo, daytime, time, chargen)" "replies to source ports < 1024" "$peer" "$answered of $sent$( [ "$lowfail" -gt 0 ] && echo " ($lowfail ports in use here)"); $(IFS=,; echo "${each[*]}" | sed 's/,/, /g')"
-	if [ "$bfail" = 0 ]; then
-		put "UDP reflection (echo, daytime, time, chargen)" "replies to source 127.255.255.255" "$peer" "$banswered of $bsent"
-	else
-		put "UDP reflection (echo, daytime, time, chargen)" "replies to source 127.255.255.255" "$peer" "n/a (cannot bind)"
-	fi
 	put "UDP reflection (echo, daytime, time, chargen)" "control: replies to ephemeral ports" "$peer" "$ctl_answered of $ctl_sent"
-	log "udp $peer: low ports $answered of $sent answered, broadcast $banswered of $bsent, control $ctl_answered of $ctl_sent"
+	log "udp $peer: low ports $answered of $sent answered, control $ctl_answered of $ctl_sent"
 	check "$peer" $((answered == 0)) "UDP reflection: $answered of $sent datagrams from ports below 1024 answered"
-	check "$peer" $((banswered == 0)) "UDP reflection: $banswered datagrams from 127.255.255.255 answered"
 	check "$peer" $((sent > 0 && ctl_sent == 12 && ctl_answered == ctl_sent)) "UDP reflection: control: $ctl_answered of $ctl_sent datagrams from ephemeral ports answered (and $sent sent from low ports)"
 	stop_peer "$peer"
 }
