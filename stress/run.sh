@@ -365,9 +365,19 @@ start_peer() {
 	fi
 	pid=$!
 	PIDS+=("$pid")
-	if ! "$LOADGEN" --mode wait-connect --addr "127.0.0.1:$((p + 1))" --timeout-ms 15000 2>/dev/null ||
-		! "$LOADGEN" --mode wait-listen --proto udp --port-lo $((p + 3)) --port-hi $((p + 6)) --count 4 \
-			--timeout-ms 15000 >/dev/null 2>&1; then
+	# Ready once stream echo answers and the four UDP ports are bound: up to 15 s, less
+	# if the daemon exits first.
+	local i ready=0
+	for ((i = 0; i < 60; i++)); do
+		alive "$pid" || break
+		if "$LOADGEN" --mode wait-connect --addr "127.0.0.1:$((p + 1))" --timeout-ms 250 2>/dev/null &&
+			"$LOADGEN" --mode wait-listen --proto udp --port-lo $((p + 3)) --port-hi $((p + 6)) --count 4 \
+				--timeout-ms 250 >/dev/null 2>&1; then
+			ready=1
+			break
+		fi
+	done
+	if [ $ready = 0 ]; then
 		check "$peer" 0 "$peer did not start; last log lines: $(tail -n 3 "$dlog" | tr '\n' '|')"
 		stop_pid "$pid"
 		return 1
@@ -436,7 +446,7 @@ soak() {
 		put "soak, $kind" "fds before → after" "$peer" "$fds0 → ${fds1:-gone}"
 		put "soak, $kind" "zombies, children left" "$peer" "$z, $(count_children "$pid")"
 		log "soak $kind $peer: lost $lost, $(kv cps "$out") conns/s, RSS $rss0 -> $rss1 KB, fds $fds0 -> $fds1, zombies $z"
-		check "$peer" $((lost == 0)) "soak $kind: $lost of $conns connections lost ($(grep -o 'fail_[a-z_]*=[1-9][0-9]*' <<<"$out" | paste -sd' ' -))"
+		check "$peer" $((lost == 0)) "soak $kind: $lost of $(fmt "$conns") connections lost ($(grep -o 'fail_[a-z_]*=[1-9][0-9]*' <<<"$out" | paste -sd' ' -))"
 		alive "$pid"
 		check "$peer" $((! $?)) "soak $kind: $peer died"
 		check "$peer" $((z == 0)) "soak $kind: $z zombies left"
@@ -507,7 +517,7 @@ storm() {
 	log "storm $peer: $sent SIGHUPs, ${failed:-?} of $(kv conns "$out") connections failed, alive $alive_now, applied $applied"
 	check "$peer" $((alive_now == 1)) "SIGHUP storm: $peer died; last log lines: $(tail -n 3 "$WORK/$peer.log" | tr '\n' '|')"
 	check "$peer" $((sent == STORM_HUPS)) "SIGHUP storm: only $sent of $STORM_HUPS SIGHUPs could be sent"
-	check "$peer" $((${failed:-1} == 0 && $(num conns "$out") > 0)) "SIGHUP storm: ${failed:-?} connections failed ($(grep -o 'fail_[a-z_]*=[1-9][0-9]*' <<<"$out" | paste -sd' ' -))"
+	check "$peer" $((${failed:-1} == 0 && $(num conns "$out") > 0)) "SIGHUP storm: $(fmt "${failed:-?}") connections failed ($(grep -o 'fail_[a-z_]*=[1-9][0-9]*' <<<"$out" | paste -sd' ' -))"
 	check "$peer" $((applied == 1)) "SIGHUP storm: the final configuration ($last_valid) is not the one served"
 	stop_peer "$peer"
 }
