@@ -20,6 +20,20 @@
 //!   `pid=N ready_ms=M` and exit, leaving COMMAND running (the caller stops it). This
 //!   times a daemon's start-to-ready by its own readiness line, without the cost of a
 //!   shell in between.
+//!
+//! Three modes for `stress/run.sh` (faults, not speed):
+//! - `tcp-reset`: like `tcp-oneshot`, but each connection is reset (SO_LINGER 0, close)
+//!   as soon as it is established, without reading: a connect-and-reset flood. `conns=`
+//!   counts the connections reset.
+//! - `tcp-hold --concurrency N --duration S`: open N connections at once (non-blocking
+//!   connects, each bounded by `--timeout-ms`), send `--payload` once on each (nothing if
+//!   empty), then hold them, reading and discarding, until S seconds have passed or every
+//!   one was closed by the peer. Prints `settled connected= connect_failed=
+//!   connect_timeout=` (flushed) once every connect has an outcome, then
+//!   `mode=tcp-hold ... closed_by_peer= open_at_end=` at the end.
+//! - `udp-reflect --addr A --src-ports P,Q,... [--src-addr IP]`: one datagram to A from each
+//!   source port (0 = an ephemeral one), then count the replies arriving within
+//!   `--timeout-ms`: `sent= answered= bind_failed=`. Binding ports below 1024 needs root.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
@@ -37,6 +51,9 @@ enum Mode {
     WaitConnect,
     WaitListen,
     StartReady,
+    TcpReset,
+    TcpHold,
+    UdpReflect,
 }
 
 struct Args {
@@ -59,11 +76,16 @@ struct Args {
     log: String,
     pattern: String,
     command: Vec<String>,
+    /// udp-reflect: the source ports, and the source address (default 127.0.0.1 or ::1).
+    src_ports: Vec<u16>,
+    src_addr: Option<std::net::IpAddr>,
 }
 
 const USAGE: &str = "usage: loadgen --mode tcp-oneshot|tcp-echo|udp-echo --addr HOST:PORT \
 [--concurrency N] [--duration SECS] [--max-conns M] [--timeout-ms T] [--udp-timeout-ms T] \
-[--expect-bytes N] [--payload STR] [--trace-slow-us N] [--sources N]\n       loadgen --mode wait-connect --addr HOST:PORT [--timeout-ms T]\n       \
+[--expect-bytes N] [--payload STR] [--trace-slow-us N] [--sources N]\n       \
+loadgen --mode tcp-reset|tcp-hold --addr HOST:PORT [--concurrency N] [--duration SECS] [--max-conns M] [--timeout-ms T] [--payload STR]\n       \
+loadgen --mode udp-reflect --addr HOST:PORT --src-ports P,Q,... [--src-addr IP] [--timeout-ms T]\n       loadgen --mode wait-connect --addr HOST:PORT [--timeout-ms T]\n       \
 loadgen --mode wait-listen [--proto tcp|udp] --port-lo L --port-hi H --count N [--timeout-ms T]\n       \
 loadgen --mode start-ready --log FILE --pattern STR [--timeout-ms T] -- COMMAND [ARGS...]";
 
@@ -92,6 +114,8 @@ fn parse_args() -> Args {
         log: String::new(),
         pattern: String::new(),
         command: Vec::new(),
+        src_ports: Vec::new(),
+        src_addr: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -116,6 +140,9 @@ fn parse_args() -> Args {
                     "wait-connect" => Mode::WaitConnect,
                     "wait-listen" => Mode::WaitListen,
                     "start-ready" => Mode::StartReady,
+                    "tcp-reset" => Mode::TcpReset,
+                    "tcp-hold" => Mode::TcpHold,
+                    "udp-reflect" => Mode::UdpReflect,
                     _ => usage(&format!("unknown mode {val}")),
                 }
             }
@@ -144,6 +171,12 @@ fn parse_args() -> Args {
             "--trace-slow-us" => a.slow_us = num(&val),
             "--sources" => a.sources = (num(&val) as u8).max(1),
             "--pattern" => a.pattern = val,
+            "--src-ports" => {
+                a.src_ports = val.split(',').map(|p| num(p.trim()) as u16).collect();
+            }
+            "--src-addr" => {
+                a.src_addr = Some(val.parse().unwrap_or_else(|_| usage(&format!("bad address {val}"))))
+            }
             "--proto" => {
                 a.udp = match val.as_str() {
                     "tcp" => false,
@@ -158,6 +191,8 @@ fn parse_args() -> Args {
         if a.command.is_empty() || a.log.is_empty() || a.pattern.is_empty() {
             usage("start-ready needs --log, --pattern and -- COMMAND");
         }
+    } else if a.mode == Mode::UdpReflect && a.src_ports.is_empty() {
+        usage("udp-reflect needs --src-ports");
     } else if a.mode != Mode::WaitListen && a.addr.is_none() {
         usage("--addr is required");
     }
@@ -234,6 +269,11 @@ fn tcp_once(a: &Args, addr: &SocketAddr, buf: &mut Vec<u8>) -> Result<Instant, F
     let t0 = Instant::now();
     let mut s = connect(addr, a.timeout, source(a, addr)).map_err(|e| connect_fail(&e))?;
     let connected = Instant::now();
+    if a.mode == Mode::TcpReset {
+        // close() with a zero linger sends RST instead of FIN, and skips TIME_WAIT.
+        socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)).map_err(|_| Fail::WriteError)?;
+        return Ok(connected);
+    }
     if a.mode == Mode::TcpEcho {
         s.write_all(&a.payload).map_err(|_| Fail::WriteError)?;
         s.shutdown(Shutdown::Write).map_err(|_| Fail::WriteError)?;
@@ -512,6 +552,7 @@ fn run_load(a: Args) {
     let mode = match a.mode {
         Mode::TcpOneshot => "tcp-oneshot",
         Mode::TcpEcho => "tcp-echo",
+        Mode::TcpReset => "tcp-reset",
         _ => "udp-echo",
     };
     let mut line = format!(
@@ -640,12 +681,178 @@ fn start_ready(a: &Args) -> ! {
     }
 }
 
+/// `tcp-hold`: N connections opened at once and held (see the top of the file).
+fn tcp_hold(a: &Args) -> ! {
+    use std::os::fd::AsRawFd;
+    #[derive(PartialEq)]
+    enum State {
+        Connecting,
+        Open,
+        Done,
+    }
+    let addr = a.addr.unwrap();
+    let t0 = Instant::now();
+    let mut socks = Vec::with_capacity(a.concurrency);
+    let (mut failed, mut timed_out, mut connected, mut closed) = (0u64, 0u64, 0u64, 0u64);
+    for _ in 0..a.concurrency {
+        let open = || -> std::io::Result<socket2::Socket> {
+            let s = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+            s.set_nonblocking(true)?;
+            match s.connect(&addr.into()) {
+                Ok(()) => Ok(s),
+                Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(s),
+                Err(e) => Err(e),
+            }
+        };
+        match open() {
+            Ok(s) => socks.push((s, State::Connecting)),
+            Err(_) => failed += 1,
+        }
+    }
+    let hold_until = t0 + a.duration;
+    let connect_deadline = t0 + a.timeout;
+    let mut settled = false;
+    let mut buf = [0u8; 4096];
+    let mut fds: Vec<libc::pollfd> = Vec::with_capacity(socks.len());
+    loop {
+        let now = Instant::now();
+        if !settled {
+            if now >= connect_deadline {
+                for (_, st) in socks.iter_mut().filter(|(_, st)| *st == State::Connecting) {
+                    *st = State::Done;
+                    timed_out += 1;
+                }
+            }
+            if socks.iter().all(|(_, st)| *st != State::Connecting) {
+                settled = true;
+                println!("settled connected={connected} connect_failed={failed} connect_timeout={timed_out}");
+                let _ = std::io::stdout().flush();
+            }
+        }
+        let live = socks.iter().any(|(_, st)| *st != State::Done);
+        if (settled && now >= hold_until) || !live {
+            break;
+        }
+        fds.clear();
+        for (s, st) in &socks {
+            let events = match st {
+                State::Connecting => libc::POLLOUT,
+                State::Open => libc::POLLIN,
+                State::Done => 0,
+            };
+            // A negative fd is skipped by poll(2).
+            let fd = if *st == State::Done { -1 } else { s.as_raw_fd() };
+            fds.push(libc::pollfd { fd, events, revents: 0 });
+        }
+        // SAFETY: `fds` is a valid array of `fds.len()` pollfd structures.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 50) };
+        if n <= 0 {
+            continue;
+        }
+        for (pfd, (s, st)) in fds.iter().zip(socks.iter_mut()) {
+            if pfd.revents == 0 {
+                continue;
+            }
+            match st {
+                State::Connecting => match s.take_error() {
+                    Ok(None) => {
+                        *st = State::Open;
+                        connected += 1;
+                        if !a.payload.is_empty() {
+                            let _ = s.send(&a.payload);
+                        }
+                    }
+                    _ => {
+                        *st = State::Done;
+                        failed += 1;
+                    }
+                },
+                State::Open => {
+                    let mut s: &socket2::Socket = s;
+                    match s.read(&mut buf) {
+                        Ok(0) => {
+                            *st = State::Done;
+                            closed += 1;
+                        }
+                        Ok(_) => {}
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                        Err(_) => {
+                            *st = State::Done;
+                            closed += 1;
+                        }
+                    }
+                }
+                State::Done => {}
+            }
+        }
+    }
+    if !settled {
+        println!("settled connected={connected} connect_failed={failed} connect_timeout={timed_out}");
+    }
+    let open_at_end = socks.iter().filter(|(_, st)| *st == State::Open).count();
+    println!(
+        "mode=tcp-hold concurrency={} connected={connected} connect_failed={failed} connect_timeout={timed_out} \
+closed_by_peer={closed} open_at_end={open_at_end} elapsed_s={:.3}",
+        a.concurrency,
+        t0.elapsed().as_secs_f64()
+    );
+    exit(0);
+}
+
+/// `udp-reflect`: does a service answer datagrams from these source ports?
+fn udp_reflect(a: &Args) -> ! {
+    let addr = a.addr.unwrap();
+    let src = a.src_addr.unwrap_or(if addr.is_ipv4() {
+        std::net::Ipv4Addr::LOCALHOST.into()
+    } else {
+        std::net::Ipv6Addr::LOCALHOST.into()
+    });
+    let (mut sent, mut bind_failed) = (0u64, 0u64);
+    let mut socks = Vec::new();
+    for &port in &a.src_ports {
+        let open = || -> std::io::Result<UdpSocket> {
+            let s = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, None)?;
+            // A port the machine already uses elsewhere (a listening service) can be shared.
+            s.set_reuse_address(true)?;
+            s.bind(&SocketAddr::new(src, port).into())?;
+            let s: UdpSocket = s.into();
+            s.set_nonblocking(true)?;
+            Ok(s)
+        };
+        match open() {
+            Ok(s) => {
+                if s.send_to(b"reflect?\n", addr).is_ok() {
+                    sent += 1;
+                    socks.push(s);
+                }
+            }
+            Err(_) => bind_failed += 1,
+        }
+    }
+    let deadline = Instant::now() + a.timeout;
+    let mut answered = vec![false; socks.len()];
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline && answered.iter().any(|&x| !x) {
+        for (s, done) in socks.iter().zip(answered.iter_mut()) {
+            if !*done && matches!(s.recv_from(&mut buf), Ok((_, from)) if from == addr) {
+                *done = true;
+            }
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    let n = answered.iter().filter(|&&x| x).count();
+    println!("mode=udp-reflect src={src} sent={sent} answered={n} bind_failed={bind_failed}");
+    exit(0);
+}
+
 fn main() {
     let a = parse_args();
     match a.mode {
         Mode::WaitConnect => wait_connect(&a),
         Mode::WaitListen => wait_listen(&a),
         Mode::StartReady => start_ready(&a),
+        Mode::TcpHold => tcp_hold(&a),
+        Mode::UdpReflect => udp_reflect(&a),
         _ => run_load(a),
     }
 }
