@@ -102,6 +102,7 @@ mod tests {
                 backlog: 128,
                 nodelay: false,
                 keepalive: false,
+                timeouts: Default::default(),
             },
             wait: false,
             program: Program::Internal(Internal::Echo),
