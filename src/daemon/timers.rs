@@ -4,14 +4,18 @@
 use std::time::Instant;
 
 use nix::sys::epoll::EpollTimeout;
+use nix::unistd::Pid;
 
 use super::slab::{ParkedKey, ServiceKey, SessionKey};
 
 pub enum Timer {
     /// Watch a service's listener again (after a back-off or a pause).
     Arm(ServiceKey),
-    /// A session's connect, idle or request deadline may have passed.
+    /// A session's connect, idle, request or `max_duration` deadline may have passed.
     Session(SessionKey),
+    /// A server's `max_duration` (or the grace after its SIGTERM) may have passed. The
+    /// pid may have been reaped and reused since: `Children` checks the deadline.
+    Child(Pid),
     /// A parked connection's lookup took too long.
     Parked(ParkedKey),
     /// Forget cps buckets and deny-list entries that expired.
