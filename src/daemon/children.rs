@@ -39,7 +39,10 @@ pub enum Overdue {
         then: Instant,
     },
     /// It outlived the grace after SIGTERM: SIGKILL to its process group.
-    Killed { log: Rc<ServiceLog>, grace: Duration },
+    Killed {
+        log: Rc<ServiceLog>,
+        grace: Duration,
+    },
 }
 
 #[derive(Default)]

@@ -48,7 +48,11 @@ impl Daemon {
             _ => None,
         };
         let mut entry = SessionEntry::new(work, service, log, peer);
-        entry.ends = running.spec.limits.max_duration.map(|max| entry.started + max);
+        entry.ends = running
+            .spec
+            .limits
+            .max_duration
+            .map(|max| entry.started + max);
         let deadline = earliest(deadline, entry.ends);
         let key = self.sessions.insert(entry);
         if !self.sessions.update_interest(key, &self.poller) {
