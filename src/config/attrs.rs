@@ -13,6 +13,9 @@ use super::spec::{Instances, Limit, Protocol, SocketType};
 pub struct Origin {
     pub file: Rc<Path>,
     pub line: usize,
+    /// Written in `[defaults]`: a key that does not fit a service is then left out
+    /// quietly rather than blamed on that service.
+    pub defaults: bool,
 }
 
 /// A value and where it came from (the service's own table or `[defaults]`).
@@ -160,6 +163,11 @@ service_keys! {
     redirect: (String, u16) = "redirect" by redirect,
     connect_timeout: u32 = "connect_timeout" by seconds,
     idle_timeout: u32 = "idle_timeout" by seconds,
+    max_duration: u32 = "max_duration" by |v| positive(v, u32::MAX.into(), "seconds"),
+    keepalive_idle: u32 = "keepalive_idle" by |v| positive(v, MAX_TCP_KEEPIDLE, "seconds"),
+    keepalive_interval: u32 = "keepalive_interval" by |v| positive(v, MAX_TCP_KEEPINTVL, "seconds"),
+    keepalive_count: u32 = "keepalive_count" by |v| positive(v, MAX_TCP_KEEPCNT, "probes"),
+    tcp_user_timeout: u32 = "tcp_user_timeout" by |v| positive(v, MAX_TCP_USER_TIMEOUT, "seconds"),
     rpc_version: (u32, u32) = "rpc_version" by rpc_version,
     rpc_number: u32 = "rpc_number" by |v| u32::try_from(integer(v)?).map_err(|_| "rpc_number is out of range".to_string()),
     disabled: Vec<String> = "disabled" by words,
@@ -358,6 +366,20 @@ fn seconds(value: &Value) -> Result<u32, String> {
     match integer(value)? {
         n @ 0..=86400 => Ok(n as u32),
         n => Err(format!("{n} is out of range 0-86400 seconds")),
+    }
+}
+
+/// Linux's limits (include/net/tcp.h): a larger value is refused by setsockopt.
+const MAX_TCP_KEEPIDLE: i64 = 32767;
+const MAX_TCP_KEEPINTVL: i64 = 32767;
+const MAX_TCP_KEEPCNT: i64 = 127;
+/// TCP_USER_TIMEOUT takes an int of milliseconds.
+const MAX_TCP_USER_TIMEOUT: i64 = i32::MAX as i64 / 1000;
+
+fn positive(value: &Value, max: i64, unit: &str) -> Result<u32, String> {
+    match integer(value)? {
+        n if (1..=max).contains(&n) => Ok(n as u32),
+        n => Err(format!("{n} is out of range 1-{max} {unit}")),
     }
 }
 
@@ -568,6 +590,7 @@ mod tests {
         let origin = Origin {
             file: Rc::from(Path::new("t.toml")),
             line: 1,
+            defaults: false,
         };
         let mut attrs = Attrs::default();
         attrs.set(&entry.key, &entry.value, origin).map(|_| attrs)
@@ -627,6 +650,12 @@ mod tests {
         ok!("log_on_failure" = "[]" => log_on_failure == vec![]);
         ok!("flags" = "[\"SENSOR\", \"idonly\"]" => flags == vec![Flag::Sensor, Flag::IdOnly]);
         ok!("type" = "\"TCPMUXPLUS\"" => types == vec![ServiceType::TcpMuxPlus]);
+        ok!("max_duration" = "3600" => max_duration == 3600);
+        ok!("max_duration" = "4294967295" => max_duration == u32::MAX);
+        ok!("keepalive_idle" = "32767" => keepalive_idle == 32767);
+        ok!("keepalive_interval" = "\"5\"" => keepalive_interval == 5);
+        ok!("keepalive_count" = "127" => keepalive_count == 127);
+        ok!("tcp_user_timeout" = "2147483" => tcp_user_timeout == 2147483);
     }
 
     #[test]
@@ -656,5 +685,13 @@ mod tests {
         err!("rpc_version" = "\"3-1\"" => "backwards");
         err!("banner" = "\"motd\"" => "not an absolute path");
         err!("log_on_success" = "\"PID FOO\"" => "not one of");
+        err!("max_duration" = "0" => "out of range 1-4294967295 seconds");
+        err!("max_duration" = "-1" => "out of range");
+        err!("max_duration" = "4294967296" => "out of range");
+        err!("keepalive_idle" = "32768" => "out of range 1-32767 seconds");
+        err!("keepalive_interval" = "0" => "out of range 1-32767 seconds");
+        err!("keepalive_count" = "128" => "out of range 1-127 probes");
+        err!("tcp_user_timeout" = "2147484" => "out of range 1-2147483 seconds");
+        err!("keepalive_idle" = "1.5" => "found a float");
     }
 }

@@ -581,6 +581,7 @@ fn read_attrs(
         let origin = Origin {
             file: file.clone(),
             line: entry.line,
+            defaults: service.is_none(),
         };
         let result = if service.is_some() && attrs::DEFAULTS_ONLY.contains(&entry.key.as_str()) {
             Err("this key is about the whole daemon: put it under [defaults]".to_string())

@@ -82,7 +82,31 @@ pub struct SocketSpec {
     pub v6only: Option<bool>,
     pub backlog: u32,
     pub nodelay: bool,
+    /// `SO_KEEPALIVE`: the `KEEPALIVE` flag, or any of `timeouts` set.
     pub keepalive: bool,
+    pub timeouts: TcpTimeouts,
+}
+
+/// How soon a connection whose peer vanished is given up: `keepalive_idle`,
+/// `keepalive_interval`, `keepalive_count` (TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT)
+/// and `tcp_user_timeout` (TCP_USER_TIMEOUT). `None` leaves the system's value. Set on
+/// the listener, from which Linux copies them to every accepted connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpTimeouts {
+    /// Seconds of silence before the first probe.
+    pub idle: Option<u32>,
+    /// Seconds between probes.
+    pub interval: Option<u32>,
+    /// Unanswered probes before the connection is reset.
+    pub count: Option<u32>,
+    /// Seconds sent data may stay unacknowledged before the connection is reset.
+    pub user_timeout: Option<u32>,
+}
+
+impl TcpTimeouts {
+    pub fn any(&self) -> bool {
+        *self != TcpTimeouts::default()
+    }
 }
 
 /// The identity a server runs as. Resolved at load so the child only makes syscalls.
@@ -179,6 +203,8 @@ pub struct Limits {
     pub per_source: Option<u32>,
     /// `cps = [rate, pause]`.
     pub cps: Option<(u32, Duration)>,
+    /// How long a server, relay or internal session may last before it is ended.
+    pub max_duration: Option<Duration>,
 }
 
 /// What `log_on_success` and `log_on_failure` ask for, and where lines go.

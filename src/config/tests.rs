@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::spec::{Identity, Instances, Internal, Limit, Program, Protocol, Resource, SocketType};
 use super::*;
@@ -1078,4 +1079,111 @@ fn root_servers_need_trusted_files() {
             .to_string()
             .contains(":1: key trust_insecure_files: expected true or false, found a string")
     );
+}
+
+#[test]
+fn max_duration_is_a_limit_of_every_kind_of_service() {
+    let spec = one(&format!("{HELLO}max_duration = 90\n"));
+    assert_eq!(spec.limits.max_duration, Some(Duration::from_secs(90)));
+    assert_eq!(one(HELLO).limits.max_duration, None);
+    let waiting = one(&format!(
+        "{}max_duration = 5\n",
+        HELLO.replace("wait = false", "wait = true")
+    ));
+    assert_eq!(waiting.limits.max_duration, Some(Duration::from_secs(5)));
+    let echo = load_as(
+        0,
+        "[service.echo]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\nmax_duration = 1\n",
+    );
+    assert_eq!(echo.warnings, []);
+    assert_eq!(
+        echo.services[0].limits.max_duration,
+        Some(Duration::from_secs(1))
+    );
+}
+
+#[test]
+fn max_duration_where_nothing_lasts_is_warned_unless_a_default() {
+    let sensor = "[service.trap]\ntype = \"UNLISTED\"\nsocket_type = \"stream\"\nport = 9\nflags = \"SENSOR\"\n";
+    let dgram_echo = "[service.echo]\ntype = \"INTERNAL\"\nprotocol = \"udp\"\n";
+    for service in [sensor, dgram_echo] {
+        let config = load_as(0, &format!("{service}max_duration = 60\n"));
+        assert_eq!(config.errors, [], "{service}");
+        assert_eq!(config.warnings.len(), 1, "{service}");
+        let warning = config.warnings[0].to_string();
+        assert!(
+            warning.contains("max_duration") && warning.contains("does nothing"),
+            "{warning}"
+        );
+        let config = load_as(0, &format!("[defaults]\nmax_duration = 60\n{service}"));
+        assert_eq!(
+            (config.errors.len(), config.warnings.len()),
+            (0, 0),
+            "{service}"
+        );
+    }
+}
+
+#[test]
+fn keepalive_timeouts_go_on_the_socket_and_imply_keepalive() {
+    let spec = one(&format!(
+        "{HELLO}keepalive_idle = 60\nkeepalive_interval = 5\nkeepalive_count = 3\ntcp_user_timeout = 75\n"
+    ));
+    assert!(spec.socket.keepalive);
+    assert_eq!(
+        spec.socket.timeouts,
+        spec::TcpTimeouts {
+            idle: Some(60),
+            interval: Some(5),
+            count: Some(3),
+            user_timeout: Some(75),
+        }
+    );
+    for key in [
+        "keepalive_idle",
+        "keepalive_interval",
+        "keepalive_count",
+        "tcp_user_timeout",
+    ] {
+        let spec = one(&format!("{HELLO}{key} = 9\n"));
+        assert!(spec.socket.keepalive, "{key} implies KEEPALIVE");
+    }
+    let plain = one(HELLO);
+    assert!(!plain.socket.keepalive);
+    assert!(!plain.socket.timeouts.any());
+    assert!(
+        one(&format!("{HELLO}flags = \"KEEPALIVE\"\n"))
+            .socket
+            .keepalive
+    );
+}
+
+#[test]
+fn keepalive_timeouts_need_a_connection_of_the_services_own() {
+    let udp = "[service.echo]\ntype = \"INTERNAL\"\nprotocol = \"udp\"\n";
+    let mux = HELLO.replace("port = 9000\n", "type = \"TCPMUX\"\n");
+    for key in [
+        "keepalive_idle",
+        "keepalive_interval",
+        "keepalive_count",
+        "tcp_user_timeout",
+    ] {
+        let message = error(&format!("{udp}{key} = 5\n"));
+        assert!(
+            message.contains(&format!("key {key}")) && message.contains("only stream (tcp)"),
+            "{message}"
+        );
+        let message = error(&format!("{mux}{key} = 5\n"));
+        assert!(
+            message.contains(&format!("key {key}")) && message.contains("tcpmux service"),
+            "{message}"
+        );
+        // From [defaults], they apply to the services that have connections.
+        let config = load_as(0, &format!("[defaults]\n{key} = 5\n{udp}{HELLO}"));
+        assert_eq!(config.errors, [], "{key}");
+        let udp = config.services.iter().find(|s| s.id == "echo").unwrap();
+        let hello = config.services.iter().find(|s| s.id == "hello").unwrap();
+        assert!(!udp.socket.timeouts.any() && !udp.socket.keepalive);
+        assert!(hello.socket.timeouts.any() && hello.socket.keepalive);
+    }
 }

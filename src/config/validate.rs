@@ -10,6 +10,7 @@ use super::attrs::{At, Attrs, Flag, OnFailure, OnSuccess, Origin, ServiceType};
 use super::spec::{
     Access, Banners, ExecSpec, Identity, Instances, Internal, Limit, Limits, Logging, Program,
     Protocol, RedirectSpec, Resource, RpcSpec, ServiceSpec, SocketSpec, SocketType, TcpMux,
+    TcpTimeouts,
 };
 use super::{ConfigError, FileKind, Host};
 use crate::access::{self, AccessTimes, Rules};
@@ -87,6 +88,7 @@ pub fn service(
     let table = Origin {
         file: file.into(),
         line,
+        defaults: false,
     };
     let spec = build(name, id, &table, attrs, host, &mut report);
     Outcome {
@@ -173,6 +175,7 @@ fn build(
     };
     let address = address(attrs, &flags, report);
     let backlog = backlog(attrs, host, report);
+    let timeouts = tcp_timeouts(attrs, socket_type, tcpmux.is_some(), report);
     let socket = socket_kind.zip(port).zip(address).map(
         |(((socket_type, protocol), port), (ip, v6only))| SocketSpec {
             socket_type,
@@ -181,7 +184,8 @@ fn build(
             v6only,
             backlog,
             nodelay: flags.contains(&Flag::NoDelay),
-            keepalive: flags.contains(&Flag::KeepAlive),
+            keepalive: flags.contains(&Flag::KeepAlive) || timeouts.any(),
+            timeouts,
         },
     );
 
@@ -208,6 +212,22 @@ fn build(
             Some(&at.origin),
             "deny_time only matters with flags = [\"SENSOR\"]",
         );
+    }
+    if let Some(at) = attrs.max_duration.as_ref().filter(|at| !at.origin.defaults) {
+        let moot = match kind {
+            Some(Kind::Sensor) => Some("a SENSOR runs nothing"),
+            Some(Kind::Internal) if dgram => {
+                Some("an internal datagram service answers each datagram at once")
+            }
+            _ => None,
+        };
+        if let Some(why) = moot {
+            report.warn(
+                "max_duration",
+                Some(&at.origin),
+                format!("max_duration does nothing here: {why}"),
+            );
+        }
     }
     if internal && name == "tcpmux" && dgram {
         report.error_at(
@@ -467,7 +487,52 @@ fn limits(attrs: &Attrs, report: &mut Report) -> Option<Limits> {
         Some(Instances::Limit(n)) => Some(n),
         _ => None,
     };
-    Some(Limits { per_source, cps })
+    let max_duration = attrs
+        .max_duration
+        .as_ref()
+        .map(|at| Duration::from_secs(at.value.into()));
+    Some(Limits {
+        per_source,
+        cps,
+        max_duration,
+    })
+}
+
+/// `keepalive_*` and `tcp_user_timeout`, which only a connection has: an error on a
+/// datagram service or a TCPMUX one (whose connections come through the tcpmux
+/// service's listener), left out quietly when it comes from `[defaults]`.
+fn tcp_timeouts(
+    attrs: &Attrs,
+    socket_type: Option<SocketType>,
+    tcpmux: bool,
+    report: &mut Report,
+) -> TcpTimeouts {
+    let refusal = match (socket_type, tcpmux) {
+        (_, true) => Some(
+            "a TCPMUX service's connections come through the tcpmux service's socket: set it there",
+        ),
+        (Some(SocketType::Dgram), _) => {
+            Some("only stream (tcp) services have connections to keep alive")
+        }
+        _ => None,
+    };
+    let mut take = |key: &str, at: &Option<At<u32>>| {
+        let at = at.as_ref()?;
+        match refusal {
+            None => Some(at.value),
+            Some(_) if at.origin.defaults => None,
+            Some(why) => {
+                report.error(key, at, why);
+                None
+            }
+        }
+    };
+    TcpTimeouts {
+        idle: take("keepalive_idle", &attrs.keepalive_idle),
+        interval: take("keepalive_interval", &attrs.keepalive_interval),
+        count: take("keepalive_count", &attrs.keepalive_count),
+        user_timeout: take("tcp_user_timeout", &attrs.tcp_user_timeout),
+    }
 }
 
 fn logging(

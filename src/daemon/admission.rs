@@ -166,6 +166,7 @@ mod tests {
                 backlog: 64,
                 nodelay: false,
                 keepalive: false,
+                timeouts: Default::default(),
             },
             wait: false,
             program: Program::Internal(Internal::Echo),

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::error;
 use nix::errno::Errno;
@@ -24,6 +24,25 @@ pub struct Child {
     pub started: Instant,
     /// A `wait` server: its service's listener is out of the poll set until it exits.
     pub holds_socket: bool,
+    /// `max_duration`: when it is sent SIGTERM, then, once it was, SIGKILL.
+    pub deadline: Option<Instant>,
+    /// Sent SIGTERM for running past `max_duration`.
+    pub overran: bool,
+}
+
+/// What `Children::end_overdue` did to a server past its `max_duration`.
+pub enum Overdue {
+    /// SIGTERM to its process group; SIGKILL follows at `then` if it still runs.
+    Terminated {
+        log: Rc<ServiceLog>,
+        lived: Duration,
+        then: Instant,
+    },
+    /// It outlived the grace after SIGTERM: SIGKILL to its process group.
+    Killed {
+        log: Rc<ServiceLog>,
+        grace: Duration,
+    },
 }
 
 #[derive(Default)]
@@ -70,6 +89,29 @@ impl Children {
                 return Some((pid, outcome, child));
             }
         }
+    }
+
+    /// Ends a server whose `max_duration` deadline passed by `now`, as shutdown does:
+    /// SIGTERM to its process group, then SIGKILL `grace` later. `None` when its
+    /// deadline has not passed: the timer was for an earlier server with that pid.
+    pub fn end_overdue(&mut self, pid: Pid, now: Instant, grace: Duration) -> Option<Overdue> {
+        let child = self.running.get_mut(&pid)?;
+        child.deadline.filter(|at| *at <= now)?;
+        let log = child.log.clone();
+        if child.overran {
+            child.deadline = None;
+            signal_group(pid, Signal::SIGKILL);
+            return Some(Overdue::Killed { log, grace });
+        }
+        let then = now + grace;
+        child.overran = true;
+        child.deadline = Some(then);
+        signal_group(pid, Signal::SIGTERM);
+        Some(Overdue::Terminated {
+            log,
+            lived: now.saturating_duration_since(child.started),
+            then,
+        })
     }
 
     /// Signals every server's process group; `each` is told of every pid first.

@@ -4,6 +4,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io;
 use std::net::{Ipv4Addr, Shutdown, SocketAddr};
 
+use nix::sys::socket::{SetSockOpt, sockopt};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::spec::{SocketSpec, SocketType};
@@ -32,22 +33,50 @@ pub fn open(spec: &SocketSpec) -> io::Result<Socket> {
     Ok(socket)
 }
 
-/// Linux copies these to every accepted socket: set once, not per connection.
+/// Linux copies these to every accepted socket (the listener is cloned, options and
+/// all): set once, not per connection. Timeouts left unset are not touched, so a
+/// service without them costs no system call.
 fn set_connection_options(socket: &Socket, spec: &SocketSpec) -> io::Result<()> {
     socket.set_tcp_nodelay(spec.nodelay)?;
-    socket.set_keepalive(spec.keepalive)
+    socket.set_keepalive(spec.keepalive)?;
+    let timeouts = &spec.timeouts;
+    if let Some(seconds) = timeouts.idle {
+        setsockopt(socket, sockopt::TcpKeepIdle, &seconds)?;
+    }
+    if let Some(seconds) = timeouts.interval {
+        setsockopt(socket, sockopt::TcpKeepInterval, &seconds)?;
+    }
+    if let Some(probes) = timeouts.count {
+        setsockopt(socket, sockopt::TcpKeepCount, &probes)?;
+    }
+    if let Some(seconds) = timeouts.user_timeout {
+        // Milliseconds; validation keeps it within an int.
+        setsockopt(socket, sockopt::TcpUserTimeout, &(seconds * 1000))?;
+    }
+    Ok(())
 }
 
-/// Gives a live listener the settings it takes without a new socket: `TCP_NODELAY` and
-/// `SO_KEEPALIVE` for the connections accepted from now on, and the backlog, since
-/// listen() on a listening socket only sets its queue length again (queued connections
-/// stay). A datagram socket has none of these.
+/// Gives a live listener the settings it takes without a new socket: `TCP_NODELAY`,
+/// `SO_KEEPALIVE` and the keepalive and user timeouts for the connections accepted from
+/// now on, and the backlog, since listen() on a listening socket only sets its queue
+/// length again (queued connections stay). A datagram socket has none of these.
+///
+/// A `tcp_user_timeout` a reload removed goes back to 0, the system's default; a
+/// removed keepalive timeout cannot (Linux refuses 0), so `reload::socket_change`
+/// asks for a new socket then.
 pub fn adjust(socket: &Socket, spec: &SocketSpec) -> io::Result<()> {
     if spec.socket_type == SocketType::Stream {
         set_connection_options(socket, spec)?;
+        if spec.timeouts.user_timeout.is_none() {
+            setsockopt(socket, sockopt::TcpUserTimeout, &0)?;
+        }
         socket.listen(spec.backlog as i32)?;
     }
     Ok(())
+}
+
+fn setsockopt<O: SetSockOpt>(socket: &Socket, option: O, value: &O::Val) -> io::Result<()> {
+    nix::sys::socket::setsockopt(socket, option, value).map_err(io::Error::from)
 }
 
 /// Stops a TCP listener without closing it. shutdown(SHUT_RD) on a listener resets the

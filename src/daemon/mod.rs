@@ -188,6 +188,7 @@ impl Daemon {
             match timer {
                 Timer::Arm(key) => self.services.set_armed(key, true, &self.poller),
                 Timer::Session(key) => self.session_deadline(key),
+                Timer::Child(pid) => self.child_deadline(pid),
                 Timer::Parked(key) => self.parked_deadline(key),
                 Timer::Housekeeping => self.housekeeping(now),
             }

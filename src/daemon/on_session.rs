@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
-use log::debug;
+use log::{debug, info};
 
 use super::Daemon;
 use super::incoming::Incoming;
@@ -47,9 +47,14 @@ impl Daemon {
             (Work::Relay(relay), Some((connect, idle))) => relay.deadline(*connect, *idle),
             _ => None,
         };
-        let key = self
-            .sessions
-            .insert(SessionEntry::new(work, service, log, peer));
+        let mut entry = SessionEntry::new(work, service, log, peer);
+        entry.ends = running
+            .spec
+            .limits
+            .max_duration
+            .map(|max| entry.started + max);
+        let deadline = earliest(deadline, entry.ends);
+        let key = self.sessions.insert(entry);
         if !self.sessions.update_interest(key, &self.poller) {
             self.end_session(key);
             return;
@@ -107,17 +112,35 @@ impl Daemon {
     }
 
     pub(super) fn end_session(&mut self, key: SessionKey) {
+        if let Some(entry) = self.take_session(key) {
+            self.log_session_end(&entry, None);
+        }
+    }
+
+    /// A session past its `max_duration`: closed whatever it is doing.
+    fn end_overdue_session(&mut self, key: SessionKey) {
         let Some(entry) = self.take_session(key) else {
             return;
         };
+        info!(
+            "service {}: closing the connection from {} after {} s, its max_duration",
+            entry.log.id,
+            entry.peer,
+            entry.started.elapsed().as_secs()
+        );
+        self.log_session_end(&entry, Some("max_duration"));
+    }
+
+    fn log_session_end(&mut self, entry: &SessionEntry, ended: Option<&str>) {
         let lived = entry.started.elapsed();
+        let exit = Outcome::Status(0);
         match &entry.work {
             Work::Relay(relay) => {
                 self.lines
                     .traffic(&entry.log, relay.bytes_in, relay.bytes_out);
-                self.lines.exit(&entry.log, Outcome::Status(0), 0, lived);
+                self.lines.exit_ended(&entry.log, exit, 0, lived, ended);
             }
-            Work::Internal(_) => self.lines.exit(&entry.log, Outcome::Status(0), 0, lived),
+            Work::Internal(_) => self.lines.exit_ended(&entry.log, exit, 0, lived, ended),
             Work::Mux(_) => {}
         }
     }
@@ -135,11 +158,16 @@ impl Daemon {
     }
 
     /// A session's timer: a relay that did not connect in time or sat idle too long,
-    /// or a tcpmux client that never finished its line.
+    /// a tcpmux client that never finished its line, or any session past its
+    /// `max_duration`.
     pub(super) fn session_deadline(&mut self, key: SessionKey) {
         let Some(entry) = self.sessions.get(key) else {
             return;
         };
+        let now = Instant::now();
+        if entry.ends.is_some_and(|at| at <= now) {
+            return self.end_overdue_session(key);
+        }
         let deadline = match &entry.work {
             Work::Relay(relay) => self
                 .redirect_timeouts(entry.service)
@@ -148,8 +176,7 @@ impl Daemon {
             Work::Internal(_) => None,
         };
         match deadline {
-            Some(at) if at > Instant::now() => self.timers.push(at, Timer::Session(key)),
-            Some(_) => {
+            Some(at) if at <= now => {
                 if let Work::Relay(relay) = &entry.work
                     && !relay.connected()
                 {
@@ -159,7 +186,11 @@ impl Daemon {
                 }
                 self.end_session(key);
             }
-            None => {}
+            _ => {
+                if let Some(next) = earliest(deadline, entry.ends) {
+                    self.timers.push(next, Timer::Session(key));
+                }
+            }
         }
     }
 
@@ -240,5 +271,12 @@ impl Daemon {
             Program::Redirect(target) => Some((target.connect_timeout, target.idle_timeout)),
             _ => None,
         }
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        _ => a.or(b),
     }
 }

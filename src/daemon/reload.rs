@@ -9,21 +9,30 @@ use crate::config::spec::SocketSpec;
 pub enum SocketChange {
     /// The socket settings did not change: the listener stays as it is.
     Same,
-    /// Only settings a live listener takes differ (`backlog`, `NODELAY`, `KEEPALIVE`):
-    /// they are set on it, so it keeps its queue and its port.
+    /// Only settings a live listener takes differ (`backlog`, `NODELAY`, `KEEPALIVE`,
+    /// the keepalive timeouts set or changed, `tcp_user_timeout`): they are set on it,
+    /// so it keeps its queue and its port.
     Adjust,
     /// The address, port, socket type, protocol, `v6only`, the RPC program or whether
-    /// the service has a socket of its own (TCPMUX) differ: a new socket.
+    /// the service has a socket of its own (TCPMUX) differ, or a keepalive timeout was
+    /// removed (Linux takes no value meaning "the system's default" back): a new
+    /// socket.
     Rebind,
 }
 
 /// Compares two definitions of one service. Any socket setting not named here as
 /// adjustable asks for a new socket, so a setting added to `SocketSpec` later is safe.
 pub fn socket_change(old: &ServiceSpec, new: &ServiceSpec) -> SocketChange {
+    let (was, is) = (&old.socket.timeouts, &new.socket.timeouts);
+    let removed = |was: Option<u32>, is: Option<u32>| was.is_some() && is.is_none();
+    let settable = !removed(was.idle, is.idle)
+        && !removed(was.interval, is.interval)
+        && !removed(was.count, is.count);
     let with_old_adjustables = SocketSpec {
         backlog: old.socket.backlog,
         nodelay: old.socket.nodelay,
         keepalive: old.socket.keepalive,
+        timeouts: if settable { *was } else { *is },
         ..new.socket.clone()
     };
     // A changed RPC program or version range is registered afresh with the socket it
@@ -87,6 +96,7 @@ mod tests {
     use super::*;
     use crate::config::spec::{
         Instances, Internal, Program, Protocol, RpcSpec, SocketSpec, SocketType, TcpMux,
+        TcpTimeouts,
     };
 
     fn spec(name: &str, port: u16) -> ServiceSpec {
@@ -102,6 +112,7 @@ mod tests {
                 backlog: 128,
                 nodelay: false,
                 keepalive: false,
+                timeouts: Default::default(),
             },
             wait: false,
             program: Program::Internal(Internal::Echo),
@@ -179,10 +190,23 @@ mod tests {
     #[test]
     fn options_a_live_listener_takes_are_adjusted_in_place() {
         let old = spec("svc", 7);
-        let adjustments: [fn(&mut SocketSpec); 4] = [
+        let adjustments: [fn(&mut SocketSpec); 7] = [
             |socket| socket.backlog = 5,
             |socket| socket.nodelay = true,
             |socket| socket.keepalive = true,
+            |socket| {
+                socket.keepalive = true;
+                socket.timeouts.idle = Some(60);
+                socket.timeouts.count = Some(3);
+            },
+            |socket| {
+                socket.keepalive = true;
+                socket.timeouts.interval = Some(1);
+            },
+            |socket| {
+                socket.keepalive = true;
+                socket.timeouts.user_timeout = Some(30);
+            },
             |socket| {
                 socket.backlog = 1024;
                 socket.nodelay = true;
@@ -198,6 +222,34 @@ mod tests {
         let mut limited = old.clone();
         limited.instances = Instances::Limit(1);
         assert_eq!(socket_change(&old, &limited), SocketChange::Same);
+    }
+
+    #[test]
+    fn keepalive_timeouts_are_adjusted_unless_removed() {
+        let mut old = spec("svc", 7);
+        old.socket.keepalive = true;
+        old.socket.timeouts = TcpTimeouts {
+            idle: Some(60),
+            interval: Some(5),
+            count: Some(3),
+            user_timeout: Some(30),
+        };
+        let adjust = |change: fn(&mut TcpTimeouts)| {
+            let mut new = old.clone();
+            change(&mut new.socket.timeouts);
+            socket_change(&old, &new)
+        };
+        assert_eq!(adjust(|t| t.idle = Some(1)), SocketChange::Adjust);
+        assert_eq!(adjust(|t| t.count = Some(9)), SocketChange::Adjust);
+        // 0 means the system's default for TCP_USER_TIMEOUT alone.
+        assert_eq!(adjust(|t| t.user_timeout = None), SocketChange::Adjust);
+        assert_eq!(adjust(|t| t.idle = None), SocketChange::Rebind);
+        assert_eq!(adjust(|t| t.interval = None), SocketChange::Rebind);
+        assert_eq!(adjust(|t| t.count = None), SocketChange::Rebind);
+        assert_eq!(
+            adjust(|t| *t = TcpTimeouts::default()),
+            SocketChange::Rebind
+        );
     }
 
     #[test]

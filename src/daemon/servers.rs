@@ -6,12 +6,12 @@ use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use log::warn;
+use log::{info, warn};
 use nix::unistd::Pid;
 
 use super::Daemon;
 use super::admission::Verdict;
-use super::children::Child;
+use super::children::{Child, Overdue};
 use super::incoming::Incoming;
 use super::listeners::Queue;
 use super::service_log::Reason;
@@ -172,16 +172,45 @@ impl Daemon {
         if let Some(peer) = counted_peer {
             service.per_source.add(peer);
         }
+        let started = Instant::now();
+        let deadline = service.spec.limits.max_duration.map(|max| started + max);
+        if let Some(at) = deadline {
+            self.timers.push(at, Timer::Child(pid));
+        }
         self.children.insert(
             pid,
             Child {
                 service: key,
                 log,
                 peer: counted_peer,
-                started: Instant::now(),
+                started,
                 holds_socket,
+                deadline,
+                overran: false,
             },
         );
+    }
+
+    /// A server's `max_duration` timer: SIGTERM, and SIGKILL after `shutdown_grace`.
+    pub(super) fn child_deadline(&mut self, pid: Pid) {
+        let now = Instant::now();
+        let grace = self.shutdown_grace;
+        match self.children.end_overdue(pid, now, grace) {
+            Some(Overdue::Terminated { log, lived, then }) => {
+                info!(
+                    "service {}: pid={pid} ran {} s, its max_duration: SIGTERM",
+                    log.id,
+                    lived.as_secs()
+                );
+                self.timers.push(then, Timer::Child(pid));
+            }
+            Some(Overdue::Killed { log, grace }) => warn!(
+                "service {}: pid={pid} still runs {} s after SIGTERM (max_duration): SIGKILL",
+                log.id,
+                grace.as_secs()
+            ),
+            None => {}
+        }
     }
 
     /// Reaps every child that exited: its EXIT line, its service's counts, and its
@@ -189,8 +218,9 @@ impl Daemon {
     pub(super) fn reap(&mut self) {
         while let Some((pid, outcome, child)) = self.children.reap() {
             let lived = child.started.elapsed();
+            let ended = child.overran.then_some("max_duration");
             self.lines
-                .exit(&child.log, outcome, pid.as_raw() as u32, lived);
+                .exit_ended(&child.log, outcome, pid.as_raw() as u32, lived, ended);
             let Some(service) = self.services.get_mut(child.service) else {
                 continue;
             };

@@ -101,6 +101,19 @@ impl Lines {
     }
 
     pub fn exit(&mut self, log: &ServiceLog, outcome: Outcome, pid: u32, lived: Duration) {
+        self.exit_ended(log, outcome, pid, lived, None);
+    }
+
+    /// An EXIT line; `ended` names what ended the server or session when the daemon
+    /// did (`max_duration`), after the fields xinetd writes, so they parse as ever.
+    pub fn exit_ended(
+        &mut self,
+        log: &ServiceLog,
+        outcome: Outcome,
+        pid: u32,
+        lived: Duration,
+        ended: Option<&str>,
+    ) {
         let logging = &log.logging;
         if !logging.exit && !logging.duration {
             return;
@@ -117,6 +130,10 @@ impl Lines {
         }
         if logging.duration {
             let _ = write!(self.buffer, " duration={}(sec)", lived.as_secs());
+        }
+        if let Some(ended) = ended {
+            self.buffer.push(' ');
+            self.buffer.push_str(ended);
         }
         self.emit(log.sink);
     }

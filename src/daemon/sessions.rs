@@ -35,6 +35,8 @@ pub struct SessionEntry {
     /// Counted against `per_source`.
     pub counted: bool,
     pub started: Instant,
+    /// `max_duration`: when the daemon closes it, whatever it is doing.
+    pub ends: Option<Instant>,
     /// The flags each fd is in the epoll set with; empty means not in the set, since
     /// epoll reports hang-ups whatever the flags and would wake the loop forever.
     registered: [EpollFlags; 2],
@@ -49,6 +51,7 @@ impl SessionEntry {
             peer,
             counted: false,
             started: Instant::now(),
+            ends: None,
             registered: [EpollFlags::empty(); 2],
         }
     }

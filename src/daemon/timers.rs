@@ -1,49 +1,91 @@
 //! Deadlines: each names what to look at again when it passes. The loop's epoll
 //! timeout is the time to the earliest.
 
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 use std::time::Instant;
 
 use nix::sys::epoll::EpollTimeout;
+use nix::unistd::Pid;
 
 use super::slab::{ParkedKey, ServiceKey, SessionKey};
 
 pub enum Timer {
     /// Watch a service's listener again (after a back-off or a pause).
     Arm(ServiceKey),
-    /// A session's connect, idle or request deadline may have passed.
+    /// A session's connect, idle, request or `max_duration` deadline may have passed.
     Session(SessionKey),
+    /// A server's `max_duration` (or the grace after its SIGTERM) may have passed. The
+    /// pid may have been reaped and reused since: `Children` checks the deadline.
+    Child(Pid),
     /// A parked connection's lookup took too long.
     Parked(ParkedKey),
     /// Forget cps buckets and deny-list entries that expired.
     Housekeeping,
 }
 
+/// Kept in a heap by deadline, so the loop finds the earliest in O(1) each turn however
+/// many servers and sessions have a `max_duration`. A timer whose server or session is
+/// gone stays until its time and then finds nothing to do.
 #[derive(Default)]
 pub struct Timers {
-    pending: Vec<(Instant, Timer)>,
+    pending: BinaryHeap<Pending>,
 }
+
+struct Pending {
+    at: Instant,
+    timer: Timer,
+}
+
+/// Ordered by deadline alone, earliest greatest: `BinaryHeap` is a max-heap.
+impl Ord for Pending {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.at.cmp(&self.at)
+    }
+}
+
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, other: &Self) -> bool {
+        self.at == other.at
+    }
+}
+
+impl Eq for Pending {}
 
 impl Timers {
     pub fn push(&mut self, at: Instant, timer: Timer) {
-        self.pending.push((at, timer));
+        self.pending.push(Pending { at, timer });
     }
 
     pub fn any_due(&self, now: Instant) -> bool {
-        self.pending.iter().any(|(at, _)| *at <= now)
+        self.pending.peek().is_some_and(|next| next.at <= now)
     }
 
-    /// Takes the timers that passed by `now`; the others stay.
+    /// Takes the timers that passed by `now`, earliest first; the others stay.
     pub fn take_due(&mut self, now: Instant) -> Vec<Timer> {
-        let (due, pending): (Vec<_>, Vec<_>) =
-            self.pending.drain(..).partition(|(at, _)| *at <= now);
-        self.pending = pending;
-        due.into_iter().map(|(_, timer)| timer).collect()
+        let mut due = Vec::new();
+        while self.any_due(now) {
+            due.extend(self.pending.pop().map(|next| next.timer));
+        }
+        due
     }
 
     /// How long epoll may wait: until the earliest timer or `also`, rounded up so the
     /// deadline has passed when the loop wakes, and at most a minute.
     pub fn timeout(&self, also: Option<Instant>) -> EpollTimeout {
-        let next = self.pending.iter().map(|(at, _)| *at).chain(also).min();
+        let next = self
+            .pending
+            .peek()
+            .map(|next| next.at)
+            .into_iter()
+            .chain(also)
+            .min();
         match next {
             None => EpollTimeout::NONE,
             Some(at) => {
@@ -52,5 +94,37 @@ impl Timers {
                 EpollTimeout::from(millis)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn due_timers_come_out_earliest_first_and_the_rest_stay() {
+        let now = Instant::now();
+        let mut timers = Timers::default();
+        let second = Duration::from_secs(1);
+        timers.push(now + second * 3, Timer::Housekeeping);
+        timers.push(now + second, Timer::Child(Pid::from_raw(1)));
+        timers.push(now + second * 2, Timer::Child(Pid::from_raw(2)));
+        timers.push(now + second * 9, Timer::Child(Pid::from_raw(9)));
+        assert!(!timers.any_due(now));
+        assert!(timers.take_due(now).is_empty());
+        let due: Vec<String> = timers
+            .take_due(now + second * 3)
+            .iter()
+            .map(|timer| match timer {
+                Timer::Child(pid) => pid.to_string(),
+                Timer::Housekeeping => "housekeeping".to_string(),
+                _ => "other".to_string(),
+            })
+            .collect();
+        assert_eq!(due, ["1", "2", "housekeeping"]);
+        assert!(!timers.any_due(now + second * 8));
+        assert!(timers.any_due(now + second * 9));
     }
 }
