@@ -263,7 +263,7 @@ fn ports_come_from_etc_services() {
     let spec = one("[service.echo]\ntype = \"INTERNAL\"\nprotocol = \"udp\"\n");
     assert_eq!(
         (
-            spec.socket.address.port(),
+            spec.socket.address.ip().unwrap().port(),
             spec.socket.socket_type,
             spec.wait
         ),
@@ -277,7 +277,7 @@ fn ports_come_from_etc_services() {
             .replace("[service.hello]", "[service.finger]")
             .replace("port = 9000\n", ""),
     );
-    assert_eq!(config.services[0].socket.address.port(), 79);
+    assert_eq!(config.services[0].socket.address.ip().unwrap().port(), 79);
 }
 
 #[test]
@@ -294,7 +294,7 @@ fn defaults_fill_unset_keys_and_lists_replace() {
     assert_eq!(exec(spec).identity.as_ref().unwrap().uid, 0);
     assert!(spec.socket.nodelay);
     assert!(
-        spec.socket.address.is_ipv6(),
+        spec.socket.address.ip().unwrap().is_ipv6(),
         "the service's flags replace the default list"
     );
 }
@@ -742,7 +742,7 @@ fn services_that_run_no_server() {
     let mux = one(&HELLO.replace("port = 9000\n", "type = \"TCPMUXPLUS\"\n"));
     assert_eq!(mux.tcpmux, Some(spec::TcpMux::Plus));
     let tcpmux = one("[service.tcpmux]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\n");
-    assert_eq!(tcpmux.socket.address.port(), 1);
+    assert_eq!(tcpmux.socket.address.ip().unwrap().port(), 1);
     let rpc = one(&format!(
         "{HELLO}type = [\"RPC\", \"UNLISTED\"]\nrpc_number = 300999\nrpc_version = \"1-2\"\n"
     ));

@@ -16,6 +16,7 @@ mod children;
 mod datagrams;
 mod incoming;
 pub mod listeners;
+mod local;
 pub mod lookup;
 mod on_session;
 mod parking;

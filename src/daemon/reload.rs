@@ -2,15 +2,16 @@
 //! Services are matched by `id`, which is unique in a configuration.
 
 use crate::config::ServiceSpec;
-use crate::config::spec::SocketSpec;
+use crate::config::spec::{Address, SocketSpec, UnixAddress};
 
 /// What a changed definition asks of the service's listening socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SocketChange {
     /// The socket settings did not change: the listener stays as it is.
     Same,
-    /// Only settings a live listener takes differ (`backlog`, `NODELAY`, `KEEPALIVE`):
-    /// they are set on it, so it keeps its queue and its port.
+    /// Only settings a live listener takes differ (`backlog`, `NODELAY`, `KEEPALIVE`, a
+    /// Unix socket file's mode and owners): they are set on it, so it keeps its queue
+    /// and its port or path.
     Adjust,
     /// The address, port, socket type, protocol, `v6only`, the RPC program or whether
     /// the service has a socket of its own (TCPMUX) differ: a new socket.
@@ -20,10 +21,18 @@ pub enum SocketChange {
 /// Compares two definitions of one service. Any socket setting not named here as
 /// adjustable asks for a new socket, so a setting added to `SocketSpec` later is safe.
 pub fn socket_change(old: &ServiceSpec, new: &ServiceSpec) -> SocketChange {
+    let address = match (&old.socket.address, &new.socket.address) {
+        (Address::Unix(old), Address::Unix(new)) => Address::Unix(UnixAddress {
+            permissions: old.permissions,
+            ..new.clone()
+        }),
+        (_, new) => new.clone(),
+    };
     let with_old_adjustables = SocketSpec {
         backlog: old.socket.backlog,
         nodelay: old.socket.nodelay,
         keepalive: old.socket.keepalive,
+        address,
         ..new.socket.clone()
     };
     // A changed RPC program or version range is registered afresh with the socket it
@@ -97,7 +106,7 @@ mod tests {
             socket: SocketSpec {
                 socket_type: SocketType::Stream,
                 protocol: Protocol::Tcp,
-                address: ([127, 0, 0, 1], port).into(),
+                address: Address::Ip(([127, 0, 0, 1], port).into()),
                 v6only: None,
                 backlog: 128,
                 nodelay: false,
@@ -203,11 +212,11 @@ mod tests {
     #[test]
     fn options_fixed_at_bind_need_a_new_socket() {
         let mut old = spec("svc", 7);
-        old.socket.address = "[::]:7".parse().expect("address");
+        old.socket.address = Address::Ip("[::]:7".parse().expect("address"));
         old.socket.v6only = Some(false);
         let rebinds: [fn(&mut ServiceSpec); 8] = [
-            |spec| spec.socket.address = "[::]:8".parse().expect("address"),
-            |spec| spec.socket.address = "[::1]:7".parse().expect("address"),
+            |spec| spec.socket.address = Address::Ip("[::]:8".parse().expect("address")),
+            |spec| spec.socket.address = Address::Ip("[::1]:7".parse().expect("address")),
             |spec| spec.socket.v6only = Some(true),
             |spec| spec.socket.socket_type = SocketType::Dgram,
             |spec| spec.socket.protocol = Protocol::Udp,
