@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::spec::{Identity, Instances, Internal, Limit, Program, Protocol, Resource, SocketType};
+use super::spec::{
+    Address, Identity, Instances, Internal, Limit, Program, Protocol, Resource, SocketType,
+};
 use super::*;
 
 struct FakeHost {
@@ -1078,4 +1080,80 @@ fn root_servers_need_trusted_files() {
             .to_string()
             .contains(":1: key trust_insecure_files: expected true or false, found a string")
     );
+}
+
+const UNIX: &str = "[service.u]\nsocket_type = \"stream\"\nwait = false\nuser = \"nobody\"\nserver = \"/bin/hello\"\nsocket_path = \"/run/u.sock\"\n";
+
+#[test]
+fn a_unix_socket_service() {
+    let spec = one(&format!(
+        "{UNIX}socket_mode = \"0660\"\nsocket_owner = \"nobody\"\nsocket_group = \"daemon\"\nper_source = 2\n"
+    ));
+    let Address::Unix(unix) = &spec.socket.address else {
+        panic!("{:?}", spec.socket.address)
+    };
+    assert_eq!(unix.path, std::path::Path::new("/run/u.sock"));
+    assert_eq!(unix.permissions.mode, 0o660);
+    assert_eq!(unix.permissions.owner, Some(65534));
+    assert_eq!(unix.permissions.group, Some(1));
+    assert_eq!(spec.limits.per_source, Some(2));
+    assert_eq!(spec.socket.v6only, None);
+    assert_eq!(
+        spec.describe(),
+        "/run/u.sock stream/unix wait=no /bin/hello"
+    );
+    let default = one(UNIX);
+    let Address::Unix(unix) = &default.socket.address else {
+        panic!()
+    };
+    assert_eq!(unix.permissions.mode, 0o666);
+    assert_eq!(unix.permissions.owner, None);
+}
+
+#[test]
+fn unix_sockets_refuse_what_only_ip_has() {
+    for (line, key) in [
+        ("port = 7", "port"),
+        ("v6only = true", "v6only"),
+        ("interface = \"::1\"", "interface"),
+        ("cps = [10, 5]", "cps"),
+        ("flags = [\"KEEPALIVE\"]", "flags"),
+        ("type = \"INTERNAL\"", "type"),
+        ("log_on_success = [\"USERID\"]", "log_on_success"),
+        ("socket_owner = \"nosuchuser\"", "socket_owner"),
+    ] {
+        let config = load_as(0, &format!("{UNIX}{line}\n"));
+        let want = format!(":7: service u: key {key}: ");
+        assert!(
+            config.errors.iter().any(|e| e.to_string().contains(&want)),
+            "{line}: {:?}",
+            config.errors
+        );
+    }
+    let text = error(
+        &format!("{HELLO}socket_type = \"seqpacket\"\n").replace("socket_type = \"stream\"\n", ""),
+    );
+    assert!(
+        text.contains("key socket_type: seqpacket is for Unix sockets"),
+        "{text}"
+    );
+    let text = error(&format!(
+        "[defaults]\nsocket_path = \"/run/x.sock\"\n{HELLO}"
+    ));
+    assert!(
+        text.contains("key socket_path: this key belongs to one service"),
+        "{text}"
+    );
+}
+
+#[test]
+fn unix_services_inherit_no_ip_keys_from_defaults() {
+    let spec = one(&format!(
+        "[defaults]\nport = 7\nbind = \"127.0.0.1\"\nonly_from = [\"10.0.0.0/8\"]\ncps = [5, 5]\nflags = [\"IPv4\", \"NORETRY\"]\ninstances = 3\n\n{UNIX}"
+    ));
+    assert!(matches!(spec.socket.address, Address::Unix(_)));
+    assert!(spec.access.rules.is_open());
+    assert_eq!(spec.limits.cps, None);
+    assert!(spec.no_retry);
+    assert_eq!(spec.instances, Instances::Limit(3));
 }

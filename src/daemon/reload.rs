@@ -210,6 +210,32 @@ mod tests {
     }
 
     #[test]
+    fn a_unix_socket_file_keeps_its_path_through_new_permissions() {
+        let unix = |path: &str, mode: u32| {
+            Address::Unix(UnixAddress {
+                path: path.into(),
+                permissions: crate::config::spec::Permissions {
+                    mode,
+                    owner: None,
+                    group: None,
+                },
+            })
+        };
+        let mut old = spec("svc", 7);
+        old.socket.address = unix("/run/a.sock", 0o666);
+        let mut new = old.clone();
+        new.socket.address = unix("/run/a.sock", 0o600);
+        assert_eq!(socket_change(&old, &new), SocketChange::Adjust);
+        new.socket.address = unix("/run/b.sock", 0o666);
+        assert_eq!(socket_change(&old, &new), SocketChange::Rebind);
+        new.socket.address = Address::Ip("[::]:7".parse().expect("address"));
+        assert_eq!(socket_change(&old, &new), SocketChange::Rebind);
+        let mut seqpacket = old.clone();
+        seqpacket.socket.socket_type = SocketType::Seqpacket;
+        assert_eq!(socket_change(&old, &seqpacket), SocketChange::Rebind);
+    }
+
+    #[test]
     fn options_fixed_at_bind_need_a_new_socket() {
         let mut old = spec("svc", 7);
         old.socket.address = Address::Ip("[::]:7".parse().expect("address"));
