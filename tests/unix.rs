@@ -441,3 +441,40 @@ fn ip_keys_are_errors_with_socket_path() {
     );
     assert_check_rejects("socket_mode = \"0600\"", "socket_mode");
 }
+
+/// A reload that changes the socket type binds a new socket at the same path: the
+/// service's own file is replaced, not taken for another daemon's.
+#[test]
+fn a_reload_to_another_socket_type_keeps_the_path() {
+    if !have("socat") {
+        return skip("socat is not installed");
+    }
+    let setup = Setup::new();
+    let path = setup.path("svc.sock");
+    let service = |kind: &str| {
+        unix_service(
+            "svc",
+            &path,
+            &format!(
+                "socket_type = \"{kind}\"\nwait = false\n{}",
+                sh_as_root("echo \"$PROTO\"")
+            ),
+        )
+    };
+    let (daemon, _) = setup.start(&service("stream"));
+    assert_eq!(
+        client("socat", &["-", &format!("UNIX-CONNECT:{path}")], b""),
+        "IPC\n"
+    );
+    daemon.write_config(&service("seqpacket"));
+    daemon.reload();
+    assert!(
+        !daemon.log().contains("keeping the previous definition"),
+        "{}",
+        daemon.log()
+    );
+    let out = client("socat", &["-", &format!("UNIX-CONNECT:{path},type=5")], b"");
+    assert_eq!(out, "IPC\n");
+    daemon.stop();
+    assert!(!Path::new(&path).exists());
+}
