@@ -441,7 +441,7 @@ fn each_key_is_checked_on_its_own() {
             "[service.hello]\nserver = \"bin/cat\"\nsocket_type = \"strem\"\nwait = false\nuser = \"nobody\"\nport = 9000\n".to_string(),
             &[
                 ":2: service hello: key server: bin/cat is not an absolute path",
-                ":3: service hello: key socket_type: `strem` is not one of: stream, dgram",
+                ":3: service hello: key socket_type: `strem` is not one of: stream, dgram, seqpacket",
             ],
         ),
         // An unreadable socket_type: no lookup in /etc/services, no wait follow-on.
