@@ -14,6 +14,11 @@
 //!   growing pause, never in a hot loop.
 //! - `type = "INTERNAL"`: echo, discard, daytime, time and chargen are served by the
 //!   loop itself, non-blocking, without a fork.
+//! - `socket_path`: the same for a Unix-domain socket (`stream`, `seqpacket` or
+//!   `dgram`), exec'd servers only; the peer is its `SO_PEERCRED` credentials
+//!   (`PROTO=IPC`, `IPCREMOTEEUID`...) instead of an address, and `per_source` counts
+//!   uids. The socket file is oxinetd's while the service lives: bound under a name of
+//!   its own and renamed into place, removed with the service.
 //!
 //! A server gets exactly fds 0-2, a new session, the configured limits, umask and nice
 //! value, the configured identity (setgroups, setgid, setuid, in that order), the

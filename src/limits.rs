@@ -52,10 +52,13 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-/// The number of servers running for each peer address (`per_source`).
+use crate::peer::Source;
+
+/// The number of servers running for each peer (`per_source`): an IP address, or a
+/// Unix-domain peer's uid.
 #[derive(Clone, Debug, Default)]
 pub struct PerSource {
-    counts: HashMap<IpAddr, u32>,
+    counts: HashMap<Source, u32>,
 }
 
 impl PerSource {
@@ -63,17 +66,18 @@ impl PerSource {
         Self::default()
     }
 
-    pub fn count(&self, peer: IpAddr) -> u32 {
-        self.counts.get(&peer.to_canonical()).copied().unwrap_or(0)
+    /// An IP peer is counted by its canonical address (`Source::from`).
+    pub fn count(&self, peer: impl Into<Source>) -> u32 {
+        self.counts.get(&peer.into()).copied().unwrap_or(0)
     }
 
-    pub fn add(&mut self, peer: IpAddr) {
-        *self.counts.entry(peer.to_canonical()).or_insert(0) += 1;
+    pub fn add(&mut self, peer: impl Into<Source>) {
+        *self.counts.entry(peer.into()).or_insert(0) += 1;
     }
 
     /// Removing a peer that is not counted does nothing; a count of 0 is forgotten.
-    pub fn remove(&mut self, peer: IpAddr) {
-        let peer = peer.to_canonical();
+    pub fn remove(&mut self, peer: impl Into<Source>) {
+        let peer = peer.into();
         if let Some(count) = self.counts.get_mut(&peer) {
             *count -= 1;
             if *count == 0 {

@@ -1,7 +1,8 @@
-//! How a connection's addresses are shown: in logs and in the server's environment.
+//! How a connection's peer is shown: in logs and in the server's environment. An IP
+//! peer is its address; a Unix-domain peer is its credentials (`SO_PEERCRED`).
 
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::config::spec::Protocol;
 
@@ -20,7 +21,56 @@ pub const CONNECTION_VARIABLES: &[&str] = &[
     "UDPREMOTEPORT",
     "UDPLOCALIP",
     "UDPLOCALPORT",
+    "IPCREMOTEEUID",
+    "IPCREMOTEEGID",
+    "IPCREMOTEPID",
 ];
+
+/// Who a connection comes from, as `per_source` counts and log lines show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// Canonical: an IPv4 peer of a dual-stack socket is its IPv4 address.
+    Ip(IpAddr),
+    /// A Unix-domain peer: its effective uid.
+    Uid(u32),
+}
+
+impl From<IpAddr> for Source {
+    fn from(ip: IpAddr) -> Source {
+        Source::Ip(ip.to_canonical())
+    }
+}
+
+impl std::fmt::Display for Source {
+    /// As log lines show it: `from=ADDRESS` or `uid=N`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Ip(ip) => write!(f, "from={ip}"),
+            Source::Uid(uid) => write!(f, "uid={uid}"),
+        }
+    }
+}
+
+/// A Unix-domain peer as the kernel saw it when it connected (`SO_PEERCRED`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    pub pid: i32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Both ends of a connection, for the server's environment.
+#[derive(Clone, Copy, Debug)]
+pub enum Ends {
+    Ip {
+        protocol: Protocol,
+        remote: Option<SocketAddr>,
+        local: Option<SocketAddr>,
+    },
+    /// A Unix-domain socket: the peer's credentials where there is one peer (not for
+    /// a `wait` server, which is handed the listening socket).
+    Ipc(Option<Credentials>),
+}
 
 /// An IPv4 peer on a dual-stack socket arrives as `::ffff:a.b.c.d`; people and
 /// programs expect `a.b.c.d`.
@@ -28,17 +78,9 @@ pub fn canonical(address: SocketAddr) -> SocketAddr {
     SocketAddr::new(address.ip().to_canonical(), address.port())
 }
 
-/// Appends the connection's variables to `out` as NUL-terminated `NAME=value` strings.
-pub fn write_environment(
-    out: &mut Vec<u8>,
-    protocol: Protocol,
-    remote: Option<SocketAddr>,
-    local: Option<SocketAddr>,
-) {
-    let (proto, ucspi) = match protocol {
-        Protocol::Tcp => ("TCP", "TCP"),
-        Protocol::Udp => ("UDP", "UDP"),
-    };
+/// Appends the connection's variables to `out` as NUL-terminated `NAME=value` strings:
+/// UCSPI-tcp's names (and inetd's `REMOTE_*`) for IP, UCSPI-ipc's for a Unix socket.
+pub fn write_environment(out: &mut Vec<u8>, ends: Ends) {
     let mut put = |name: &[&str], value: &[u8]| {
         for part in name {
             out.extend_from_slice(part.as_bytes());
@@ -46,6 +88,27 @@ pub fn write_environment(
         out.push(b'=');
         out.extend_from_slice(value);
         out.push(0);
+    };
+    let (protocol, remote, local) = match ends {
+        Ends::Ip {
+            protocol,
+            remote,
+            local,
+        } => (protocol, remote, local),
+        Ends::Ipc(credentials) => {
+            put(&["PROTO"], b"IPC");
+            if let Some(peer) = credentials {
+                let mut number = Text::default();
+                put(&["IPCREMOTEEUID"], number.show(peer.uid));
+                put(&["IPCREMOTEEGID"], number.show(peer.gid));
+                put(&["IPCREMOTEPID"], number.show(peer.pid));
+            }
+            return;
+        }
+    };
+    let (proto, ucspi) = match protocol {
+        Protocol::Tcp => ("TCP", "TCP"),
+        Protocol::Udp => ("UDP", "UDP"),
     };
     put(&["PROTO"], proto.as_bytes());
     // Each address and port is formatted once, then copied: this runs per connection.
@@ -104,9 +167,11 @@ mod tests {
         let mut out = Vec::new();
         write_environment(
             &mut out,
-            Protocol::Tcp,
-            Some("[::ffff:10.0.0.1]:4000".parse().unwrap()),
-            Some("[::ffff:10.0.0.2]:79".parse().unwrap()),
+            Ends::Ip {
+                protocol: Protocol::Tcp,
+                remote: Some("[::ffff:10.0.0.1]:4000".parse().unwrap()),
+                local: Some("[::ffff:10.0.0.2]:79".parse().unwrap()),
+            },
         );
         let text = String::from_utf8(out).unwrap();
         let variables: Vec<&str> = text.split_terminator('\0').collect();
@@ -136,9 +201,11 @@ mod tests {
         let longest = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535";
         write_environment(
             &mut out,
-            Protocol::Udp,
-            Some(longest.parse().unwrap()),
-            Some("[::1]:7".parse().unwrap()),
+            Ends::Ip {
+                protocol: Protocol::Udp,
+                remote: Some(longest.parse().unwrap()),
+                local: Some("[::1]:7".parse().unwrap()),
+            },
         );
         let text = String::from_utf8(out).unwrap();
         let variables: Vec<&str> = text.split_terminator('\0').collect();
@@ -156,5 +223,42 @@ mod tests {
                 "UDPLOCALPORT=7".to_string(),
             ]
         );
+    }
+
+    #[test]
+    fn a_unix_peer_is_its_credentials() {
+        let mut out = Vec::new();
+        let peer = Credentials {
+            pid: 4242,
+            uid: 65534,
+            gid: 0,
+        };
+        write_environment(&mut out, Ends::Ipc(Some(peer)));
+        let text = String::from_utf8(out).unwrap();
+        let variables: Vec<&str> = text.split_terminator('\0').collect();
+        assert_eq!(
+            variables,
+            [
+                "PROTO=IPC",
+                "IPCREMOTEEUID=65534",
+                "IPCREMOTEEGID=0",
+                "IPCREMOTEPID=4242"
+            ]
+        );
+        assert!(
+            variables
+                .iter()
+                .all(|v| CONNECTION_VARIABLES.contains(&v.split('=').next().unwrap()))
+        );
+        let mut out = Vec::new();
+        write_environment(&mut out, Ends::Ipc(None));
+        assert_eq!(out, b"PROTO=IPC\0");
+    }
+
+    #[test]
+    fn sources_show_as_log_lines_do() {
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(Source::from(mapped).to_string(), "from=10.0.0.1");
+        assert_eq!(Source::Uid(0).to_string(), "uid=0");
     }
 }

@@ -645,7 +645,9 @@ fn a_bad_socket_type_hides_no_other_error_and_errors_come_in_line_order() {
         error_lines(&stderr),
         [
             format!("{main}:2: service svc: key server: bin/cat is not an absolute path"),
-            format!("{main}:3: service svc: key socket_type: `strem` is not one of: stream, dgram"),
+            format!(
+                "{main}:3: service svc: key socket_type: `strem` is not one of: stream, dgram, seqpacket"
+            ),
         ],
         "stderr:\n{stderr}"
     );

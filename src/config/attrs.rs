@@ -116,9 +116,13 @@ macro_rules! service_keys {
 }
 
 service_keys! {
-    socket_type: SocketType = "socket_type" by |v| enumeration(v, &[("stream", SocketType::Stream), ("dgram", SocketType::Dgram)]),
+    socket_type: SocketType = "socket_type" by |v| enumeration(v, &[("stream", SocketType::Stream), ("dgram", SocketType::Dgram), ("seqpacket", SocketType::Seqpacket)]),
     protocol: Protocol = "protocol" by |v| enumeration(v, &[("tcp", Protocol::Tcp), ("udp", Protocol::Udp)]),
     port: u16 = "port" by port,
+    socket_path: PathBuf = "socket_path" by socket_path,
+    socket_mode: u32 = "socket_mode" by socket_mode,
+    socket_owner: String = "socket_owner" by name,
+    socket_group: String = "socket_group" by name,
     wait: bool = "wait" by yes_no,
     user: String = "user" by name,
     group: String = "group" by name,
@@ -176,6 +180,45 @@ service_keys! {
 
 /// Keys that describe the whole daemon, so only `[defaults]` may hold them.
 pub const DEFAULTS_ONLY: &[&str] = &["max_servers", "disabled", "enabled"];
+
+/// Keys that name one service's own resource, so `[defaults]` may not hold them.
+pub const SERVICE_ONLY: &[&str] = &["socket_path"];
+
+impl Attrs {
+    /// `[defaults]` as a Unix-socket service inherits it: without the keys that only
+    /// apply to IP (addresses, ports, address rules, `cps`, IP flags), which a
+    /// `[defaults]` written for IP services commonly holds and which are errors in the
+    /// service's own table.
+    pub fn for_unix(&self) -> Attrs {
+        let mut defaults = self.clone();
+        for key in [
+            "port",
+            "protocol",
+            "bind",
+            "interface",
+            "v6only",
+            "only_from",
+            "no_access",
+            "cps",
+        ] {
+            defaults.clear(key);
+        }
+        if let Some(flags) = &mut defaults.flags {
+            flags.value.retain(|flag| {
+                !matches!(
+                    flag,
+                    Flag::Ipv4
+                        | Flag::Ipv6
+                        | Flag::NoDelay
+                        | Flag::KeepAlive
+                        | Flag::IdOnly
+                        | Flag::Sensor
+                )
+            });
+        }
+        defaults
+    }
+}
 
 const TYPES: &[(&str, ServiceType)] = &[
     ("internal", ServiceType::Internal),
@@ -511,6 +554,41 @@ fn instances(value: &Value) -> Result<Instances, String> {
 
 /// xinetd writes umask in octal: `"022"`, or a TOML octal integer `0o022`.
 /// A decimal integer is refused, since `22` would silently mean 0o026.
+/// The longest path bind() takes is 107 bytes; the socket is bound under the path plus
+/// `.PID` (up to 8 bytes) and renamed into place, so the path itself gets 99.
+pub const MAX_SOCKET_PATH: usize = 99;
+
+fn socket_path(value: &Value) -> Result<PathBuf, String> {
+    let path = path(value)?;
+    let length = path.as_os_str().len();
+    if length > MAX_SOCKET_PATH {
+        return Err(format!(
+            "{} is {length} bytes long; a Unix socket path may have at most {MAX_SOCKET_PATH}",
+            path.display()
+        ));
+    }
+    if path.file_name().is_none() {
+        return Err(format!("{} names no file", path.display()));
+    }
+    Ok(path)
+}
+
+/// A file mode, in octal as chmod writes it: `"0660"` or `0o660`.
+fn socket_mode(value: &Value) -> Result<u32, String> {
+    let parsed = match value {
+        Value::String(text) => u32::from_str_radix(text.trim(), 8).ok(),
+        Value::Integer { radix: 8, .. } => value.as_i64().and_then(|n| u32::try_from(n).ok()),
+        Value::Integer { .. } => {
+            return Err("write socket_mode in octal: \"0660\" or 0o660".to_string());
+        }
+        other => return Err(expected("an octal string such as \"0660\"", other)),
+    };
+    match parsed {
+        Some(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err("socket_mode is an octal mode from \"0000\" to \"0777\"".to_string()),
+    }
+}
+
 fn umask(value: &Value) -> Result<u32, String> {
     let parsed = match value {
         Value::String(text) => u32::from_str_radix(text.trim(), 8).ok(),

@@ -295,7 +295,10 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
         // in `failed`: the checks of combinations that need it are skipped, and errors
         // about that key would only repeat it.
         let mut failed: Vec<String> = key_errors.iter().filter_map(|e| e.key.clone()).collect();
-        let mut attrs = attrs.or(&defaults);
+        let mut attrs = match attrs.socket_path {
+            Some(_) => attrs.or(&defaults.for_unix()),
+            None => attrs.or(&defaults),
+        };
         for key in &failed {
             attrs.clear(key);
         }
@@ -585,6 +588,8 @@ fn read_attrs(
         };
         let result = if service.is_some() && attrs::DEFAULTS_ONLY.contains(&entry.key.as_str()) {
             Err("this key is about the whole daemon: put it under [defaults]".to_string())
+        } else if service.is_none() && attrs::SERVICE_ONLY.contains(&entry.key.as_str()) {
+            Err("this key belongs to one service: put it under [service.NAME]".to_string())
         } else {
             attrs.set(&entry.key, &entry.value, origin)
         };

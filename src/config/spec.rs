@@ -1,7 +1,7 @@
 //! The validated service model: everything the daemon needs, resolved at load time.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -13,6 +13,23 @@ use crate::logging::LogType;
 pub enum SocketType {
     Stream,
     Dgram,
+    /// Unix-domain sockets only: connections, as `stream`, that keep message boundaries.
+    Seqpacket,
+}
+
+impl SocketType {
+    pub fn name(self) -> &'static str {
+        match self {
+            SocketType::Stream => "stream",
+            SocketType::Dgram => "dgram",
+            SocketType::Seqpacket => "seqpacket",
+        }
+    }
+
+    /// Whether the socket listens and connections are accepted from it.
+    pub fn connected(self) -> bool {
+        self != SocketType::Dgram
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,13 +88,66 @@ impl Internal {
     }
 }
 
+/// Where a service listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Address {
+    Ip(SocketAddr),
+    /// `socket_path`: a Unix-domain socket.
+    Unix(UnixAddress),
+}
+
+impl Address {
+    /// The IP address, for what only IP services have (RPC, ident, tcpmux, redirects).
+    pub fn ip(&self) -> Option<SocketAddr> {
+        match self {
+            Address::Ip(address) => Some(*address),
+            Address::Unix(_) => None,
+        }
+    }
+
+    pub fn unix_path(&self) -> Option<&Path> {
+        match self {
+            Address::Ip(_) => None,
+            Address::Unix(unix) => Some(&unix.path),
+        }
+    }
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Address::Ip(address) => write!(f, "{address}"),
+            Address::Unix(unix) => write!(f, "{}", unix.path.display()),
+        }
+    }
+}
+
+/// A Unix-domain socket's file and who may connect to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnixAddress {
+    /// Absolute; its directory must exist.
+    pub path: PathBuf,
+    pub permissions: Permissions,
+}
+
+/// The socket file's mode and owners, set after bind and again at a reload that
+/// changes them. `None`: left as bind made it (oxinetd's own uid or gid).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Permissions {
+    pub mode: u32,
+    pub owner: Option<u32>,
+    pub group: Option<u32>,
+}
+
 /// Where and how the service's socket listens. Two specs with equal sockets can
 /// share one listener across a reload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SocketSpec {
     pub socket_type: SocketType,
+    /// The IP protocol; a Unix socket has none, and its value (following
+    /// `socket_type`) is never read.
     pub protocol: Protocol,
-    pub address: SocketAddr,
+    pub address: Address,
     /// `Some` only for IPv6 addresses; `false` means dual-stack.
     pub v6only: Option<bool>,
     pub backlog: u32,
@@ -283,10 +353,7 @@ pub struct ServiceSpec {
 
 impl ServiceSpec {
     pub fn describe(&self) -> String {
-        let kind = match self.socket.socket_type {
-            SocketType::Stream => "stream",
-            SocketType::Dgram => "dgram",
-        };
+        let kind = self.socket.socket_type.name();
         let program = match &self.program {
             Program::Internal(_) => "internal".to_string(),
             Program::Exec(exec) => exec.server.display().to_string(),
@@ -300,11 +367,15 @@ impl ServiceSpec {
             };
             return format!("{kind} {} via tcpmux, {program}", self.name);
         }
+        let protocol = match self.socket.address {
+            Address::Ip(_) => self.socket.protocol.name(),
+            Address::Unix(_) => "unix",
+        };
         format!(
             "{} {}/{} wait={} {}",
             self.socket.address,
             kind,
-            self.socket.protocol.name(),
+            protocol,
             if self.wait { "yes" } else { "no" },
             program
         )

@@ -5,7 +5,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::spec::{Identity, Instances, Internal, Limit, Program, Protocol, Resource, SocketType};
+use super::spec::{
+    Address, Identity, Instances, Internal, Limit, Program, Protocol, Resource, SocketType,
+};
 use super::*;
 
 struct FakeHost {
@@ -264,7 +266,7 @@ fn ports_come_from_etc_services() {
     let spec = one("[service.echo]\ntype = \"INTERNAL\"\nprotocol = \"udp\"\n");
     assert_eq!(
         (
-            spec.socket.address.port(),
+            spec.socket.address.ip().unwrap().port(),
             spec.socket.socket_type,
             spec.wait
         ),
@@ -278,7 +280,7 @@ fn ports_come_from_etc_services() {
             .replace("[service.hello]", "[service.finger]")
             .replace("port = 9000\n", ""),
     );
-    assert_eq!(config.services[0].socket.address.port(), 79);
+    assert_eq!(config.services[0].socket.address.ip().unwrap().port(), 79);
 }
 
 #[test]
@@ -295,7 +297,7 @@ fn defaults_fill_unset_keys_and_lists_replace() {
     assert_eq!(exec(spec).identity.as_ref().unwrap().uid, 0);
     assert!(spec.socket.nodelay);
     assert!(
-        spec.socket.address.is_ipv6(),
+        spec.socket.address.ip().unwrap().is_ipv6(),
         "the service's flags replace the default list"
     );
 }
@@ -440,7 +442,7 @@ fn each_key_is_checked_on_its_own() {
             "[service.hello]\nserver = \"bin/cat\"\nsocket_type = \"strem\"\nwait = false\nuser = \"nobody\"\nport = 9000\n".to_string(),
             &[
                 ":2: service hello: key server: bin/cat is not an absolute path",
-                ":3: service hello: key socket_type: `strem` is not one of: stream, dgram",
+                ":3: service hello: key socket_type: `strem` is not one of: stream, dgram, seqpacket",
             ],
         ),
         // An unreadable socket_type: no lookup in /etc/services, no wait follow-on.
@@ -743,7 +745,7 @@ fn services_that_run_no_server() {
     let mux = one(&HELLO.replace("port = 9000\n", "type = \"TCPMUXPLUS\"\n"));
     assert_eq!(mux.tcpmux, Some(spec::TcpMux::Plus));
     let tcpmux = one("[service.tcpmux]\ntype = \"INTERNAL\"\nsocket_type = \"stream\"\n");
-    assert_eq!(tcpmux.socket.address.port(), 1);
+    assert_eq!(tcpmux.socket.address.ip().unwrap().port(), 1);
     let rpc = one(&format!(
         "{HELLO}type = [\"RPC\", \"UNLISTED\"]\nrpc_number = 300999\nrpc_version = \"1-2\"\n"
     ));
@@ -1186,4 +1188,80 @@ fn keepalive_timeouts_need_a_connection_of_the_services_own() {
         assert!(!udp.socket.timeouts.any() && !udp.socket.keepalive);
         assert!(hello.socket.timeouts.any() && hello.socket.keepalive);
     }
+}
+
+const UNIX: &str = "[service.u]\nsocket_type = \"stream\"\nwait = false\nuser = \"nobody\"\nserver = \"/bin/hello\"\nsocket_path = \"/run/u.sock\"\n";
+
+#[test]
+fn a_unix_socket_service() {
+    let spec = one(&format!(
+        "{UNIX}socket_mode = \"0660\"\nsocket_owner = \"nobody\"\nsocket_group = \"daemon\"\nper_source = 2\n"
+    ));
+    let Address::Unix(unix) = &spec.socket.address else {
+        panic!("{:?}", spec.socket.address)
+    };
+    assert_eq!(unix.path, std::path::Path::new("/run/u.sock"));
+    assert_eq!(unix.permissions.mode, 0o660);
+    assert_eq!(unix.permissions.owner, Some(65534));
+    assert_eq!(unix.permissions.group, Some(1));
+    assert_eq!(spec.limits.per_source, Some(2));
+    assert_eq!(spec.socket.v6only, None);
+    assert_eq!(
+        spec.describe(),
+        "/run/u.sock stream/unix wait=no /bin/hello"
+    );
+    let default = one(UNIX);
+    let Address::Unix(unix) = &default.socket.address else {
+        panic!()
+    };
+    assert_eq!(unix.permissions.mode, 0o666);
+    assert_eq!(unix.permissions.owner, None);
+}
+
+#[test]
+fn unix_sockets_refuse_what_only_ip_has() {
+    for (line, key) in [
+        ("port = 7", "port"),
+        ("v6only = true", "v6only"),
+        ("interface = \"::1\"", "interface"),
+        ("cps = [10, 5]", "cps"),
+        ("flags = [\"KEEPALIVE\"]", "flags"),
+        ("type = \"INTERNAL\"", "type"),
+        ("log_on_success = [\"USERID\"]", "log_on_success"),
+        ("socket_owner = \"nosuchuser\"", "socket_owner"),
+    ] {
+        let config = load_as(0, &format!("{UNIX}{line}\n"));
+        let want = format!(":7: service u: key {key}: ");
+        assert!(
+            config.errors.iter().any(|e| e.to_string().contains(&want)),
+            "{line}: {:?}",
+            config.errors
+        );
+    }
+    let text = error(
+        &format!("{HELLO}socket_type = \"seqpacket\"\n").replace("socket_type = \"stream\"\n", ""),
+    );
+    assert!(
+        text.contains("key socket_type: seqpacket is for Unix sockets"),
+        "{text}"
+    );
+    let text = error(&format!(
+        "[defaults]\nsocket_path = \"/run/x.sock\"\n{HELLO}"
+    ));
+    assert!(
+        text.contains("key socket_path: this key belongs to one service"),
+        "{text}"
+    );
+}
+
+#[test]
+fn unix_services_inherit_no_ip_keys_from_defaults() {
+    let spec = one(&format!(
+        "[defaults]\nport = 7\nbind = \"127.0.0.1\"\nonly_from = [\"10.0.0.0/8\"]\ncps = [5, 5]\nflags = [\"IPv4\", \"NORETRY\"]\ninstances = 3\n\n{UNIX}"
+    ));
+    assert!(matches!(spec.socket.address, Address::Unix(_)));
+    assert!(spec.access.rules.is_open());
+    assert_eq!(spec.limits.cps, None);
+    assert!(spec.no_retry);
+    assert_eq!(spec.instances, Instances::Limit(3));
 }

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use super::attrs::{At, Attrs, Flag, OnFailure, OnSuccess, Origin, ServiceType};
 use super::spec::{
-    Access, Banners, ExecSpec, Identity, Instances, Internal, Limit, Limits, Logging, Program,
-    Protocol, RedirectSpec, Resource, RpcSpec, ServiceSpec, SocketSpec, SocketType, TcpMux,
+    Access, Address, Banners, ExecSpec, Identity, Instances, Internal, Limit, Limits, Logging,
+    Permissions, Program, Protocol, RedirectSpec, Resource, RpcSpec, ServiceSpec, SocketSpec,
+    SocketType, TcpMux, UnixAddress,
     TcpTimeouts,
 };
 use super::{ConfigError, FileKind, Host};
@@ -152,42 +153,65 @@ fn build(
     let sensor = flags.contains(&Flag::Sensor);
     let kind = program_kind(attrs, sensor, internal, report);
 
-    let socket_kind = socket_kind(attrs, table, report);
+    let unix = attrs.socket_path.as_ref();
+    let socket_kind = match unix {
+        Some(_) => unix_socket_kind(attrs, table, report),
+        None => socket_kind(attrs, table, report),
+    };
     let socket_type = socket_kind.map(|(socket_type, _)| socket_type);
     let dgram = socket_type == Some(SocketType::Dgram);
-    let port = if tcpmux.is_some() {
-        // Reached through the tcpmux service by name; never listens itself.
-        Some(0)
-    } else if internal && name == "tcpmux" && attrs.port.is_none() {
-        Some(1)
-    } else if types.contains(&ServiceType::Rpc) && attrs.port.is_none() {
-        // Any free port: rpcbind tells clients which one.
-        Some(0)
-    } else if attrs.port.is_none() && report.failed("type") {
-        // Whether the port comes from /etc/services depends on the type.
-        None
-    } else {
-        match socket_kind {
-            Some((_, protocol)) => port(name, attrs, protocol, unlisted, table, host, report),
-            // /etc/services is looked up by protocol.
-            None => attrs.port.as_ref().map(|at| at.value),
+    let address = match unix {
+        Some(path) => {
+            not_for_unix(attrs, &flags, kind, &types, report);
+            permissions(attrs, host, report).map(|permissions| {
+                let unix = UnixAddress {
+                    path: path.value.clone(),
+                    permissions,
+                };
+                (Address::Unix(unix), None)
+            })
+        }
+        None => {
+            no_socket_path(attrs, report);
+            let port = if tcpmux.is_some() {
+                // Reached through the tcpmux service by name; never listens itself.
+                Some(0)
+            } else if internal && name == "tcpmux" && attrs.port.is_none() {
+                Some(1)
+            } else if types.contains(&ServiceType::Rpc) && attrs.port.is_none() {
+                // Any free port: rpcbind tells clients which one.
+                Some(0)
+            } else if attrs.port.is_none() && report.failed("type") {
+                // Whether the port comes from /etc/services depends on the type.
+                None
+            } else {
+                match socket_kind {
+                    Some((_, protocol)) => {
+                        port(name, attrs, protocol, unlisted, table, host, report)
+                    }
+                    // /etc/services is looked up by protocol.
+                    None => attrs.port.as_ref().map(|at| at.value),
+                }
+            };
+            let address = address(attrs, &flags, report);
+            port.zip(address)
+                .map(|(port, (ip, v6only))| (Address::Ip(SocketAddr::new(ip, port)), v6only))
         }
     };
-    let address = address(attrs, &flags, report);
     let backlog = backlog(attrs, host, report);
     let timeouts = tcp_timeouts(attrs, socket_type, tcpmux.is_some(), report);
-    let socket = socket_kind.zip(port).zip(address).map(
-        |(((socket_type, protocol), port), (ip, v6only))| SocketSpec {
+    let socket = socket_kind
+        .zip(address)
+        .map(|((socket_type, protocol), (address, v6only))| SocketSpec {
             socket_type,
             protocol,
-            address: SocketAddr::new(ip, port),
+            address,
             v6only,
             backlog,
             nodelay: flags.contains(&Flag::NoDelay),
             keepalive: flags.contains(&Flag::KeepAlive) || timeouts.any(),
             timeouts,
-        },
-    );
+        });
 
     let program = match kind {
         Some(Kind::Sensor) => {
@@ -728,13 +752,18 @@ fn socket_kind(
         (Some(SocketType::Dgram), None | Some(Protocol::Udp)) | (None, Some(Protocol::Udp)) => {
             Some((SocketType::Dgram, Protocol::Udp))
         }
+        (Some(SocketType::Seqpacket), _) => {
+            let at = attrs.socket_type.as_ref()?;
+            report.error(
+                "socket_type",
+                at,
+                "seqpacket is for Unix sockets: set `socket_path`",
+            );
+            None
+        }
         (Some(kind), Some(protocol)) => {
             let at = attrs.protocol.as_ref()?;
-            let kind = if kind == SocketType::Stream {
-                "stream"
-            } else {
-                "dgram"
-            };
+            let kind = kind.name();
             report.error(
                 "protocol",
                 at,
@@ -752,6 +781,208 @@ fn socket_kind(
         }
     }
 }
+
+/// A Unix socket's type; it has no IP protocol (`protocol` is refused with the other
+/// IP keys), so the pair's protocol only follows the type and is never read.
+fn unix_socket_kind(
+    attrs: &Attrs,
+    table: &Origin,
+    report: &mut Report,
+) -> Option<(SocketType, Protocol)> {
+    if report.failed("socket_type") {
+        return None;
+    }
+    match attrs.socket_type.as_ref().map(|at| at.value) {
+        Some(SocketType::Dgram) => Some((SocketType::Dgram, Protocol::Udp)),
+        Some(kind) => Some((kind, Protocol::Tcp)),
+        None => {
+            report.error_at(
+                "socket_type",
+                Some(table),
+                "`socket_type` is required (\"stream\", \"dgram\" or \"seqpacket\")",
+            );
+            None
+        }
+    }
+}
+
+/// Flags that mean something only for an IP socket or an IP peer.
+const IP_FLAGS: &[(Flag, &str)] = &[
+    (Flag::Ipv4, "IPv4"),
+    (Flag::Ipv6, "IPv6"),
+    (Flag::NoDelay, "NODELAY"),
+    (Flag::KeepAlive, "KEEPALIVE"),
+    (Flag::IdOnly, "IDONLY"),
+    (Flag::Sensor, "SENSOR"),
+];
+
+/// With `socket_path`, every key about IP addresses, ports or IP peers is an error,
+/// and so is any program but an exec'd server. (Keys of `[defaults]` that only apply
+/// to IP are not inherited by such a service: see `Attrs::for_unix`.)
+fn not_for_unix(
+    attrs: &Attrs,
+    flags: &[Flag],
+    kind: Option<Kind>,
+    types: &[ServiceType],
+    report: &mut Report,
+) {
+    let why = "a Unix socket (`socket_path`) has no";
+    let mut refuse = |key: &str, origin: Option<&Origin>, what: &str| {
+        if let Some(origin) = origin {
+            report.error_at(key, Some(origin), format!("{why} {what}"));
+        }
+    };
+    refuse("port", attrs.port.as_ref().map(|at| &at.origin), "port");
+    refuse(
+        "protocol",
+        attrs.protocol.as_ref().map(|at| &at.origin),
+        "IP protocol",
+    );
+    refuse(
+        "bind",
+        attrs.bind.as_ref().map(|at| &at.origin),
+        "IP address",
+    );
+    refuse(
+        "interface",
+        attrs.interface.as_ref().map(|at| &at.origin),
+        "IP address",
+    );
+    refuse("v6only", attrs.v6only.as_ref().map(|at| &at.origin), "IPv6");
+    refuse(
+        "only_from",
+        attrs.only_from.as_ref().map(|at| &at.origin),
+        "peer address: limit who may connect with `socket_mode`, `socket_owner` and `socket_group`",
+    );
+    refuse(
+        "no_access",
+        attrs.no_access.as_ref().map(|at| &at.origin),
+        "peer address: limit who may connect with `socket_mode`, `socket_owner` and `socket_group`",
+    );
+    refuse(
+        "cps",
+        attrs.cps.as_ref().map(|at| &at.origin),
+        "peer address for `cps` to count by",
+    );
+    refuse(
+        "redirect",
+        attrs.redirect.as_ref().map(|at| &at.origin),
+        "redirect: only exec'd servers listen on Unix sockets",
+    );
+    if let Some(at) = &attrs.flags {
+        for (flag, word) in IP_FLAGS {
+            if flags.contains(flag) {
+                report.error(
+                    "flags",
+                    at,
+                    format!("{why} use for {word}: it is for IP sockets"),
+                );
+            }
+        }
+    }
+    if let Some(at) = &attrs.types
+        && (kind == Some(Kind::Internal) || types.iter().any(|t| *t != ServiceType::Unlisted))
+    {
+        report.error(
+            "type",
+            at,
+            "only exec'd servers listen on Unix sockets (no INTERNAL, RPC or TCPMUX)",
+        );
+    }
+    for (key, at) in [
+        (
+            "log_on_success",
+            attrs
+                .log_on_success
+                .as_ref()
+                .map(|at| at.value.contains(&OnSuccess::UserId).then_some(&at.origin)),
+        ),
+        (
+            "log_on_failure",
+            attrs
+                .log_on_failure
+                .as_ref()
+                .map(|at| at.value.contains(&OnFailure::UserId).then_some(&at.origin)),
+        ),
+    ] {
+        if let Some(Some(origin)) = at {
+            report.error_at(key, Some(origin), "USERID asks the peer's ident server, which a Unix socket has not: the peer's uid is logged with HOST");
+        }
+    }
+}
+
+/// `socket_mode`, `socket_owner` and `socket_group` belong to a `socket_path`.
+fn no_socket_path(attrs: &Attrs, report: &mut Report) {
+    for (key, origin) in [
+        (
+            "socket_mode",
+            attrs.socket_mode.as_ref().map(|at| &at.origin),
+        ),
+        (
+            "socket_owner",
+            attrs.socket_owner.as_ref().map(|at| &at.origin),
+        ),
+        (
+            "socket_group",
+            attrs.socket_group.as_ref().map(|at| &at.origin),
+        ),
+    ] {
+        if let Some(origin) = origin {
+            report.error_at(
+                key,
+                Some(origin),
+                "only a Unix socket (`socket_path`) has a file mode and owners",
+            );
+        }
+    }
+}
+
+/// The socket file's mode (`"0666"` unless said: who may connect is for the mode and
+/// owners to say, as with any file) and its owner and group, resolved now.
+fn permissions(attrs: &Attrs, host: &dyn Host, report: &mut Report) -> Option<Permissions> {
+    let mut ok = !report.failed("socket_mode");
+    let owner = attrs.socket_owner.as_ref().and_then(|at| {
+        let user = host.user(&at.value);
+        if user.is_none() {
+            report.error("socket_owner", at, format!("no such user: {}", at.value));
+            ok = false;
+        }
+        user.map(|user| user.uid)
+    });
+    let group = attrs.socket_group.as_ref().and_then(|at| {
+        let group = host.group(&at.value);
+        if group.is_none() {
+            report.error("socket_group", at, format!("no such group: {}", at.value));
+            ok = false;
+        }
+        group
+    });
+    let changes_owner = owner.is_some() || group.is_some();
+    if changes_owner && host.euid() != 0 && !report.failed("socket_owner") {
+        let origin = attrs
+            .socket_owner
+            .as_ref()
+            .or(attrs.socket_group.as_ref())
+            .map(|at| &at.origin);
+        report.warn(
+            if attrs.socket_owner.is_some() { "socket_owner" } else { "socket_group" },
+            origin,
+            "oxinetd is not root: changing the socket's owner may fail (it is logged when the service starts)",
+        );
+    }
+    ok.then(|| Permissions {
+        mode: attrs
+            .socket_mode
+            .as_ref()
+            .map_or(DEFAULT_SOCKET_MODE, |at| at.value),
+        owner,
+        group,
+    })
+}
+
+/// Anyone may connect unless `socket_mode` says otherwise, as with xinetd's IP services
+/// without `only_from`.
+const DEFAULT_SOCKET_MODE: u32 = 0o666;
 
 fn port(
     name: &str,

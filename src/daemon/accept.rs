@@ -21,7 +21,7 @@ use super::sessions::{MuxRequest, Work};
 use super::slab::ServiceKey;
 use super::timers::Timer;
 use crate::clock;
-use crate::config::spec::{Internal, Program, SocketType, TcpMux};
+use crate::config::spec::{Address, Internal, Program, SocketType, TcpMux};
 use crate::internal::Session;
 use crate::limits::DenyTime;
 use crate::sys::socket::{accept, local_address, send_now};
@@ -29,7 +29,7 @@ use crate::tcpmux;
 
 /// Connections accepted per listener per wakeup, so one busy service cannot starve
 /// the others.
-const ACCEPT_BATCH: usize = 64;
+pub(super) const ACCEPT_BATCH: usize = 64;
 /// How long accepting pauses when the fd table is full.
 const FD_EXHAUSTION_PAUSE: Duration = Duration::from_millis(100);
 /// How often expired cps buckets and deny-list entries are forgotten.
@@ -47,6 +47,9 @@ impl Daemon {
             }
             (Program::Sensor(_), SocketType::Dgram) => self.sense_datagrams(key),
             (Program::Exec(_), _) if service.spec.wait => self.spawn_holding_socket(key),
+            _ if matches!(service.spec.socket.address, Address::Unix(_)) => {
+                self.accept_local_batch(key)
+            }
             _ => self.accept_batch(key),
         }
     }
@@ -80,7 +83,7 @@ impl Daemon {
         }
     }
 
-    fn accept_failed(&mut self, key: ServiceKey, error: io::Error) {
+    pub(super) fn accept_failed(&mut self, key: ServiceKey, error: io::Error) {
         match error.raw_os_error() {
             Some(libc::EAGAIN | libc::ECONNABORTED | libc::EINTR) => {}
             Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
@@ -194,8 +197,11 @@ impl Daemon {
             return;
         };
         let wants_ident = service.spec.access.ident_required || service.spec.logging.wants_ident();
-        if wants_ident {
-            let local = local_address(&incoming.fd).unwrap_or(service.spec.socket.address);
+        // Only IP services ask (`config` refuses USERID and IDONLY for Unix sockets).
+        if wants_ident
+            && let Some(local) =
+                local_address(&incoming.fd).or_else(|| service.spec.socket.address.ip())
+        {
             let job = Job::Ident {
                 ticket: 0,
                 local,

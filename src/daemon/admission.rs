@@ -99,34 +99,14 @@ pub fn decide(
             Decision::NeedNames => return Verdict::NeedNames,
         }
     }
-    if let Some(times) = &access.times
-        && !times.admits(now.minute_of_day)
-    {
-        return refuse(Reason::Time);
-    }
-    if let Some(max) = access.max_load
-        && now.load >= max
-    {
-        return refuse(Reason::Load);
+    if let Some(verdict) = conditions(spec, now) {
+        return verdict;
     }
     let Some(counts) = counts else {
         return Verdict::Admit;
     };
-    if !spec.instances.admits(counts.running) {
-        return refuse(Reason::ServiceLimit);
-    }
-    if let Some(limit) = spec.limits.per_source
-        && counts.from_peer >= limit
-    {
-        return refuse(Reason::PerSourceLimit);
-    }
-    let runs_process = matches!(spec.program, Program::Exec(_));
-    if runs_process
-        && counts
-            .max_servers
-            .is_some_and(|max| counts.servers >= max as usize)
-    {
-        return refuse(Reason::ProcessLimit);
+    if let Some(verdict) = limits(spec, &counts) {
+        return verdict;
     }
     if let Some(cps) = counts.cps
         && let CpsVerdict::Shed { episode_started } = cps.admit(peer.ip, now.instant)
@@ -137,6 +117,52 @@ pub fn decide(
         };
     }
     Verdict::Admit
+}
+
+/// A connection on a Unix-domain socket: it has no address, so steps 0-2 and 8 (which
+/// need one) do not apply, and its service has none of their keys; `from_peer` counts
+/// the peer's uid.
+pub fn decide_local(spec: &ServiceSpec, counts: Counts, now: &Now) -> Verdict {
+    conditions(spec, now)
+        .or_else(|| limits(spec, &counts))
+        .unwrap_or(Verdict::Admit)
+}
+
+/// Steps 3 and 4.
+fn conditions(spec: &ServiceSpec, now: &Now) -> Option<Verdict> {
+    let access = &spec.access;
+    if let Some(times) = &access.times
+        && !times.admits(now.minute_of_day)
+    {
+        return Some(refuse(Reason::Time));
+    }
+    if let Some(max) = access.max_load
+        && now.load >= max
+    {
+        return Some(refuse(Reason::Load));
+    }
+    None
+}
+
+/// Steps 5 to 7.
+fn limits(spec: &ServiceSpec, counts: &Counts) -> Option<Verdict> {
+    if !spec.instances.admits(counts.running) {
+        return Some(refuse(Reason::ServiceLimit));
+    }
+    if let Some(limit) = spec.limits.per_source
+        && counts.from_peer >= limit
+    {
+        return Some(refuse(Reason::PerSourceLimit));
+    }
+    let runs_process = matches!(spec.program, Program::Exec(_));
+    if runs_process
+        && counts
+            .max_servers
+            .is_some_and(|max| counts.servers >= max as usize)
+    {
+        return Some(refuse(Reason::ProcessLimit));
+    }
+    None
 }
 
 #[cfg(test)]
@@ -161,7 +187,7 @@ mod tests {
             socket: SocketSpec {
                 socket_type: SocketType::Stream,
                 protocol: Protocol::Tcp,
-                address: SocketAddr::from(([127, 0, 0, 1], 7)),
+                address: crate::config::spec::Address::Ip(SocketAddr::from(([127, 0, 0, 1], 7))),
                 v6only: None,
                 backlog: 64,
                 nodelay: false,

@@ -1,7 +1,6 @@
 //! The servers oxinetd started and has not reaped: what each belongs to, and reaping.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +12,7 @@ use nix::unistd::Pid;
 
 use super::service_log::{Outcome, ServiceLog};
 use super::slab::ServiceKey;
+use crate::peer::Source;
 
 pub struct Child {
     pub service: ServiceKey,
@@ -20,7 +20,7 @@ pub struct Child {
     /// a reload changed or removed the service.
     pub log: Rc<ServiceLog>,
     /// Counted against `per_source` until the child exits.
-    pub peer: Option<IpAddr>,
+    pub peer: Option<Source>,
     pub started: Instant,
     /// A `wait` server: its service's listener is out of the poll set until it exits.
     pub holds_socket: bool,

@@ -7,7 +7,8 @@
 //! handlers: `services` (listeners and their lifecycle, with `rpcbind` and
 //! `listeners`), `sessions`, `children`, `timers`, `signals`, `poller` (the epoll set
 //! in `Token`s), and `slab` for their keys. The files named for events (`accept`,
-//! `parking`, `servers`, `datagrams`, `on_session`) are this loop's handlers: each an
+//! `parking`, `servers`, `datagrams`, `on_session`, and `local` for Unix-domain
+//! listeners) are this loop's handlers: each an
 //! `impl Daemon` block that moves a connection from one room to the next.
 
 mod accept;
@@ -16,6 +17,7 @@ mod children;
 mod datagrams;
 mod incoming;
 pub mod listeners;
+mod local;
 pub mod lookup;
 mod on_session;
 mod parking;

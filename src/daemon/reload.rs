@@ -2,7 +2,7 @@
 //! Services are matched by `id`, which is unique in a configuration.
 
 use crate::config::ServiceSpec;
-use crate::config::spec::SocketSpec;
+use crate::config::spec::{Address, SocketSpec, UnixAddress};
 
 /// What a changed definition asks of the service's listening socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -10,8 +10,8 @@ pub enum SocketChange {
     /// The socket settings did not change: the listener stays as it is.
     Same,
     /// Only settings a live listener takes differ (`backlog`, `NODELAY`, `KEEPALIVE`,
-    /// the keepalive timeouts set or changed, `tcp_user_timeout`): they are set on it,
-    /// so it keeps its queue and its port.
+    /// the keepalive timeouts set or changed, `tcp_user_timeout`, a Unix socket file's
+    /// mode and owners): they are set on it, so it keeps its queue and its port or path.
     Adjust,
     /// The address, port, socket type, protocol, `v6only`, the RPC program or whether
     /// the service has a socket of its own (TCPMUX) differ, or a keepalive timeout was
@@ -28,10 +28,18 @@ pub fn socket_change(old: &ServiceSpec, new: &ServiceSpec) -> SocketChange {
     let settable = !removed(was.idle, is.idle)
         && !removed(was.interval, is.interval)
         && !removed(was.count, is.count);
+    let address = match (&old.socket.address, &new.socket.address) {
+        (Address::Unix(old), Address::Unix(new)) => Address::Unix(UnixAddress {
+            permissions: old.permissions,
+            ..new.clone()
+        }),
+        (_, new) => new.clone(),
+    };
     let with_old_adjustables = SocketSpec {
         backlog: old.socket.backlog,
         nodelay: old.socket.nodelay,
         keepalive: old.socket.keepalive,
+        address,
         timeouts: if settable { *was } else { *is },
         ..new.socket.clone()
     };
@@ -107,7 +115,7 @@ mod tests {
             socket: SocketSpec {
                 socket_type: SocketType::Stream,
                 protocol: Protocol::Tcp,
-                address: ([127, 0, 0, 1], port).into(),
+                address: Address::Ip(([127, 0, 0, 1], port).into()),
                 v6only: None,
                 backlog: 128,
                 nodelay: false,
@@ -253,13 +261,39 @@ mod tests {
     }
 
     #[test]
+    fn a_unix_socket_file_keeps_its_path_through_new_permissions() {
+        let unix = |path: &str, mode: u32| {
+            Address::Unix(UnixAddress {
+                path: path.into(),
+                permissions: crate::config::spec::Permissions {
+                    mode,
+                    owner: None,
+                    group: None,
+                },
+            })
+        };
+        let mut old = spec("svc", 7);
+        old.socket.address = unix("/run/a.sock", 0o666);
+        let mut new = old.clone();
+        new.socket.address = unix("/run/a.sock", 0o600);
+        assert_eq!(socket_change(&old, &new), SocketChange::Adjust);
+        new.socket.address = unix("/run/b.sock", 0o666);
+        assert_eq!(socket_change(&old, &new), SocketChange::Rebind);
+        new.socket.address = Address::Ip("[::]:7".parse().expect("address"));
+        assert_eq!(socket_change(&old, &new), SocketChange::Rebind);
+        let mut seqpacket = old.clone();
+        seqpacket.socket.socket_type = SocketType::Seqpacket;
+        assert_eq!(socket_change(&old, &seqpacket), SocketChange::Rebind);
+    }
+
+    #[test]
     fn options_fixed_at_bind_need_a_new_socket() {
         let mut old = spec("svc", 7);
-        old.socket.address = "[::]:7".parse().expect("address");
+        old.socket.address = Address::Ip("[::]:7".parse().expect("address"));
         old.socket.v6only = Some(false);
         let rebinds: [fn(&mut ServiceSpec); 8] = [
-            |spec| spec.socket.address = "[::]:8".parse().expect("address"),
-            |spec| spec.socket.address = "[::1]:7".parse().expect("address"),
+            |spec| spec.socket.address = Address::Ip("[::]:8".parse().expect("address")),
+            |spec| spec.socket.address = Address::Ip("[::1]:7".parse().expect("address")),
             |spec| spec.socket.v6only = Some(true),
             |spec| spec.socket.socket_type = SocketType::Dgram,
             |spec| spec.socket.protocol = Protocol::Udp,

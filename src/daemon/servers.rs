@@ -2,7 +2,6 @@
 //! server holding its service's socket, the record of each child, and the listener's
 //! return (or back-off) when a `wait` server exits.
 
-use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
@@ -17,7 +16,8 @@ use super::listeners::Queue;
 use super::service_log::Reason;
 use super::slab::ServiceKey;
 use super::timers::Timer;
-use crate::config::spec::SocketType;
+use crate::config::spec::{Address, SocketType};
+use crate::peer::{Ends, Source};
 use crate::spawn::{Connection, SpawnError};
 use crate::sys::socket::{local_address, peek_sender};
 
@@ -34,20 +34,23 @@ impl Daemon {
         let Some(prepared) = &service.prepared else {
             return;
         };
-        let bound = service.spec.socket.address;
-        let local = if bound.ip().is_unspecified() || service.spec.tcpmux.is_some() {
-            local_address(&incoming.fd)
-        } else {
-            Some(bound)
+        let local = match service.spec.socket.address {
+            Address::Ip(bound) if !bound.ip().is_unspecified() && service.spec.tcpmux.is_none() => {
+                Some(bound)
+            }
+            _ => local_address(&incoming.fd),
         };
         let connection = Connection {
             fd: incoming.fd.as_fd(),
-            protocol: service.spec.socket.protocol,
-            remote: Some(incoming.remote),
-            local,
+            ends: Ends::Ip {
+                protocol: service.spec.socket.protocol,
+                remote: Some(incoming.remote),
+                local,
+            },
         };
         let result = self.spawner.spawn(prepared, &connection);
-        self.record_spawn(incoming.key, result, Some(incoming.remote.ip()), false);
+        let source = Source::from(incoming.remote.ip());
+        self.record_spawn(incoming.key, result, Some(source), false);
         // `incoming.fd` closes here: the server has its own copies on 0-2.
     }
 
@@ -62,7 +65,7 @@ impl Daemon {
         };
         let remote = match service.spec.socket.socket_type {
             SocketType::Dgram => peek_sender(socket),
-            SocketType::Stream => None,
+            SocketType::Stream | SocketType::Seqpacket => None,
         };
         // A wait dgram server is checked on its first datagram, as in xinetd: a refused
         // sender's datagram is dropped and no server starts for it.
@@ -96,15 +99,21 @@ impl Daemon {
         let Some(prepared) = &service.prepared else {
             return;
         };
+        let ends = match service.spec.socket.address {
+            Address::Ip(bound) => Ends::Ip {
+                protocol: service.spec.socket.protocol,
+                remote,
+                local: Some(bound),
+            },
+            Address::Unix(_) => Ends::Ipc(None),
+        };
         let connection = Connection {
             fd: socket.as_fd(),
-            protocol: service.spec.socket.protocol,
-            remote,
-            local: Some(service.spec.socket.address),
+            ends,
         };
         let result = self.spawner.spawn(prepared, &connection);
         let spawned = result.is_ok() || result.as_ref().is_err_and(|e| e.pid.is_some());
-        self.record_spawn(key, result, remote.map(|r| r.ip()), true);
+        self.record_spawn(key, result, remote.map(|r| Source::from(r.ip())), true);
         self.services.set_armed(key, false, &self.poller);
         if !spawned {
             // No child will return the socket: try again shortly instead of spinning.
@@ -113,14 +122,13 @@ impl Daemon {
         }
     }
 
-    fn record_spawn(
+    pub(super) fn record_spawn(
         &mut self,
         key: ServiceKey,
         result: Result<Pid, SpawnError>,
-        remote: Option<IpAddr>,
+        peer: Option<Source>,
         holds_socket: bool,
     ) {
-        let peer = remote.map(|ip| ip.to_canonical());
         let Some(service) = self.services.get_mut(key) else {
             return;
         };

@@ -11,6 +11,7 @@ use log::{info, warn};
 
 use crate::config::spec::Logging;
 use crate::logging::{SinkId, Sinks};
+use crate::peer::Source;
 
 /// What a service's lines need, shared by the service and its running children, so a
 /// child's EXIT line is right even after a reload changed or removed its service.
@@ -85,7 +86,7 @@ impl Lines {
         }
     }
 
-    pub fn start(&mut self, log: &ServiceLog, pid: u32, peer: Option<IpAddr>) {
+    pub fn start(&mut self, log: &ServiceLog, pid: u32, peer: Option<impl Into<Source>>) {
         let logging = &log.logging;
         if !logging.any_success() {
             return;
@@ -138,13 +139,13 @@ impl Lines {
         self.emit(log.sink);
     }
 
-    pub fn fail(&mut self, log: &ServiceLog, reason: Reason, peer: Option<IpAddr>) {
+    pub fn fail(&mut self, log: &ServiceLog, reason: Reason, peer: Option<impl Into<Source>>) {
         self.fail_with(log, reason.word(), peer);
     }
 
     /// A FAIL line with words of its own: a server that could not be started, for a
     /// reason only the OS can word.
-    pub fn fail_with(&mut self, log: &ServiceLog, what: &str, peer: Option<IpAddr>) {
+    pub fn fail_with(&mut self, log: &ServiceLog, what: &str, peer: Option<impl Into<Source>>) {
         if !log.logging.failures {
             return;
         }
@@ -203,10 +204,11 @@ impl Lines {
     }
 }
 
-fn push_from(buffer: &mut String, peer: Option<IpAddr>) {
+/// ` from=ADDRESS` for an IP peer, ` uid=N` for a Unix-domain one.
+fn push_from(buffer: &mut String, peer: Option<impl Into<Source>>) {
     match peer {
         Some(peer) => {
-            let _ = write!(buffer, " from={peer}");
+            let _ = write!(buffer, " {}", peer.into());
         }
         None => buffer.push_str(" from=-"),
     }

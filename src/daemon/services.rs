@@ -11,14 +11,14 @@ use nix::sys::epoll::EpollFlags;
 use socket2::Socket;
 
 use super::children::Children;
-use super::listeners::{self, Queue};
+use super::listeners::{self, Queue, SocketFile};
 use super::poller::{Poller, Token};
 use super::reload::{Change, SocketChange};
 use super::rpcbind;
 use super::service_log::{Lines, ServiceLog};
 use super::slab::{ServiceKey, Slab};
 use crate::config::ServiceSpec;
-use crate::config::spec::{Program, SocketType};
+use crate::config::spec::{Address, Permissions, Program, SocketType};
 use crate::limits::{Cps, PerSource};
 use crate::spawn::Prepared;
 use crate::tcpmux;
@@ -29,6 +29,8 @@ pub struct Service {
     pub prepared: Option<Prepared>,
     /// `None` for TCPMUX services, which are reached through the tcpmux service.
     pub socket: Option<Socket>,
+    /// A Unix socket's file: removed with the service.
+    unix_file: Option<SocketFile>,
     armed: bool,
     /// Servers, sessions and relays of this service.
     pub running: usize,
@@ -133,9 +135,12 @@ impl Services {
         lines: &mut Lines,
     ) -> Result<(), String> {
         let prepared = prepare(&spec)?;
-        let socket = match spec.tcpmux {
-            Some(_) => None,
-            None => Some(open_socket(&spec)?),
+        let (socket, unix_file) = match spec.tcpmux {
+            Some(_) => (None, None),
+            None => {
+                let (socket, file) = open_socket(&spec, None)?;
+                (Some(socket), file)
+            }
         };
         let key = self.slab.vacant_key();
         if let Some(socket) = &socket {
@@ -155,6 +160,7 @@ impl Services {
             log,
             prepared,
             socket,
+            unix_file,
             armed: true,
             running: 0,
             idle_exits: 0,
@@ -288,6 +294,9 @@ impl Services {
     /// Sets the changed backlog, `NODELAY` or `KEEPALIVE` on the live listener, which
     /// keeps its port and its queued connections. A datagram socket has none of these.
     fn adjust(&self, key: ServiceKey, spec: &ServiceSpec) -> Result<(), String> {
+        if let Address::Unix(unix) = &spec.socket.address {
+            return self.adjust_unix(key, spec, unix.permissions);
+        }
         let Some(socket) = self
             .slab
             .get(key)
@@ -308,6 +317,34 @@ impl Services {
         Ok(())
     }
 
+    /// A Unix socket's new mode or owners, set on its live file; its backlog on its
+    /// live listener.
+    fn adjust_unix(
+        &self,
+        key: ServiceKey,
+        spec: &ServiceSpec,
+        permissions: Permissions,
+    ) -> Result<(), String> {
+        let Some(service) = self.slab.get(key) else {
+            return Ok(());
+        };
+        if let Some(file) = &service.unix_file {
+            file.set_permissions(permissions)?;
+        }
+        if let Some(socket) = &service.socket
+            && spec.socket.socket_type.connected()
+        {
+            socket
+                .listen(spec.socket.backlog as i32)
+                .map_err(|error| format!("cannot adjust the listening socket: {error}"))?;
+        }
+        info!(
+            "service {}: socket file adjusted in place (mode {:04o}, backlog {})",
+            spec.id, permissions.mode, spec.socket.backlog
+        );
+        Ok(())
+    }
+
     /// A new socket for a service whose address or kind changed. The old one goes on
     /// serving until the new one listens; if the new one cannot, the old socket and the
     /// old definition stay (the caller keeps the definition when this fails).
@@ -318,10 +355,11 @@ impl Services {
         poller: &Poller,
         children: &Children,
     ) -> Result<(), String> {
-        let socket = match spec.tcpmux {
-            Some(_) => None,
+        let (socket, unix_file) = match spec.tcpmux {
+            Some(_) => (None, None),
             None => {
-                let (socket, stopped_old) = self.open_replacement(key, spec, poller, children)?;
+                let (socket, unix_file, stopped_old) =
+                    self.open_replacement(key, spec, poller, children)?;
                 if let Err(message) = watch(poller, &socket, key) {
                     drop(socket);
                     if stopped_old {
@@ -329,7 +367,7 @@ impl Services {
                     }
                     return Err(message);
                 }
-                Some(socket)
+                (Some(socket), unix_file)
             }
         };
         // The new socket listens: only now do the old one's registrations go.
@@ -350,8 +388,10 @@ impl Services {
         }
         let service = self.slab.get_mut(key).expect("key_of found it");
         service.rpc_registered = rpc_registered;
-        // The old socket closes here; connections it accepted are not its to close.
+        // The old socket closes here; connections it accepted are not its to close. Its
+        // file goes too, unless the new socket took its path.
         service.socket = socket;
+        service.unix_file = unix_file;
         service.armed = true;
         service.idle_exits = 0;
         Ok(())
@@ -375,9 +415,15 @@ impl Services {
         spec: &ServiceSpec,
         poller: &Poller,
         children: &Children,
-    ) -> Result<(Socket, bool), String> {
+    ) -> Result<(Socket, Option<SocketFile>, bool), String> {
+        if let Address::Unix(_) = spec.socket.address {
+            // The new socket is renamed onto the path, the old one's included.
+            let ours = self.slab.get(key).and_then(|old| old.unix_file.as_ref());
+            let (socket, file) = listeners::open_unix(&spec.socket, ours)?;
+            return Ok((socket, Some(file), false));
+        }
         let (address, error) = match open_listener(spec) {
-            Ok(socket) => return Ok((socket, false)),
+            Ok(socket) => return Ok((socket, None, false)),
             Err(failure) => failure,
         };
         let cannot_listen = |address, error| format!("cannot listen on {address}: {error}");
@@ -413,7 +459,7 @@ impl Services {
                     "service {}: the old socket stopped listening so that {address} could be bound anew",
                     spec.id
                 );
-                Ok((socket, true))
+                Ok((socket, None, true))
             }
             Err((address, error)) => {
                 self.listen_again(key, poller);
@@ -528,23 +574,35 @@ fn prepare(spec: &ServiceSpec) -> Result<Option<Prepared>, String> {
     }
 }
 
-fn open_socket(spec: &ServiceSpec) -> Result<Socket, String> {
-    open_listener(spec).map_err(|(address, error)| format!("cannot listen on {address}: {error}"))
+fn open_socket(
+    spec: &ServiceSpec,
+    ours: Option<&SocketFile>,
+) -> Result<(Socket, Option<SocketFile>), String> {
+    if let Address::Unix(_) = spec.socket.address {
+        let (socket, file) = listeners::open_unix(&spec.socket, ours)?;
+        return Ok((socket, Some(file)));
+    }
+    open_listener(spec)
+        .map(|socket| (socket, None))
+        .map_err(|(address, error)| format!("cannot listen on {address}: {error}"))
 }
 
-/// Opens a service's socket; on failure, the address tried last and why.
+/// Opens an IP service's socket; on failure, the address tried last and why.
 fn open_listener(spec: &ServiceSpec) -> Result<Socket, (SocketAddr, io::Error)> {
-    match listeners::open(&spec.socket) {
+    let Address::Ip(address) = spec.socket.address else {
+        unreachable!("Unix sockets are opened by listeners::open_unix")
+    };
+    match listeners::open(&spec.socket, address) {
         Ok(socket) => Ok(socket),
-        Err(error) => match listeners::ipv4_fallback(&spec.socket, &error) {
+        Err(error) => match listeners::ipv4_fallback(address, &error) {
             Some(fallback) => {
                 warn!(
-                    "service {}: no IPv6 on this host; listening on {}",
-                    spec.name, fallback.address
+                    "service {}: no IPv6 on this host; listening on {fallback}",
+                    spec.name
                 );
-                listeners::open(&fallback).map_err(|error| (fallback.address, error))
+                listeners::open(&spec.socket, fallback).map_err(|error| (fallback, error))
             }
-            None => Err((spec.socket.address, error)),
+            None => Err((address, error)),
         },
     }
 }

@@ -14,7 +14,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::rc::{Rc, Weak};
@@ -24,7 +23,7 @@ use libc::{c_char, c_int};
 use nix::errno::Errno;
 use nix::unistd::Pid;
 
-use crate::config::spec::{ExecSpec, Limit, Protocol, Resource};
+use crate::config::spec::{ExecSpec, Limit, Resource};
 use crate::peer;
 
 #[cfg(target_env = "gnu")]
@@ -268,9 +267,7 @@ pub struct SpawnError {
 /// A connection (or a listening socket) to hand to a server.
 pub struct Connection<'a> {
     pub fd: BorrowedFd<'a>,
-    pub protocol: Protocol,
-    pub remote: Option<SocketAddr>,
-    pub local: Option<SocketAddr>,
+    pub ends: peer::Ends,
 }
 
 /// The daemon's one spawner: a child stack and buffers reused by every spawn.
@@ -399,12 +396,7 @@ impl Spawner {
         connection: &Connection,
     ) -> Result<Pid, SpawnError> {
         self.connection_variables.clear();
-        peer::write_environment(
-            &mut self.connection_variables,
-            connection.protocol,
-            connection.remote,
-            connection.local,
-        );
+        peer::write_environment(&mut self.connection_variables, connection.ends);
         self.envp.clear();
         self.envp.extend_from_slice(&program.environment.pointers);
         let base = self.connection_variables.as_ptr();
@@ -678,9 +670,11 @@ mod tests {
                 &program,
                 &Connection {
                     fd: high.as_fd(),
-                    protocol: Protocol::Tcp,
-                    remote: None,
-                    local: None,
+                    ends: peer::Ends::Ip {
+                        protocol: crate::config::spec::Protocol::Tcp,
+                        remote: None,
+                        local: None,
+                    },
                 },
             )
             .unwrap();

@@ -1,6 +1,7 @@
 //! Socket calls the loop makes per connection or per datagram, each in one system call:
 //! accept4 with its flags, a send that never blocks, a listener's queue length, the
-//! local and peer addresses, and the reverse lookup of an address.
+//! local and peer addresses (a Unix-domain peer's credentials), and the reverse lookup
+//! of an address.
 
 use std::ffi::CStr;
 use std::io;
@@ -10,7 +11,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use socket2::{SockAddr, Socket};
 
-use crate::peer;
+use crate::peer::{self, Credentials};
 
 /// Accepts close-on-exec, and non-blocking when the daemon serves the connection itself:
 /// one accept4 call, no fcntl after it.
@@ -30,6 +31,32 @@ pub fn accept(listener: &Socket, nonblocking: bool) -> io::Result<(OwnedFd, Sock
         .as_socket()
         .ok_or_else(|| io::Error::other("peer is not an IP address"))?;
     Ok((fd, remote))
+}
+
+/// Accepts on a Unix-domain listener, close-on-exec and blocking (for an exec'd server),
+/// and asks the kernel who connected (`SO_PEERCRED`: the peer's pid, uid and gid when it
+/// called connect).
+pub fn accept_local(listener: &Socket) -> io::Result<(OwnedFd, Credentials)> {
+    // SAFETY: accept4 with no address storage writes nothing; the fd it returns is new
+    // and ours.
+    let fd = unsafe {
+        match libc::accept4(
+            listener.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC,
+        ) {
+            -1 => return Err(io::Error::last_os_error()),
+            fd => OwnedFd::from_raw_fd(fd),
+        }
+    };
+    let peer = nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::PeerCredentials)?;
+    let credentials = Credentials {
+        pid: peer.pid(),
+        uid: peer.uid(),
+        gid: peer.gid(),
+    };
+    Ok((fd, credentials))
 }
 
 /// Writes what the socket takes now; a banner never blocks the loop. Banners are at
@@ -54,8 +81,8 @@ pub fn send_now(fd: &impl AsRawFd, bytes: &[u8]) {
     }
 }
 
-/// A listener's accept queue length (TCP_INFO reports it for listening sockets); 0 if
-/// the kernel does not say.
+/// A listener's accept queue length (TCP_INFO reports it for listening sockets). A
+/// Unix-domain listener has no TCP_INFO: 1 if a connection waits, else 0.
 pub fn accept_queue(socket: &Socket) -> u32 {
     // SAFETY: tcp_info is plain integers; all-zero is a valid value.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
@@ -70,7 +97,22 @@ pub fn accept_queue(socket: &Socket) -> u32 {
             &mut length,
         )
     };
-    if result == 0 { info.tcpi_unacked } else { 0 }
+    if result == 0 {
+        info.tcpi_unacked
+    } else {
+        u32::from(readable_now(socket))
+    }
+}
+
+/// Whether a read (or an accept) on `socket` would not block now.
+fn readable_now(socket: &Socket) -> bool {
+    let mut poll = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, and a zero timeout: nothing is kept after the call.
+    unsafe { libc::poll(&mut poll, 1, 0) > 0 }
 }
 
 /// A byte buffer as the `MaybeUninit` slice socket2's receive calls take.
