@@ -95,6 +95,7 @@ pub mod process;
 pub mod rpc;
 #[allow(unsafe_code)]
 pub mod spawn;
+pub mod status;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod system;
