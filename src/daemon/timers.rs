@@ -16,6 +16,8 @@ pub enum Timer {
     Parked(ParkedKey),
     /// Forget cps buckets and deny-list entries that expired.
     Housekeeping,
+    /// A control client's deadline may have passed (`control`, by slot).
+    Control(u8),
 }
 
 #[derive(Default)]
