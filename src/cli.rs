@@ -318,10 +318,14 @@ fn ask(socket: &std::path::Path, request: &str) -> io::Result<String> {
     let mut stream = std::os::unix::net::UnixStream::connect(socket)?;
     stream.set_read_timeout(Some(CONTROL_TIMEOUT))?;
     stream.set_write_timeout(Some(CONTROL_TIMEOUT))?;
-    stream.write_all(request.as_bytes())?;
+    // A daemon that refuses the caller answers and closes at once: the request may
+    // then meet a closed socket, and the answer is still there to read.
+    let written = stream.write_all(request.as_bytes());
     let mut reply = Vec::new();
-    stream.read_to_end(&mut reply)?;
+    let read = stream.read_to_end(&mut reply);
     if reply.is_empty() {
+        written?;
+        read?;
         return Err(io::Error::other("the daemon closed without answering"));
     }
     Ok(String::from_utf8_lossy(&reply).into_owned())
