@@ -292,9 +292,16 @@ fn many_status_callers_never_stall_the_accept_path() {
     let port = setup.port;
     let (daemon, _) = setup.start(&format!("control_socket = \"control\"\n{}", echo(port)));
     let socket = daemon.dir().join("control");
-    // Idle clients: connected, never asking, never reading.
+    // Idle clients: connected, half of them with a request never finished, none
+    // reading.
     let idle: Vec<UnixStream> = (0..20)
-        .map(|_| UnixStream::connect(&socket).expect("connect"))
+        .map(|n| {
+            let mut client = UnixStream::connect(&socket).expect("connect");
+            if n % 2 == 0 {
+                client.write_all(b"stat").expect("a partial request");
+            }
+            client
+        })
         .collect();
     let callers: Vec<_> = (0..50)
         .map(|_| {
