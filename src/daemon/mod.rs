@@ -5,8 +5,9 @@
 //!
 //! The state lives in rooms, each the one owner of its piece, none importing another's
 //! handlers: `services` (listeners and their lifecycle, with `rpcbind` and
-//! `listeners`), `sessions`, `children`, `timers`, `signals`, `poller` (the epoll set
-//! in `Token`s), and `slab` for their keys. The files named for events (`accept`,
+//! `listeners`), `sessions`, `children`, `timers`, `signals`, `control` (the control
+//! socket and what `oxinetd status` tells), `poller` (the epoll set in `Token`s), and
+//! `slab` for their keys. The files named for events (`accept`,
 //! `parking`, `servers`, `datagrams`, `on_session`) are this loop's handlers: each an
 //! `impl Daemon` block that moves a connection from one room to the next.
 
