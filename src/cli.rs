@@ -5,12 +5,16 @@
 //! 111 the system failed us (epoll, signalfd, pidfile, the loop itself).
 //! `oxinetd import`: 0 every service converted (notes allowed), 1 at least one could
 //! not be (or nothing could be read or written), 2 the command line is wrong.
+//! `oxinetd status` and `oxinetd reload` (clients of the control socket): 0 done, 1 the
+//! reload refused something, 2 the command line is wrong, 111 the daemon could not be
+//! asked (no `control_socket` in the file, nobody answers, not permitted).
 
 use std::ffi::OsString;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use log::{LevelFilter, error, info};
 
@@ -34,6 +38,8 @@ pub const EXIT_SYSTEM: u8 = 111;
 const USAGE: &str =
     "usage: oxinetd [-f FILE] [--check] [--pidfile FILE] [-d|--debug] [--version] [-h|--help]
        oxinetd import [--inetd] FILE [--to DIR]
+       oxinetd status [-f FILE] [--json]
+       oxinetd reload [-f FILE]
 
   -f FILE          main configuration file (default /etc/oxinetd.toml)
   --check          report every configuration error and exit: 0 if none, 1 if any
@@ -42,8 +48,16 @@ const USAGE: &str =
   --version        print the version
   -h, --help       print this help
 
-Runs in the foreground and logs to stderr. SIGHUP reloads; SIGTERM or SIGINT stop.
+Runs in the foreground and logs to stderr. SIGHUP reloads; SIGTERM or SIGINT stop;
+SIGUSR1 writes the status table to stderr.
 Exit codes: 0 ok, 1 invalid configuration, 2 usage, 111 system failure.
+
+status and reload ask the running daemon through the control_socket that FILE sets
+(default /etc/oxinetd.toml). status prints every service's state and counters, as a
+table or, with --json, in the format of docs/status.md. reload applies the
+configuration and waits: exit 0 and one line when it applied without any error, exit
+1 and every error (FILE:LINE: ...) when anything was refused. Exit 111: the daemon
+could not be asked.
 
 import converts an xinetd configuration (FILE: xinetd.conf with its include and
 includedir, or one service file; with --inetd, an inetd.conf) to oxinetd's TOML. Each
@@ -53,6 +67,12 @@ FILE:LINE line on stderr. --to DIR writes DIR/oxinetd.toml and DIR/oxinetd.d/NAM
 Exit codes: 0 all converted, 1 some service could not be, 2 usage.";
 
 const IMPORT_USAGE: &str = "usage: oxinetd import [--inetd] FILE [--to DIR]";
+const CONTROL_USAGE: &str = "usage: oxinetd status [-f FILE] [--json]
+       oxinetd reload [-f FILE]";
+
+/// How long `oxinetd status` or `reload` waits for the daemon's answer: a reload may
+/// register RPC services (up to a second each).
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct Options {
@@ -69,10 +89,19 @@ pub struct ImportOptions {
     pub to: Option<PathBuf>,
 }
 
+/// `status` or `reload`: a request to the running daemon.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ControlOptions {
+    pub config: PathBuf,
+    pub reload: bool,
+    pub json: bool,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     Run(Options),
     Import(ImportOptions),
+    Control(ControlOptions),
     Help,
     Version,
 }
@@ -91,6 +120,14 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Strin
     if args.peek().is_some_and(|arg| arg.as_bytes() == b"import") {
         args.next();
         return parse_import(args);
+    }
+    if let Some(reload) = args.peek().and_then(|arg| match arg.as_bytes() {
+        b"status" => Some(false),
+        b"reload" => Some(true),
+        _ => None,
+    }) {
+        args.next();
+        return parse_control(args, reload);
     }
     while let Some(arg) = args.next() {
         match arg.as_bytes() {
@@ -139,10 +176,43 @@ fn parse_import<I: Iterator<Item = OsString>>(mut args: I) -> Result<Command, St
     Ok(Command::Import(ImportOptions { inetd, file, to }))
 }
 
+/// `status [-f FILE] [--json]` or `reload [-f FILE]`.
+fn parse_control<I: Iterator<Item = OsString>>(
+    mut args: I,
+    reload: bool,
+) -> Result<Command, String> {
+    let command = if reload { "reload" } else { "status" };
+    let mut options = ControlOptions {
+        config: PathBuf::from("/etc/oxinetd.toml"),
+        reload,
+        json: false,
+    };
+    while let Some(arg) = args.next() {
+        match arg.as_bytes() {
+            b"-f" | b"--config" => {
+                options.config = args
+                    .next()
+                    .ok_or(format!("{command}: -f needs a file"))?
+                    .into();
+            }
+            b"--json" if !reload => options.json = true,
+            b"-h" | b"--help" => return Ok(Command::Help),
+            _ => {
+                return Err(format!(
+                    "{command}: unknown argument `{}`",
+                    arg.to_string_lossy()
+                ));
+            }
+        }
+    }
+    Ok(Command::Control(options))
+}
+
 pub fn main() -> ExitCode {
     let options = match parse(std::env::args_os().skip(1)) {
         Ok(Command::Run(options)) => options,
         Ok(Command::Import(options)) => return import(&options),
+        Ok(Command::Control(options)) => return control(&options),
         Ok(Command::Help) => {
             say!(stdout, "{USAGE}");
             return ExitCode::SUCCESS;
@@ -153,6 +223,10 @@ pub fn main() -> ExitCode {
         }
         Err(message) if message.starts_with("import") => {
             say!(stderr, "oxinetd: {message}\n{IMPORT_USAGE}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        Err(message) if message.starts_with("status") || message.starts_with("reload") => {
+            say!(stderr, "oxinetd: {}\n{CONTROL_USAGE}", escaped(&message));
             return ExitCode::from(EXIT_USAGE);
         }
         Err(message) => {
@@ -192,6 +266,69 @@ fn check(options: &Options) -> ExitCode {
         say!(stderr, "{}", counted(config.errors.len(), "error"));
         ExitCode::from(EXIT_CONFIG)
     }
+}
+
+/// Asks the running daemon through its control socket (the protocol is in
+/// `daemon::control`): the reply's first line says how it went, the rest is shown.
+fn control(options: &ControlOptions) -> ExitCode {
+    let file = &options.config;
+    let asked = std::fs::read_to_string(file)
+        .map_err(|error| format!("cannot read {}: {error}", file.display()))
+        .and_then(|text| {
+            config::control_socket_of(file, &text).ok_or(format!(
+                "{} sets no control_socket: the daemon cannot be asked",
+                file.display()
+            ))
+        })
+        .and_then(|socket| {
+            let request = match (options.reload, options.json) {
+                (true, _) => "reload\n",
+                (false, false) => "status\n",
+                (false, true) => "status json\n",
+            };
+            ask(&socket, request).map_err(|error| format!("{}: {error}", socket.display()))
+        });
+    let reply = match asked {
+        Ok(reply) => reply,
+        Err(message) => {
+            say!(stderr, "oxinetd: {}", escaped(&message));
+            return ExitCode::from(EXIT_SYSTEM);
+        }
+    };
+    let (first, body) = reply.split_once('\n').unwrap_or((&reply, ""));
+    match first {
+        "ok" => {
+            let _ = io::stdout().write_all(body.as_bytes());
+            ExitCode::SUCCESS
+        }
+        "failed" => {
+            let _ = io::stderr().write_all(body.as_bytes());
+            ExitCode::from(EXIT_CONFIG)
+        }
+        _ => {
+            let what = first.strip_prefix("error: ").unwrap_or(first);
+            say!(stderr, "oxinetd: the daemon says: {}", escaped(what));
+            ExitCode::from(EXIT_SYSTEM)
+        }
+    }
+}
+
+fn ask(socket: &std::path::Path, request: &str) -> io::Result<String> {
+    use std::io::Read;
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(CONTROL_TIMEOUT))?;
+    stream.set_write_timeout(Some(CONTROL_TIMEOUT))?;
+    // A daemon that refuses the caller answers and closes at once: the request may
+    // then meet a closed socket, and the answer is still there to read.
+    let written = stream.write_all(request.as_bytes());
+    let mut reply = Vec::new();
+    let read = stream.read_to_end(&mut reply);
+    if reply.is_empty() {
+        written?;
+        read?;
+        return Err(io::Error::other("the daemon closed without answering"));
+    }
+    Ok(String::from_utf8_lossy(&reply).into_owned())
 }
 
 /// Notes to stderr, the result to stdout or to `--to DIR`.
@@ -426,6 +563,30 @@ mod tests {
         // `import` is a subcommand only as the first word; the daemon's line is unchanged.
         assert!(args("-f import").is_ok());
         assert!(args("--check import").is_err());
+    }
+
+    #[test]
+    fn control_command_lines() {
+        let want = |config: &str, reload, json| {
+            Ok(Command::Control(ControlOptions {
+                config: PathBuf::from(config),
+                reload,
+                json,
+            }))
+        };
+        assert_eq!(args("status"), want("/etc/oxinetd.toml", false, false));
+        assert_eq!(args("status --json -f a.toml"), want("a.toml", false, true));
+        assert_eq!(args("reload -f a.toml"), want("a.toml", true, false));
+        for (line, needle) in [
+            ("reload --json", "reload: unknown argument `--json`"),
+            ("status -f", "status: -f needs a file"),
+            ("status --check", "status: unknown argument"),
+        ] {
+            let message = args(line).unwrap_err();
+            assert!(message.starts_with(needle), "{line}: {message}");
+        }
+        // Subcommands only as the first word.
+        assert!(args("--check status").is_err());
     }
 
     #[test]

@@ -50,7 +50,8 @@
 //!   `access` (who may connect), `limits` (how many, how fast, the deny list),
 //!   `tcpmux` (the RFC 1078 request line) and `daemon::admission` (every check on a
 //!   connection, in order, from values the daemon gathers: the time, the load, the
-//!   local minute, the counts).
+//!   local minute, the counts). `status` is what `oxinetd status` shows (its JSON and
+//!   its table), filled by the daemon's `control` room.
 //! - `logging` writes the daemon's own lines to stderr and a service's lines to its
 //!   `log_type` (a file with size limits, or syslog); the loop's lines for stderr and
 //!   files leave together, one write per loop turn.
@@ -100,6 +101,7 @@ pub mod process;
 pub mod rpc;
 #[allow(unsafe_code)]
 pub mod spawn;
+pub mod status;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod system;

@@ -315,6 +315,12 @@ impl Cps {
             .min()
     }
 
+    /// Whether an episode may be running: true from the one that starts it until the
+    /// `expire` that ends the last (for `oxinetd status`).
+    pub fn shedding(&self) -> bool {
+        self.episode_due.is_some()
+    }
+
     /// How many sources are tracked one by one.
     pub fn tracked(&self) -> usize {
         self.buckets.len()

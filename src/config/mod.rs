@@ -131,6 +131,12 @@ pub struct Config {
     pub max_servers: Option<u32>,
     /// Where `log_type = "SYSLOG ..."` lines are sent.
     pub syslog_socket: PathBuf,
+    /// Where `oxinetd status` and `oxinetd reload` reach the daemon; absolute (a
+    /// relative path in the file is taken from the main file's folder).
+    pub control_socket: Option<PathBuf>,
+    /// Ids of services switched off (`disable`, `[defaults] disabled` or `enabled`),
+    /// for `oxinetd status`.
+    pub disabled: Vec<String>,
 }
 
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -139,6 +145,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "includedir",
     "shutdown_grace",
     "syslog_socket",
+    "control_socket",
     "trust_insecure_files",
     "defaults",
     "service",
@@ -154,6 +161,8 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
         shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         max_servers: None,
         syslog_socket: PathBuf::from(DEFAULT_SYSLOG_SOCKET),
+        control_socket: None,
+        disabled: Vec::new(),
     };
     let Some(table) = read_table(main, host, &mut config.errors) else {
         config.fatal = true;
@@ -198,6 +207,19 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
                 entry.line,
                 "syslog_socket",
                 "expected the absolute path of a unix datagram socket".to_string(),
+            )),
+        }
+    }
+    if let Some(entry) = table.get("control_socket") {
+        match &entry.value {
+            Value::String(path) if !path.is_empty() && !path.contains('\0') => {
+                config.control_socket = Some(control_socket_path(main, path))
+            }
+            _ => config.errors.push(file_error(
+                main,
+                entry.line,
+                "control_socket",
+                "expected the path of a unix socket (relative to this file's folder)".to_string(),
             )),
         }
     }
@@ -281,6 +303,7 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
                 .as_ref()
                 .is_some_and(|ids| !ids.contains(&definition.id));
         if switched_off {
+            config.disabled.push(definition.id);
             continue;
         }
         let (attrs, key_errors) = definition.attrs;
@@ -327,9 +350,12 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
                     _ => Vec::new(),
                 };
                 if key_errors.is_empty() && distrusted.is_empty() {
-                    config
-                        .services
-                        .extend(spec.map(|spec| share_environment(spec, &mut environments)));
+                    match spec {
+                        Some(spec) => config
+                            .services
+                            .push(share_environment(spec, &mut environments)),
+                        None => config.disabled.push(definition.id),
+                    }
                     continue;
                 }
                 distrusted
@@ -362,6 +388,35 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
     sort_by_place(&mut config.errors);
     sort_by_place(&mut config.warnings);
     config
+}
+
+/// `control_socket` as given, or taken from the main file's folder when relative.
+fn control_socket_path(main: &Path, path: &str) -> PathBuf {
+    main.parent().unwrap_or(Path::new(".")).join(path)
+}
+
+/// The `control_socket` of a main file, for `oxinetd status` and `oxinetd reload`.
+/// Read leniently: a file the daemon would refuse (the reload asked for is the very
+/// one to report) must still lead to the daemon, so when the whole file does not
+/// parse, its `control_socket = "..."` line before any table is read on its own.
+pub fn control_socket_of(main: &Path, text: &str) -> Option<PathBuf> {
+    let from = |value: &toml::Value| match value {
+        toml::Value::String(path) if !path.is_empty() => Some(control_socket_path(main, path)),
+        _ => None,
+    };
+    if let Ok(table) = text.parse::<toml::Table>() {
+        return table.get("control_socket").and_then(from);
+    }
+    text.lines()
+        .map(str::trim_start)
+        .take_while(|line| !line.starts_with('['))
+        .filter(|line| line.starts_with("control_socket"))
+        .find_map(|line| {
+            line.parse::<toml::Table>()
+                .ok()?
+                .get("control_socket")
+                .and_then(from)
+        })
 }
 
 /// In file and line order (a file's unlined diagnostics first), and otherwise in the

@@ -1265,3 +1265,50 @@ fn unix_services_inherit_no_ip_keys_from_defaults() {
     assert!(spec.no_retry);
     assert_eq!(spec.instances, Instances::Limit(3));
 }
+
+#[test]
+fn control_socket_is_taken_from_the_main_files_folder_when_relative() {
+    let socket = |text: &str| load_as(0, text).control_socket;
+    assert_eq!(socket(""), None);
+    assert_eq!(
+        socket("control_socket = \"/run/oxinetd/control\"\n"),
+        Some(PathBuf::from("/run/oxinetd/control"))
+    );
+    assert_eq!(
+        socket("control_socket = \"oxinetd.control\"\n"),
+        Some(PathBuf::from("/etc/oxinetd.control"))
+    );
+    assert!(error("control_socket = 7\n").contains(":1: key control_socket: expected"));
+    assert!(error("control_socket = \"\"\n").contains("key control_socket"));
+}
+
+#[test]
+fn the_control_socket_is_found_even_in_a_file_the_daemon_refuses() {
+    let main = Path::new("/etc/oxinetd.toml");
+    let found = |text: &str| control_socket_of(main, text);
+    assert_eq!(found("shutdown_grace = 1\n"), None);
+    assert_eq!(
+        found("control_socket = \"c\"\n[service.x]\nport = 7\n"),
+        Some(PathBuf::from("/etc/c"))
+    );
+    // Not TOML at all past the first line: the line alone still says where.
+    assert_eq!(
+        found("  control_socket = \"/run/c\" # here\n[service.x\nport = = 7\n"),
+        Some(PathBuf::from("/run/c"))
+    );
+    // Inside a table it is some service's (wrong) key, not the daemon's.
+    assert_eq!(found("[service.x\ncontrol_socket = \"/run/c\"\n"), None);
+}
+
+#[test]
+fn switched_off_services_are_listed() {
+    let config = load_as(
+        0,
+        &format!("[defaults]\ndisabled = [\"hello\"]\n{HELLO}[service.off]\ndisable = true\n"),
+    );
+    assert!(config.services.is_empty(), "{:?}", config.services);
+    assert_eq!(
+        config.disabled,
+        vec!["hello".to_string(), "off".to_string()]
+    );
+}

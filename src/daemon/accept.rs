@@ -157,6 +157,7 @@ impl Daemon {
             running,
             per_source,
             cps,
+            stats,
             ..
         } = self.services.get_mut(key)?;
         let now = Now {
@@ -181,6 +182,9 @@ impl Daemon {
             cps: cps.as_mut(),
         });
         let verdict = admission::decide(spec, counts, Peer { ip, denied }, names, &now);
+        if verdict == Verdict::Admit {
+            stats.accepted += 1;
+        }
         if let Verdict::Refuse {
             reason: Reason::Cps,
             ..
@@ -218,9 +222,10 @@ impl Daemon {
     /// `banner_fail` (or tcpmux's refusal) and a FAIL line; the connection closes when
     /// the caller drops it: one accept, one close.
     pub(super) fn refuse(&mut self, incoming: &Incoming, reason: Reason, log: bool) {
-        let Some(service) = self.services.get(incoming.key) else {
+        let Some(service) = self.services.get_mut(incoming.key) else {
             return;
         };
+        service.stats.refuse(reason);
         if incoming.via_tcpmux {
             send_now(&incoming.fd, &tcpmux::refusal("Service not available"));
         } else if let Some(banner) = &service.spec.banners.fail {
@@ -314,9 +319,10 @@ impl Daemon {
         match Relay::connect(TcpStream::from(incoming.fd), to) {
             Ok(relay) => self.start_session(Work::Relay(Box::new(relay)), key, peer),
             Err(error) => {
-                if let Some(service) = self.services.get(key) {
+                if let Some(service) = self.services.get_mut(key) {
                     let log = service.log.clone();
                     let what = format!("redirect to {to}: {error}");
+                    service.stats.last_error = Some(what.clone());
                     self.lines.fail_with(&log, &what, Some(peer));
                 }
             }

@@ -120,6 +120,7 @@ impl Daemon {
         let Some(service) = self.services.get_mut(key) else {
             return;
         };
+        service.stats.refuse(reason);
         let quiet = service
             .datagram_refusal_logged
             .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1));

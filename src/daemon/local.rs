@@ -41,9 +41,15 @@ impl Daemon {
         let Some(verdict) = self.local_admission(key, peer.uid) else {
             return;
         };
-        let Some(service) = self.services.get(key) else {
+        let Some(service) = self.services.get_mut(key) else {
             return;
         };
+        // What `oxinetd status` counts, as for IP peers.
+        match verdict {
+            Verdict::Admit => service.stats.accepted += 1,
+            Verdict::Refuse { reason, .. } => service.stats.refuse(reason),
+            Verdict::NeedNames | Verdict::Trip(_) => {}
+        }
         if let Some(banner) = &service.spec.banners.always {
             send_now(&fd, banner);
         }

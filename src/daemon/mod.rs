@@ -5,15 +5,17 @@
 //!
 //! The state lives in rooms, each the one owner of its piece, none importing another's
 //! handlers: `services` (listeners and their lifecycle, with `rpcbind` and
-//! `listeners`), `sessions`, `children`, `timers`, `signals`, `poller` (the epoll set
-//! in `Token`s), and `slab` for their keys. The files named for events (`accept`,
-//! `parking`, `servers`, `datagrams`, `on_session`, and `local` for Unix-domain
-//! listeners) are this loop's handlers: each an
+//! `listeners`), `sessions`, `children`, `timers`, `signals`, `control` (the control
+//! socket and what `oxinetd status` tells), `poller` (the epoll set in `Token`s), and
+//! `slab` for their keys. The files named for events (`accept`, `parking`, `servers`,
+//! `datagrams`, `on_session`, and `local` for Unix-domain listeners) are this loop's
+//! handlers: each an
 //! `impl Daemon` block that moves a connection from one room to the next.
 
 mod accept;
 mod admission;
 mod children;
+mod control;
 mod datagrams;
 mod incoming;
 pub mod listeners;
@@ -47,6 +49,7 @@ use crate::logging;
 use crate::spawn::Spawner;
 use crate::system::System;
 use children::Children;
+use control::Control;
 use incoming::{LoadAverage, Parked};
 use lookup::Lookups;
 use poller::{Poller, Token};
@@ -77,6 +80,7 @@ pub struct Daemon {
     lines: Lines,
     lookups: Lookups,
     lookups_watched: bool,
+    control: Control,
     deny_list: DenyList,
     load: LoadAverage,
     max_servers: Option<u32>,
@@ -108,6 +112,7 @@ impl Daemon {
             lines: Lines::new(syslog_socket),
             lookups: Lookups::new(LOOKUP_THREADS)?,
             lookups_watched: false,
+            control: Control::default(),
             deny_list: DenyList::new(),
             load: LoadAverage::default(),
             max_servers: None,
@@ -125,10 +130,15 @@ impl Daemon {
     pub fn start(&mut self, config: Config) -> usize {
         self.shutdown_grace = config.shutdown_grace;
         self.max_servers = config.max_servers;
+        self.control
+            .configure(config.control_socket.as_deref(), &self.poller);
+        self.control.forget_failures(config.disabled);
         for spec in config.services {
+            let failed = control::Failed::of(&spec);
             let name = spec.id.clone();
             if let Err(message) = self.services.add(spec, &self.poller, &mut self.lines) {
                 error!("service {name}: {message}");
+                self.control.failed_to_start(failed, message);
             }
         }
         self.services.len()
@@ -155,6 +165,7 @@ impl Daemon {
                 match Token::from_u64(event.data()) {
                     Token::Signals => self.on_signals(),
                     Token::Lookups => self.on_lookup_answers(),
+                    Token::Control(event) => self.on_control(event),
                     Token::Listener(key) => self.on_listener(key),
                     Token::Session(key) => self.on_session(key),
                 }
@@ -175,6 +186,9 @@ impl Daemon {
         if pending.reap {
             self.reap();
         }
+        if pending.status {
+            self.status_to_stderr();
+        }
         if pending.stop && self.stopping.is_none() {
             self.begin_shutdown();
         } else if pending.reload && self.stopping.is_none() {
@@ -193,6 +207,7 @@ impl Daemon {
                 Timer::Child(pid) => self.child_deadline(pid),
                 Timer::Parked(key) => self.parked_deadline(key),
                 Timer::Housekeeping => self.housekeeping(now),
+                Timer::Control(slot) => self.control_deadline(slot),
             }
         }
         if let Some(deadline) = self.stopping
@@ -221,6 +236,7 @@ impl Daemon {
             self.children.len()
         );
         self.services.remove_all(&self.poller);
+        self.control.close(&self.poller);
         for key in self.sessions.keys() {
             self.end_session(key);
         }
@@ -233,8 +249,14 @@ impl Daemon {
         info!("reloading {}", self.config_path.display());
         let config = config::load(&self.config_path, &System::new());
         log_diagnostics(&config);
+        let mut errors: Vec<String> = config.errors.iter().map(ToString::to_string).collect();
         if config.fatal {
             error!("reload: failed, keeping the old configuration");
+            let summary = format!(
+                "failed, keeping the old configuration ({})",
+                counted(errors.len(), "error")
+            );
+            self.control.reloaded(false, summary, errors);
             return;
         }
         self.shutdown_grace = config.shutdown_grace;
@@ -250,13 +272,41 @@ impl Daemon {
         // Before the changes, so a service added or updated now is not tried twice.
         self.services.reopen_failed_logs(&mut self.lines);
         self.services.register_missing_rpc();
+        self.control
+            .configure(config.control_socket.as_deref(), &self.poller);
+        self.control.forget_failures(config.disabled);
         for change in changes {
-            self.services
-                .apply(change, &self.poller, &mut self.lines, &self.children);
+            let failed = match &change {
+                OwnedChange::Add(spec) => Some(control::Failed::of(spec)),
+                _ => None,
+            };
+            let applied =
+                self.services
+                    .apply(change, &self.poller, &mut self.lines, &self.children);
+            if let Err(message) = applied {
+                if let Some(failed) = failed {
+                    self.control.failed_to_start(failed, message.clone());
+                }
+                errors.push(message);
+            }
         }
         let used: Vec<_> = self.services.logs().filter_map(|log| log.sink).collect();
         self.lines.sinks.retain(&used);
         info!("reload: done ({} services)", self.services.len());
+        let services = counted(self.services.len(), "service");
+        let summary = match errors.len() {
+            0 => format!("done ({services})"),
+            n => format!("{}; {services} running", counted(n, "error")),
+        };
+        self.control.reloaded(errors.is_empty(), summary, errors);
+    }
+}
+
+/// `1 error`, `2 errors`.
+fn counted(n: usize, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
     }
 }
 

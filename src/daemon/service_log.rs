@@ -45,6 +45,20 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in declaration order: `reason as usize` indexes `Stats::refused`.
+    pub const ALL: [Reason; 10] = [
+        Reason::Address,
+        Reason::Time,
+        Reason::Load,
+        Reason::ServiceLimit,
+        Reason::PerSourceLimit,
+        Reason::ProcessLimit,
+        Reason::Cps,
+        Reason::Fork,
+        Reason::ServiceNotFound,
+        Reason::Lookup,
+    ];
+
     pub fn word(self) -> &'static str {
         match self {
             Reason::Address => "address",
@@ -58,6 +72,21 @@ impl Reason {
             Reason::ServiceNotFound => "service_not_found",
             Reason::Lookup => "lookup_overload",
         }
+    }
+}
+
+/// What `oxinetd status` counts for a service since it started: an integer
+/// increment where a connection is admitted or refused, nothing more on that path.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub accepted: u64,
+    pub refused: [u64; Reason::ALL.len()],
+    pub last_error: Option<String>,
+}
+
+impl Stats {
+    pub fn refuse(&mut self, reason: Reason) {
+        self.refused[reason as usize] += 1;
     }
 }
 

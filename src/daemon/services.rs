@@ -15,7 +15,7 @@ use super::listeners::{self, Queue, SocketFile};
 use super::poller::{Poller, Token};
 use super::reload::{Change, SocketChange};
 use super::rpcbind;
-use super::service_log::{Lines, ServiceLog};
+use super::service_log::{Lines, ServiceLog, Stats};
 use super::slab::{ServiceKey, Slab};
 use crate::config::ServiceSpec;
 use crate::config::spec::{Address, Permissions, Program, SocketType};
@@ -45,6 +45,7 @@ pub struct Service {
     pub datagram_refusal_logged: Option<Instant>,
     /// RPC versions this service registered with rpcbind: the ones to withdraw.
     rpc_registered: Vec<u32>,
+    pub stats: Stats,
 }
 
 #[derive(Default)]
@@ -87,6 +88,10 @@ impl Services {
 
     pub fn get_mut(&mut self, key: ServiceKey) -> Option<&mut Service> {
         self.slab.get_mut(key)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (ServiceKey, &Service)> {
+        self.slab.iter()
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (ServiceKey, &mut Service)> {
@@ -169,6 +174,7 @@ impl Services {
             fork_failing: false,
             datagram_refusal_logged: None,
             rpc_registered,
+            stats: Stats::default(),
         });
         Ok(())
     }
@@ -201,6 +207,10 @@ impl Services {
 
     /// Puts a listener in the poll set or takes it out (a `wait` server holds it, a
     /// back-off runs).
+    pub fn is_armed(&self, key: ServiceKey) -> bool {
+        self.slab.get(key).is_some_and(|service| service.armed)
+    }
+
     pub fn set_armed(&mut self, key: ServiceKey, armed: bool, poller: &Poller) {
         let Some(service) = self.slab.get_mut(key) else {
             return;
@@ -222,13 +232,15 @@ impl Services {
         service.armed = armed;
     }
 
+    /// Applies one change of a reload; an error (logged here) is returned as logged,
+    /// for `oxinetd reload` to report.
     pub fn apply(
         &mut self,
         change: OwnedChange,
         poller: &Poller,
         lines: &mut Lines,
         children: &Children,
-    ) {
+    ) -> Result<(), String> {
         match change {
             OwnedChange::Keep => {}
             OwnedChange::KeepOld(name) => {
@@ -242,16 +254,26 @@ impl Services {
             OwnedChange::Add(spec) => {
                 let name = spec.id.clone();
                 if let Err(message) = self.add(*spec, poller, lines) {
-                    error!("service {name}: {message}");
+                    let message = format!("service {name}: {message}");
+                    error!("{message}");
+                    return Err(message);
                 }
             }
             OwnedChange::Update { spec, socket } => {
                 let name = spec.id.clone();
                 if let Err(message) = self.update(*spec, socket, poller, lines, children) {
-                    error!("service {name}: {message}; keeping the previous definition");
+                    let message =
+                        format!("service {name}: {message}; keeping the previous definition");
+                    error!("{message}");
+                    if let Some(service) = self.key_of(&name).and_then(|key| self.slab.get_mut(key))
+                    {
+                        service.stats.last_error = Some(message.clone());
+                    }
+                    return Err(message);
                 }
             }
         }
+        Ok(())
     }
 
     /// New settings for new connections; the running servers keep theirs.

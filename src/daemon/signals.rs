@@ -1,4 +1,4 @@
-//! The signals the loop takes (SIGCHLD, SIGHUP, SIGTERM, SIGINT): blocked at start-up,
+//! The signals the loop takes (SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGUSR1): blocked at start-up,
 //! read from a signalfd, merged into what to do.
 
 use std::io;
@@ -22,6 +22,7 @@ fn handled() -> SigSet {
         Signal::SIGHUP,
         Signal::SIGTERM,
         Signal::SIGINT,
+        Signal::SIGUSR1,
     ] {
         set.add(signal);
     }
@@ -34,6 +35,8 @@ pub struct Pending {
     pub reap: bool,
     pub reload: bool,
     pub stop: bool,
+    /// SIGUSR1: the status table to stderr, as xinetd's users expect of it.
+    pub status: bool,
 }
 
 pub struct Signals {
@@ -46,7 +49,7 @@ impl Signals {
         Ok(Signals { fd })
     }
 
-    /// The pending signals, in one read(2). Standard signals merge, so at most the four
+    /// The pending signals, in one read(2). Standard signals merge, so at most the five
     /// the loop takes can be pending; any left would keep the (level-triggered)
     /// signalfd readable. Reading on until EAGAIN would cost a system call per wake.
     pub fn take(&self) -> Pending {
@@ -57,6 +60,7 @@ impl Signals {
                 libc::SIGCHLD => pending.reap = true,
                 libc::SIGHUP => pending.reload = true,
                 libc::SIGTERM | libc::SIGINT => pending.stop = true,
+                libc::SIGUSR1 => pending.status = true,
                 _ => {}
             }
         }

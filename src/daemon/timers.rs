@@ -22,6 +22,8 @@ pub enum Timer {
     Parked(ParkedKey),
     /// Forget cps buckets and deny-list entries that expired.
     Housekeeping,
+    /// A control client's deadline may have passed (`control`, by slot).
+    Control(u8),
 }
 
 /// Kept in a heap by deadline, so the loop finds the earliest in O(1) each turn however
