@@ -20,6 +20,7 @@ pub mod lookup;
 mod on_session;
 mod parking;
 mod poller;
+mod readiness;
 pub mod relay;
 pub mod reload;
 mod rpcbind;
@@ -86,6 +87,9 @@ pub struct Daemon {
     fd_exhaustion_logged: bool,
     datagram: Vec<u8>,
     scratch: Vec<u8>,
+    /// systemd's `NOTIFY_SOCKET`, when oxinetd runs under it (`readiness`).
+    notifier: Option<crate::notify::Notifier>,
+    notify_failed: std::cell::Cell<bool>,
 }
 
 impl Daemon {
@@ -116,6 +120,8 @@ impl Daemon {
             fd_exhaustion_logged: false,
             datagram: vec![0; 65536],
             scratch: Vec::new(),
+            notifier: readiness::notifier(),
+            notify_failed: std::cell::Cell::new(false),
         })
     }
 
@@ -178,7 +184,9 @@ impl Daemon {
         } else if pending.reload && self.stopping.is_none() {
             // Rotated log files are reopened with the reload, as xinetd's users expect.
             self.lines.sinks.reopen();
+            self.notify_reloading();
             self.reload();
+            self.notify_reloaded();
         }
     }
 
@@ -190,6 +198,7 @@ impl Daemon {
                 Timer::Session(key) => self.session_deadline(key),
                 Timer::Parked(key) => self.parked_deadline(key),
                 Timer::Housekeeping => self.housekeeping(now),
+                Timer::Watchdog => self.watchdog(now),
             }
         }
         if let Some(deadline) = self.stopping
@@ -213,6 +222,7 @@ impl Daemon {
     }
 
     fn begin_shutdown(&mut self) {
+        self.notify_stopping();
         info!(
             "shutdown: closing listeners, stopping {} servers",
             self.children.len()

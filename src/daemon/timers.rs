@@ -16,6 +16,8 @@ pub enum Timer {
     Parked(ParkedKey),
     /// Forget cps buckets and deny-list entries that expired.
     Housekeeping,
+    /// Tell systemd's watchdog the loop is alive.
+    Watchdog,
 }
 
 #[derive(Default)]
