@@ -175,3 +175,125 @@ fn servers_never_see_the_variables_systemd_gave_the_daemon() {
         );
     }
 }
+
+const ECHO_HI: &str = "user = \"root\"\nserver = \"/bin/echo\"\nserver_args = [\"hi\"]\n";
+
+/// Starts `service(body)` under `systemd-socket-activate ACTIVATE...`, which binds the
+/// sockets and execs oxinetd (same pid, so `LISTEN_PID` is oxinetd's) only at the first
+/// connection: a client connects to `first` meanwhile. The daemon and that client's
+/// answer; `None` when systemd-socket-activate is missing (skipped).
+fn start_activated(
+    setup: Setup,
+    body: &str,
+    activate: &[&str],
+    first: std::net::SocketAddr,
+) -> Option<(common::Oxinetd, Vec<u8>)> {
+    if !common::have("systemd-socket-activate") {
+        common::skip("systemd-socket-activate (package systemd) is not installed");
+        return None;
+    }
+    let client = std::thread::spawn(move || tcp_request(first, b""));
+    let mut wrapper = vec!["systemd-socket-activate"];
+    wrapper.extend_from_slice(activate);
+    let (daemon, _) = setup.start_service_with(
+        body,
+        Launch {
+            wrapper,
+            ..Launch::default()
+        },
+    );
+    Some((daemon, client.join().unwrap()))
+}
+
+fn refused(port: u16) -> bool {
+    std::net::TcpStream::connect(v4(port))
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
+}
+
+/// A socket named after a service is that service's, wherever it listens: the configured
+/// port is never bound, a reload that changes it keeps the socket (and says so), and a
+/// reload that removes the service keeps it open for the reload that brings it back.
+#[test]
+fn a_socket_from_systemd_named_after_a_service_is_its_listener() {
+    let setup = Setup::new();
+    let configured = setup.port;
+    let handed = common::free_port();
+    let listen = format!("--listen=127.0.0.1:{handed}");
+    let Some((daemon, first)) =
+        start_activated(setup, ECHO_HI, &[&listen, "--fdname=svc"], v4(handed))
+    else {
+        return;
+    };
+    assert_eq!(first, b"hi\n");
+    daemon.wait_for_log(&format!(
+        "service svc: listening on the socket systemd handed over (fd 3 \"svc\" stream 127.0.0.1:{handed})"
+    ));
+    assert!(refused(configured), "the configured port was bound too");
+
+    let moved = common::free_port();
+    let config = |port: u16| {
+        format!("[service.svc]\nsocket_type = \"stream\"\nwait = false\nport = {port}\n{ECHO_HI}")
+    };
+    daemon.write_config(&config(moved));
+    daemon.reload();
+    daemon.wait_for_log(
+        "service svc: listens on the socket systemd handed over, whose address cannot change",
+    );
+    assert_eq!(tcp_request(v4(handed), b""), b"hi\n");
+    assert!(refused(moved), "a reload re-bound the handed-over service");
+
+    // Removed: the socket stays open (a client's connection waits in its queue) ...
+    daemon.write_config("");
+    daemon.reload();
+    let mut waiting = common::tcp_connect(v4(handed));
+    // ... and the service that comes back serves it.
+    daemon.write_config(&config(configured));
+    daemon.reload();
+    assert_eq!(common::read_to_eof(&mut waiting), b"hi\n");
+    assert!(refused(configured));
+}
+
+/// A socket without a name goes to the service of its type, address and port, which
+/// would otherwise fail to bind it (systemd holds it).
+#[test]
+fn a_socket_from_systemd_without_a_name_goes_to_the_service_on_its_address() {
+    let setup = Setup::new();
+    let port = setup.port;
+    let listen = format!("--listen=127.0.0.1:{port}");
+    let body = format!("bind = \"127.0.0.1\"\n{ECHO_HI}");
+    let Some((daemon, first)) = start_activated(setup, &body, &[&listen], v4(port)) else {
+        return;
+    };
+    assert_eq!(first, b"hi\n");
+    let log = daemon
+        .wait_for_log("service svc: listening on the socket systemd handed over (fd 3 stream");
+    assert!(!log.contains("cannot listen"), "{log}");
+    assert_eq!(tcp_request(v4(port), b""), b"hi\n");
+}
+
+/// A socket no service claims is logged and closed; the one a service claims serves.
+#[test]
+fn a_socket_from_systemd_that_no_service_claims_is_closed() {
+    let setup = Setup::new();
+    let port = setup.port;
+    let stray = common::free_port();
+    let (listen_stray, listen) = (
+        format!("--listen=127.0.0.1:{stray}"),
+        format!("--listen=127.0.0.1:{port}"),
+    );
+    let body = format!("bind = \"127.0.0.1\"\n{ECHO_HI}");
+    let Some((daemon, first)) = start_activated(
+        setup,
+        &body,
+        &[&listen_stray, &listen, "--fdname=stray:svc"],
+        v4(port),
+    ) else {
+        return;
+    };
+    assert_eq!(first, b"hi\n");
+    daemon.wait_for_log(&format!(
+        "systemd socket fd 3 \"stray\" stream 127.0.0.1:{stray}: no service claims it; closed"
+    ));
+    daemon.wait_for_log("(fd 4 \"svc\" stream");
+    assert!(refused(stray), "the unclaimed socket still listens");
+}

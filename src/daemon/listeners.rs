@@ -50,6 +50,15 @@ pub fn adjust(socket: &Socket, spec: &SocketSpec) -> io::Result<()> {
     Ok(())
 }
 
+/// Makes a socket systemd handed over serve as one of ours: non-blocking (the loop
+/// accepts on it) and, for a stream, the service's backlog and connection options. It
+/// is close-on-exec since it was taken (`sys::fd::take_inherited`). Its address, and a
+/// listen systemd already made, stay.
+pub fn take_over(socket: &Socket, spec: &SocketSpec) -> io::Result<()> {
+    socket.set_nonblocking(true)?;
+    adjust(socket, spec)
+}
+
 /// Stops a TCP listener without closing it. shutdown(SHUT_RD) on a listener resets the
 /// connections still in its accept queue (accepted ones are not touched) and leaves the
 /// socket bound to its port but not listening: Linux then lets another SO_REUSEADDR

@@ -15,6 +15,7 @@ mod admission;
 mod children;
 mod datagrams;
 mod incoming;
+mod inherited;
 pub mod listeners;
 pub mod lookup;
 mod on_session;
@@ -129,6 +130,8 @@ impl Daemon {
     pub fn start(&mut self, config: Config) -> usize {
         self.shutdown_grace = config.shutdown_grace;
         self.max_servers = config.max_servers;
+        self.services
+            .inherit(inherited::Inherited::from_environment(&config.services));
         for spec in config.services {
             let name = spec.id.clone();
             if let Err(message) = self.services.add(spec, &self.poller, &mut self.lines) {
