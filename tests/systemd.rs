@@ -297,3 +297,87 @@ fn a_socket_from_systemd_that_no_service_claims_is_closed() {
     daemon.wait_for_log("(fd 4 \"svc\" stream");
     assert!(refused(stray), "the unclaimed socket still listens");
 }
+
+const PROXYD: &str = "/usr/lib/systemd/systemd-socket-proxyd";
+
+/// `listen_fds = true` with a real socket-activated program: systemd-socket-proxyd as a
+/// `wait` server accepts on fd 3 (it checks LISTEN_PID and LISTEN_FDS) and relays to a
+/// backend: client -> oxinetd's port -> proxyd -> the test's echo backend.
+#[test]
+fn systemd_socket_proxyd_serves_as_a_socket_activated_wait_server() {
+    if !std::path::Path::new(PROXYD).exists() {
+        common::skip("systemd-socket-proxyd (package systemd) is not installed");
+        return;
+    }
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend_port = backend.local_addr().unwrap().port();
+    let echo = std::thread::spawn(move || {
+        for _ in 0..2 {
+            let (mut stream, _) = backend.accept().unwrap();
+            std::thread::spawn(move || {
+                let mut reader = stream.try_clone().unwrap();
+                let _ = std::io::copy(&mut reader, &mut stream);
+            });
+        }
+    });
+    let setup = Setup::new();
+    let body = format!(
+        "wait = true\nlisten_fds = true\nuser = \"root\"\nserver = \"{PROXYD}\"\n\
+         server_args = [\"127.0.0.1:{backend_port}\"]\n"
+    );
+    let config = setup.service(&body).replace("wait = false\n", "");
+    let (daemon, port) = setup.start(&config);
+    for word in ["ping", "pong"] {
+        let mut client = common::tcp_connect(v4(port));
+        std::io::Write::write_all(&mut client, format!("{word}\n").as_bytes()).unwrap();
+        assert_eq!(common::read_line(&mut client), format!("{word}\n"));
+    }
+    // One proxyd served both connections on the listener it was handed.
+    assert_eq!(
+        common::count_lines(&daemon.log(), "START: svc"),
+        1,
+        "{}",
+        daemon.log()
+    );
+    echo.join().unwrap();
+}
+
+/// A `listen_fds` server of a `wait = false` service sees what systemd's socket
+/// activation gives: its own pid in LISTEN_PID, LISTEN_FDS=1, LISTEN_FDNAMES the id, the
+/// connection on fd 3 and nothing else above 2, stdin /dev/null, and stdout and stderr
+/// the daemon's own (here the log file, which the server's lines go to unescaped).
+#[test]
+fn a_listen_fds_server_gets_the_connection_on_fd_3_and_its_own_pid() {
+    let setup = Setup::new();
+    let script = setup.script(
+        "activated.sh",
+        "#!/bin/sh\n\
+         echo \"lfd: pid=$LISTEN_PID self=$$ fds=$LISTEN_FDS names=$LISTEN_FDNAMES\"\n\
+         fds=; for fd in 0 1 2 3 4 5 6 7 8 9; do [ -e /proc/$$/fd/$fd ] && fds=\"$fds $fd\"; done\n\
+         echo \"lfd: open:$fds\"\n\
+         echo \"lfd: stdin=$(readlink /proc/$$/fd/0) out=$(readlink /proc/$$/fd/1)\"\n\
+         echo \"lfd: 3=$(readlink /proc/$$/fd/3)\" >&2\n\
+         echo served >&3\n",
+    );
+    let log_path = setup.path("oxinetd.log");
+    let body =
+        format!("user = \"root\"\nid = \"activated\"\nlisten_fds = true\nserver = \"{script}\"\n");
+    let (daemon, port) = setup.start_service(&body);
+    assert_eq!(tcp_request(v4(port), b""), b"served\n");
+    let log = daemon.wait_for_log("lfd: 3=");
+    let line = |prefix: &str| {
+        log.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} in\n{log}"))
+            .to_string()
+    };
+    let ids = line("lfd: pid=");
+    let (pid, rest) = ids.split_once(" self=").unwrap();
+    let (own, rest) = rest.split_once(' ').unwrap();
+    assert_eq!(pid, own, "{ids}");
+    assert_eq!(rest, "fds=1 names=activated");
+    // 0-9: dash holds its script on fd 10.
+    assert_eq!(line("lfd: open:"), " 0 1 2 3");
+    assert_eq!(line("lfd: stdin="), format!("/dev/null out={log_path}"));
+    assert!(line("lfd: 3=").starts_with("socket:["), "{log}");
+}
