@@ -381,3 +381,48 @@ fn a_listen_fds_server_gets_the_connection_on_fd_3_and_its_own_pid() {
     assert_eq!(line("lfd: stdin="), format!("/dev/null out={log_path}"));
     assert!(line("lfd: 3=").starts_with("socket:["), "{log}");
 }
+
+/// Both ways at once: systemd's listener, inherited on fd 3, handed on to a `listen_fds`
+/// wait server on fd 3 (where it already is: the child must clear its close-on-exec).
+#[test]
+fn a_socket_from_systemd_on_fd_3_is_handed_on_to_a_listen_fds_server() {
+    if !std::path::Path::new(PROXYD).exists() {
+        common::skip("systemd-socket-proxyd (package systemd) is not installed");
+        return;
+    }
+    if !common::have("systemd-socket-activate") {
+        common::skip("systemd-socket-activate (package systemd) is not installed");
+        return;
+    }
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend_port = backend.local_addr().unwrap().port();
+    let echo = std::thread::spawn(move || {
+        let (mut stream, _) = backend.accept().unwrap();
+        let mut reader = stream.try_clone().unwrap();
+        let _ = std::io::copy(&mut reader, &mut stream);
+    });
+    let setup = Setup::new();
+    let port = setup.port;
+    let body = format!(
+        "wait = true\nlisten_fds = true\nuser = \"root\"\nserver = \"{PROXYD}\"\n\
+         server_args = [\"127.0.0.1:{backend_port}\"]\n"
+    );
+    let listen = format!("--listen=127.0.0.1:{port}");
+    // The first client's connection starts oxinetd and waits in the queue for proxyd.
+    let client = std::thread::spawn(move || {
+        let mut client = common::tcp_connect(v4(port));
+        std::io::Write::write_all(&mut client, b"through\n").unwrap();
+        common::read_line(&mut client)
+    });
+    let config = setup.service(&body).replace("wait = false\n", "");
+    let (daemon, _) = setup.start_with(
+        &config,
+        Launch {
+            wrapper: vec!["systemd-socket-activate", &listen, "--fdname=svc"],
+            ..Launch::default()
+        },
+    );
+    assert_eq!(client.join().unwrap(), "through\n");
+    daemon.wait_for_log("(fd 3 \"svc\" stream");
+    echo.join().unwrap();
+}
