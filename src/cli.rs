@@ -446,6 +446,7 @@ fn run(options: &Options) -> u8 {
         return EXIT_SYSTEM;
     }
     info!("ready: {listening} services");
+    daemon.ready();
     let result = daemon.run();
     if let Some(pidfile) = &options.pidfile {
         let _ = std::fs::remove_file(pidfile);

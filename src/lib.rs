@@ -25,7 +25,9 @@
 //! working directory `/` (or its `cwd`), `PR_SET_NO_NEW_PRIVS` if asked, default signal
 //! dispositions and an empty signal mask (whatever oxinetd itself inherited), and an
 //! environment made at load time plus the connection's variables (`REMOTE_ADDR`,
-//! `TCPREMOTEIP`...). A server that runs as root is refused when a file that decides it
+//! `TCPREMOTEIP`...); with `listen_fds` it gets the socket on fd 3 instead, as systemd
+//! hands one over (stdin `/dev/null`, `LISTEN_PID`...). Listeners systemd hands oxinetd
+//! itself (`LISTEN_FDS`) serve the services they match (`daemon::inherited`). A server that runs as root is refused when a file that decides it
 //! (the config files, the include folder, the binary) could be written by anyone else
 //! (`config::trust`).
 //!

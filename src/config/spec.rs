@@ -226,6 +226,10 @@ pub struct ExecSpec {
     /// `no_new_privs = true`: `PR_SET_NO_NEW_PRIVS` before exec, so neither the server
     /// nor anything it runs can gain privileges through setuid bits or file capabilities.
     pub no_new_privs: bool,
+    /// `listen_fds = true`: the server starts as systemd starts a socket-activated one,
+    /// its socket on fd 3 with `LISTEN_FDS`, `LISTEN_PID` and `LISTEN_FDNAMES` set to
+    /// this name (the service id).
+    pub listen_fds: Option<String>,
 }
 
 /// `redirect = "host port"`: the daemon relays bytes to `host`, resolved when a

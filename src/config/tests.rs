@@ -943,6 +943,28 @@ fn cwd_and_no_new_privs() {
     );
 }
 
+/// Issue 11: `listen_fds = true` names the fd after the service id; only a service with
+/// a `server` has someone to hand the socket to.
+#[test]
+fn listen_fds_is_for_exec_services() {
+    assert_eq!(exec(&one(HELLO)).listen_fds, None);
+    let set = one(&format!("{HELLO}id = \"hello-v4\"\nlisten_fds = true\n"));
+    assert_eq!(exec(&set).listen_fds.as_deref(), Some("hello-v4"));
+    assert_eq!(
+        exec(&one(&format!("{HELLO}listen_fds = false\n"))).listen_fds,
+        None
+    );
+    let redirect = "[service.web]\ntype = \"UNLISTED\"\nsocket_type = \"stream\"\nport = 80\nredirect = \"10.0.0.2 8080\"\nlisten_fds = true\n";
+    assert!(
+        error(redirect).contains(":6: service web: key listen_fds: listen_fds hands the socket to a `server`; this service has none"),
+        "{}",
+        error(redirect)
+    );
+    assert!(
+        error(&format!("{HELLO}listen_fds = 1\n")).contains("key listen_fds: expected a boolean")
+    );
+}
+
 /// Issue 12, hole 1: a banner that is not a regular file is refused, naming its kind;
 /// one over 64 KiB is refused from its first 64 KiB + 1 bytes.
 #[test]

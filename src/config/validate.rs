@@ -10,8 +10,7 @@ use super::attrs::{At, Attrs, Flag, OnFailure, OnSuccess, Origin, ServiceType};
 use super::spec::{
     Access, Address, Banners, ExecSpec, Identity, Instances, Internal, Limit, Limits, Logging,
     Permissions, Program, Protocol, RedirectSpec, Resource, RpcSpec, ServiceSpec, SocketSpec,
-    SocketType, TcpMux, UnixAddress,
-    TcpTimeouts,
+    SocketType, TcpMux, TcpTimeouts, UnixAddress,
 };
 use super::{ConfigError, FileKind, Host};
 use crate::access::{self, AccessTimes, Rules};
@@ -275,6 +274,7 @@ fn build(
         );
     }
     let wait = wait(kind, socket_type, tcpmux.is_some(), attrs, table, report);
+    let program = program.map(|program| listen_fds(program, id, kind, attrs, report));
 
     // Only an exec'd `wait` stream server accepts its own connections.
     let server_accepts =
@@ -1154,7 +1154,32 @@ fn exec_program(
         rlimits: rlimits(attrs),
         cwd,
         no_new_privs: attrs.no_new_privs.as_ref().is_some_and(|at| at.value),
+        listen_fds: None,
     })))
+}
+
+/// `listen_fds = true` names the fd after the service; a service without a `server` has
+/// no server to hand it to.
+fn listen_fds(
+    mut program: Program,
+    id: &str,
+    kind: Option<Kind>,
+    attrs: &Attrs,
+    report: &mut Report,
+) -> Program {
+    let Some(at) = attrs.listen_fds.as_ref().filter(|at| at.value) else {
+        return program;
+    };
+    match &mut program {
+        Program::Exec(exec) => exec.listen_fds = Some(id.to_string()),
+        _ if kind.is_some() => report.error(
+            "listen_fds",
+            at,
+            "listen_fds hands the socket to a `server`; this service has none",
+        ),
+        _ => {}
+    }
+    program
 }
 
 /// The server's working directory: `/` unless `cwd` names a directory.

@@ -220,6 +220,7 @@ mod tests {
             rlimits: Vec::new(),
             cwd: PathBuf::from("/"),
             no_new_privs: false,
+            listen_fds: None,
         }));
     }
 

@@ -2,9 +2,9 @@
 //! for IP; for a Unix-domain socket, its file too (`SocketFile`): bound safely, given
 //! its mode and owners, and removed when the service goes.
 
+use nix::sys::socket::{SetSockOpt, sockopt};
 use std::fs;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use nix::sys::socket::{SetSockOpt, sockopt};
 use std::io;
 use std::net::{Ipv4Addr, Shutdown, SocketAddr};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -276,6 +276,15 @@ pub fn adjust(socket: &Socket, spec: &SocketSpec) -> io::Result<()> {
 
 fn setsockopt<O: SetSockOpt>(socket: &Socket, option: O, value: &O::Val) -> io::Result<()> {
     nix::sys::socket::setsockopt(socket, option, value).map_err(io::Error::from)
+}
+
+/// Makes a socket systemd handed over serve as one of ours: non-blocking (the loop
+/// accepts on it) and, for a stream, the service's backlog and connection options. It
+/// is close-on-exec since it was taken (`sys::fd::take_inherited`). Its address, and a
+/// listen systemd already made, stay.
+pub fn take_over(socket: &Socket, spec: &SocketSpec) -> io::Result<()> {
+    socket.set_nonblocking(true)?;
+    adjust(socket, spec)
 }
 
 /// Stops a TCP listener without closing it. shutdown(SHUT_RD) on a listener resets the

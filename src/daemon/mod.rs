@@ -18,12 +18,14 @@ mod children;
 mod control;
 mod datagrams;
 mod incoming;
+mod inherited;
 pub mod listeners;
 mod local;
 pub mod lookup;
 mod on_session;
 mod parking;
 mod poller;
+mod readiness;
 pub mod relay;
 pub mod reload;
 mod rpcbind;
@@ -92,6 +94,9 @@ pub struct Daemon {
     fd_exhaustion_logged: bool,
     datagram: Vec<u8>,
     scratch: Vec<u8>,
+    /// systemd's `NOTIFY_SOCKET`, when oxinetd runs under it (`readiness`).
+    notifier: Option<crate::notify::Notifier>,
+    notify_failed: std::cell::Cell<bool>,
 }
 
 impl Daemon {
@@ -123,6 +128,8 @@ impl Daemon {
             fd_exhaustion_logged: false,
             datagram: vec![0; 65536],
             scratch: Vec::new(),
+            notifier: readiness::notifier(),
+            notify_failed: std::cell::Cell::new(false),
         })
     }
 
@@ -133,6 +140,8 @@ impl Daemon {
         self.control
             .configure(config.control_socket.as_deref(), &self.poller);
         self.control.forget_failures(config.disabled);
+        self.services
+            .inherit(inherited::Inherited::from_environment(&config.services));
         for spec in config.services {
             let failed = control::Failed::of(&spec);
             let name = spec.id.clone();
@@ -194,7 +203,9 @@ impl Daemon {
         } else if pending.reload && self.stopping.is_none() {
             // Rotated log files are reopened with the reload, as xinetd's users expect.
             self.lines.sinks.reopen();
+            self.notify_reloading();
             self.reload();
+            self.notify_reloaded();
         }
     }
 
@@ -208,6 +219,7 @@ impl Daemon {
                 Timer::Parked(key) => self.parked_deadline(key),
                 Timer::Housekeeping => self.housekeeping(now),
                 Timer::Control(slot) => self.control_deadline(slot),
+                Timer::Watchdog => self.watchdog(now),
             }
         }
         if let Some(deadline) = self.stopping
@@ -231,6 +243,7 @@ impl Daemon {
     }
 
     fn begin_shutdown(&mut self) {
+        self.notify_stopping();
         info!(
             "shutdown: closing listeners, stopping {} servers",
             self.children.len()

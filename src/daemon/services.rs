@@ -11,6 +11,7 @@ use nix::sys::epoll::EpollFlags;
 use socket2::Socket;
 
 use super::children::Children;
+use super::inherited::Inherited;
 use super::listeners::{self, Queue, SocketFile};
 use super::poller::{Poller, Token};
 use super::reload::{Change, SocketChange};
@@ -46,11 +47,15 @@ pub struct Service {
     /// RPC versions this service registered with rpcbind: the ones to withdraw.
     rpc_registered: Vec<u32>,
     pub stats: Stats,
+    /// The socket came from systemd (`inherited`): never re-bound, and given back to
+    /// the pool, not closed, when the service goes.
+    inherited: bool,
 }
 
 #[derive(Default)]
 pub struct Services {
     slab: Slab<ServiceKey, Service>,
+    inherited: Inherited,
 }
 
 /// A reload change that owns its spec, so the plan's borrow of the running services
@@ -133,6 +138,11 @@ impl Services {
             .map(|spec| spec.name.as_str())
     }
 
+    /// The sockets systemd handed over, for the services to take as they are added.
+    pub fn inherit(&mut self, inherited: Inherited) {
+        self.inherited = inherited;
+    }
+
     pub fn add(
         &mut self,
         spec: ServiceSpec,
@@ -140,16 +150,36 @@ impl Services {
         lines: &mut Lines,
     ) -> Result<(), String> {
         let prepared = prepare(&spec)?;
-        let (socket, unix_file) = match spec.tcpmux {
-            Some(_) => (None, None),
-            None => {
+        let handed = match spec.tcpmux {
+            Some(_) => None,
+            None => self.inherited.take(&spec),
+        };
+        let inherited = handed.is_some();
+        let (socket, unix_file) = match (spec.tcpmux, handed) {
+            (Some(_), _) => (None, None),
+            (None, Some(socket)) => (Some(socket), None),
+            (None, None) => {
                 let (socket, file) = open_socket(&spec, None)?;
                 (Some(socket), file)
             }
         };
         let key = self.slab.vacant_key();
-        if let Some(socket) = &socket {
-            watch(poller, socket, key)?;
+        let watched = match &socket {
+            Some(socket) if inherited => listeners::take_over(socket, &spec.socket)
+                .map_err(|error| format!("cannot use the socket systemd handed over: {error}"))
+                .and_then(|()| watch(poller, socket, key)),
+            Some(socket) => watch(poller, socket, key),
+            None => Ok(()),
+        };
+        if let Err(message) = watched {
+            if inherited && let Some(socket) = socket {
+                self.inherited.give_back(&spec.id, socket);
+            }
+            return Err(message);
+        }
+        if inherited {
+            // `Inherited::take` said where it listens; the spec's address is not it.
+        } else if socket.is_some() {
             info!("service {}: listening on {}", spec.id, spec.describe());
         } else {
             info!("service {}: {}", spec.id, spec.describe());
@@ -170,6 +200,7 @@ impl Services {
             running: 0,
             idle_exits: 0,
             queue_at_spawn: Queue::Empty,
+            inherited,
             per_source: PerSource::new(),
             fork_failing: false,
             datagram_refusal_logged: None,
@@ -197,6 +228,11 @@ impl Services {
             "service {}: stopped ({} running to finish)",
             service.spec.id, service.running
         );
+        if service.inherited
+            && let Some(socket) = service.socket
+        {
+            self.inherited.give_back(&service.spec.id, socket);
+        }
     }
 
     pub fn remove_all(&mut self, poller: &Poller) {
@@ -289,6 +325,7 @@ impl Services {
             return Ok(());
         };
         let prepared = prepare(&spec)?;
+        let socket_change = self.keep_inherited(key, &spec, socket_change)?;
         match socket_change {
             SocketChange::Same => {}
             SocketChange::Adjust => self.adjust(key, &spec)?,
@@ -311,6 +348,37 @@ impl Services {
         service.log = log;
         service.prepared = prepared;
         Ok(())
+    }
+
+    /// A socket systemd handed over is never re-bound: systemd's socket unit says where
+    /// it listens. A new address is logged and the socket kept; a new socket type cannot
+    /// be served on it, so that definition is refused.
+    fn keep_inherited(
+        &self,
+        key: ServiceKey,
+        spec: &ServiceSpec,
+        change: SocketChange,
+    ) -> Result<SocketChange, String> {
+        let Some(old) = self.slab.get(key).filter(|old| old.inherited) else {
+            return Ok(change);
+        };
+        if change != SocketChange::Rebind {
+            return Ok(change);
+        }
+        if old.spec.socket.socket_type != spec.socket.socket_type {
+            return Err("the socket systemd handed over cannot change its socket_type".into());
+        }
+        let held = old
+            .socket
+            .as_ref()
+            .and_then(|socket| socket.local_addr().ok()?.as_socket());
+        warn!(
+            "service {}: listens on the socket systemd handed over, whose address cannot \
+             change ({} stays; change the socket unit)",
+            spec.id,
+            held.map_or("its address".to_string(), |address| address.to_string())
+        );
+        Ok(SocketChange::Adjust)
     }
 
     /// Sets the changed backlog, `NODELAY` or `KEEPALIVE` on the live listener, which

@@ -24,6 +24,8 @@ pub enum Timer {
     Housekeeping,
     /// A control client's deadline may have passed (`control`, by slot).
     Control(u8),
+    /// Tell systemd's watchdog the loop is alive.
+    Watchdog,
 }
 
 /// Kept in a heap by deadline, so the loop finds the earliest in O(1) each turn however

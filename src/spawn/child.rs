@@ -7,7 +7,8 @@
 //! the stage and errno in the shared `failure` word, which the parent reads when it
 //! wakes, and exits.
 //!
-//! The order: an fd table of its own, the connection on fds 0-2, setsid, limits, nice,
+//! The order: an fd table of its own, the connection on fds 0-2 (for `listen_fds`: on fd
+//! 3, with `/dev/null` on 0 and the pid in `LISTEN_PID`), setsid, limits, nice,
 //! umask, then the identity (setgroups, setgid, setuid), chdir to the service's `cwd`
 //! (`/` by default; as the new user, so it needs that user's access), PR_SET_NO_NEW_PRIVS
 //! if asked (after setuid, which it would not block, and before exec, which it governs),
@@ -18,7 +19,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use libc::{c_char, c_int};
 
-use super::{Credentials, DEFAULT_ACTION, KernelSigaction, Prepared, Stage};
+use super::{
+    Credentials, DEFAULT_ACTION, KernelSigaction, LISTEN_PID_SIZE, Prepared, Stage,
+    write_listen_pid,
+};
 
 /// Everything the child reads. Lives on the parent's stack, which stays put while the
 /// parent is suspended.
@@ -32,6 +36,9 @@ pub(super) struct ChildArgs<'a> {
     pub signals_to_default: &'a [c_int],
     /// The mask the server starts with: empty.
     pub mask: &'a libc::sigset_t,
+    /// For a `listen_fds` server, the spawner's `LISTEN_PID=` buffer, which envp points
+    /// at; null otherwise.
+    pub listen_pid: *mut [u8; LISTEN_PID_SIZE],
     pub failure: AtomicU64,
 }
 
@@ -56,11 +63,16 @@ pub(super) extern "C" fn run(arg: *mut c_void) -> c_int {
         {
             fail(args, Stage::Fds);
         }
-        for target in 0..3 {
-            // The connection is never one of fds 0-2 (the daemon keeps them open), so
-            // dup2 always makes a copy without close-on-exec.
-            if libc::dup2(args.fd, target) < 0 {
-                fail(args, Stage::Fds);
+        let socket_activation = !args.listen_pid.is_null();
+        if socket_activation {
+            socket_on_fd_3(args);
+        } else {
+            for target in 0..3 {
+                // The connection is never one of fds 0-2 (the daemon keeps them open), so
+                // dup2 always makes a copy without close-on-exec.
+                if libc::dup2(args.fd, target) < 0 {
+                    fail(args, Stage::Fds);
+                }
             }
         }
         if libc::setsid() < 0 {
@@ -112,12 +124,51 @@ pub(super) extern "C" fn run(arg: *mut c_void) -> c_int {
         // alone.
         libc::syscall(
             libc::SYS_close_range,
-            3u32,
+            if socket_activation { 4u32 } else { 3u32 },
             u32::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         );
         libc::execve(program.path.as_ptr(), program.argv.as_ptr(), args.envp);
         fail(args, Stage::Exec)
+    }
+}
+
+/// A socket-activated server's fds, as systemd gives them: the socket on fd 3 (not
+/// close-on-exec), `/dev/null` on fd 0, fds 1 and 2 left as the daemon's; and its own pid
+/// in `LISTEN_PID`.
+///
+/// # Safety
+/// Only in the cloned child, before exec, with `args` prepared by the parent, on an fd
+/// table of the child's own.
+unsafe fn socket_on_fd_3(args: &ChildArgs) {
+    // SAFETY: plain fd syscalls on numbers in the child's own table, and a static C string.
+    unsafe {
+        // dup2 onto itself would leave close-on-exec set (every daemon fd has it).
+        let placed = if args.fd == 3 {
+            libc::fcntl(3, libc::F_SETFD, 0)
+        } else {
+            libc::dup2(args.fd, 3)
+        };
+        if placed < 0 {
+            fail(args, Stage::Fds);
+        }
+        // Close-on-exec: the copy on 0 is what the server keeps.
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if null < 0 || libc::dup2(null, 0) < 0 {
+            fail(args, Stage::Fds);
+        }
+    }
+    // SAFETY: `listen_pid` is the spawner's own buffer (`Spawner::listen_pid`), non-null
+    // here, and no one else touches it until exec: the parent is suspended from clone
+    // until this child execs or exits (CLONE_VFORK), the daemon's other threads (lookups)
+    // never see the spawner, and the parent has only put its address in envp. execve
+    // copies the environment into the new image before the parent wakes, so the next
+    // spawn may rewrite it; each child writes all its digits and the NUL after them, so
+    // no digit of an earlier pid is left. getpid is a raw syscall: the child's pid, never
+    // a value cached from the parent.
+    unsafe {
+        let pid = libc::syscall(libc::SYS_getpid) as u32;
+        write_listen_pid(&mut *args.listen_pid, pid);
     }
 }
 

@@ -53,6 +53,10 @@ pub struct Prepared {
     /// `/` unless the service's `cwd` says.
     cwd: CString,
     no_new_privs: bool,
+    /// `listen_fds`: the socket goes on fd 3 (stdin `/dev/null`, stdout and stderr the
+    /// daemon's), and the environment holds `LISTEN_FDS=1`, `LISTEN_FDNAMES` and, written
+    /// by the child, `LISTEN_PID`.
+    listen_fds: bool,
 }
 
 impl Prepared {
@@ -74,7 +78,12 @@ impl Prepared {
             path: c_string(exec.server.as_os_str().as_bytes())?,
             _argv_strings: argv_strings,
             argv,
-            environment: Environment::shared(&exec.environment)?,
+            environment: match &exec.listen_fds {
+                None => Environment::shared(&exec.environment)?,
+                Some(name) => {
+                    Environment::shared(&socket_activation_environment(&exec.environment, name))?
+                }
+            },
             credentials: exec.identity.as_ref().map(|identity| {
                 let mut group_set = identity.groups.clone();
                 group_set.sort_unstable();
@@ -96,7 +105,49 @@ impl Prepared {
             cwd: CString::new(exec.cwd.as_os_str().as_bytes())
                 .map_err(|_| "a NUL byte in cwd".to_string())?,
             no_new_privs: exec.no_new_privs,
+            listen_fds: exec.listen_fds.is_some(),
         })
+    }
+}
+
+/// A `listen_fds` server's fixed environment: the service's, without any `LISTEN_*` of
+/// its `env`, plus `LISTEN_FDS=1` and `LISTEN_FDNAMES=name`. `LISTEN_PID` comes per
+/// spawn (`Spawner::listen_pid`).
+fn socket_activation_environment(entries: &[Vec<u8>], name: &str) -> Vec<Vec<u8>> {
+    let mut environment: Vec<Vec<u8>> = entries
+        .iter()
+        .filter(|entry| !entry.starts_with(b"LISTEN_"))
+        .cloned()
+        .collect();
+    environment.push(b"LISTEN_FDS=1".to_vec());
+    environment.push(format!("LISTEN_FDNAMES={name}").into_bytes());
+    environment
+}
+
+/// `LISTEN_PID=` and room for a pid's digits and the NUL (pids fit in 10 digits).
+const LISTEN_PID_PREFIX: &[u8] = b"LISTEN_PID=";
+pub(crate) const LISTEN_PID_SIZE: usize = LISTEN_PID_PREFIX.len() + 10 + 1;
+
+/// Writes `pid`'s digits and a NUL after the `LISTEN_PID=` prefix, in place: no
+/// allocation, no formatting, no panic (the child calls it between clone and exec).
+fn write_listen_pid(buffer: &mut [u8; LISTEN_PID_SIZE], pid: u32) {
+    let mut digits = [0u8; 10];
+    let mut count = 0;
+    let mut rest = pid;
+    for digit in digits.iter_mut() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        count += 1;
+        if rest == 0 {
+            break;
+        }
+    }
+    let (_, value) = buffer.split_at_mut(LISTEN_PID_PREFIX.len());
+    for (to, from) in value.iter_mut().zip(digits[..count].iter().rev()) {
+        *to = *from;
+    }
+    if let Some(end) = value.get_mut(count) {
+        *end = 0;
     }
 }
 
@@ -281,6 +332,9 @@ pub struct Spawner {
     empty_mask: libc::sigset_t,
     own_identity: Identity,
     low_slot: Option<LowSlot>,
+    /// `LISTEN_PID=` for `listen_fds` servers: the child writes its own pid here (see
+    /// `child::run`); envp points at it.
+    listen_pid: [u8; LISTEN_PID_SIZE],
 }
 
 /// The child runs only `child::run` on this stack, with no deep calls.
@@ -387,6 +441,11 @@ impl Spawner {
             empty_mask,
             own_identity: Identity::current(),
             low_slot: LowSlot::new(),
+            listen_pid: {
+                let mut buffer = [0u8; LISTEN_PID_SIZE];
+                buffer[..LISTEN_PID_PREFIX.len()].copy_from_slice(LISTEN_PID_PREFIX);
+                buffer
+            },
         }
     }
 
@@ -409,6 +468,14 @@ impl Spawner {
                 start = at + 1;
             }
         }
+        // One pointer for both: envp reads the string the child writes through it.
+        let listen_pid: *mut [u8; LISTEN_PID_SIZE] = if program.listen_fds {
+            let buffer = &raw mut self.listen_pid;
+            self.envp.push(buffer.cast::<c_char>().cast_const());
+            buffer
+        } else {
+            std::ptr::null_mut()
+        };
         self.envp.push(std::ptr::null());
 
         let mut fd = connection.fd.as_raw_fd();
@@ -433,6 +500,7 @@ impl Spawner {
                 .filter(|target| !self.own_identity.is(target)),
             signals_to_default: &self.signals_to_default,
             mask: &self.empty_mask,
+            listen_pid,
             failure: AtomicU64::new(0),
         };
         let stack_top = (self.stack.as_mut_ptr() as usize + self.stack.len()) & !15;
@@ -569,6 +637,7 @@ mod tests {
             rlimits: Vec::new(),
             cwd: PathBuf::from("/"),
             no_new_privs: false,
+            listen_fds: None,
         }
     }
 
@@ -683,6 +752,41 @@ mod tests {
         (&ours).read_to_string(&mut out).unwrap();
         nix::sys::wait::waitpid(pid, None).unwrap();
         out
+    }
+
+    #[test]
+    fn the_child_writes_its_pid_after_listen_pid_without_leftovers() {
+        let mut buffer = [b'x'; LISTEN_PID_SIZE];
+        buffer[..LISTEN_PID_PREFIX.len()].copy_from_slice(LISTEN_PID_PREFIX);
+        let text = |buffer: &[u8; LISTEN_PID_SIZE]| {
+            CStr::from_bytes_until_nul(buffer)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        for (pid, want) in [
+            (u32::MAX, "LISTEN_PID=4294967295"),
+            (4194304, "LISTEN_PID=4194304"),
+            (1, "LISTEN_PID=1"),
+            (0, "LISTEN_PID=0"),
+            (1000, "LISTEN_PID=1000"),
+        ] {
+            write_listen_pid(&mut buffer, pid);
+            assert_eq!(text(&buffer), want);
+        }
+    }
+
+    #[test]
+    fn socket_activation_environment_replaces_listen_variables() {
+        let environment = socket_activation_environment(
+            &[b"PATH=/bin".to_vec(), b"LISTEN_FDS=7".to_vec()],
+            "svc",
+        );
+        assert_eq!(
+            environment,
+            [&b"PATH=/bin"[..], b"LISTEN_FDS=1", b"LISTEN_FDNAMES=svc"]
+        );
     }
 
     #[test]

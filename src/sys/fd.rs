@@ -64,3 +64,23 @@ pub fn poll(fds: &mut [libc::pollfd], timeout: Duration) -> io::Result<usize> {
     }
     Ok(ready as usize)
 }
+
+/// Takes the fds `first .. first + count` that oxinetd inherited (systemd's `LISTEN_FDS`):
+/// each open one is marked close-on-exec and returned owned; closed numbers are skipped.
+/// Only the first call takes anything (later ones return nothing), so no fd gets two
+/// owners.
+pub fn take_inherited(first: RawFd, count: usize) -> Vec<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    if TAKEN.swap(true, Ordering::SeqCst) {
+        return Vec::new();
+    }
+    (first..first.saturating_add(count as RawFd))
+        // SAFETY: F_SETFD only sets a flag; it fails (EBADF) on a closed number.
+        .filter(|&fd| unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } == 0)
+        // SAFETY: the fd is open, and nothing in oxinetd opened it or refers to it by
+        // number: it came from the parent, and this runs once (TAKEN).
+        .map(|fd| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+        .collect()
+}

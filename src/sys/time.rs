@@ -41,3 +41,15 @@ pub fn strftime(tm: &libc::tm, format: &std::ffi::CStr, buffer: &mut [u8]) -> us
         )
     }
 }
+
+/// CLOCK_MONOTONIC as a duration since boot: the clock systemd's `MONOTONIC_USEC` is on
+/// (`Instant` has no public epoch).
+pub fn monotonic() -> std::time::Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: the pointer is to a live local timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    std::time::Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
