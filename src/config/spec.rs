@@ -132,6 +132,9 @@ pub struct ExecSpec {
     /// `no_new_privs = true`: `PR_SET_NO_NEW_PRIVS` before exec, so neither the server
     /// nor anything it runs can gain privileges through setuid bits or file capabilities.
     pub no_new_privs: bool,
+    /// `setsid = true`: the server gets a session of its own, as under xinetd; by
+    /// default only a process group of its own (no scheduler autogroup per server).
+    pub setsid: bool,
 }
 
 /// `redirect = "host port"`: the daemon relays bytes to `host`, resolved when a

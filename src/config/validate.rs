@@ -858,6 +858,7 @@ fn exec_program(
         rlimits: rlimits(attrs),
         cwd,
         no_new_privs: attrs.no_new_privs.as_ref().is_some_and(|at| at.value),
+        setsid: attrs.setsid.as_ref().is_some_and(|at| at.value),
     })))
 }
 

@@ -193,6 +193,7 @@ mod tests {
             rlimits: Vec::new(),
             cwd: PathBuf::from("/"),
             no_new_privs: false,
+            setsid: false,
         }));
     }
 

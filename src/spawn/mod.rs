@@ -54,6 +54,8 @@ pub struct Prepared {
     /// `/` unless the service's `cwd` says.
     cwd: CString,
     no_new_privs: bool,
+    /// A session of its own (`setsid`) rather than only a process group (`setpgid`).
+    setsid: bool,
 }
 
 impl Prepared {
@@ -97,6 +99,7 @@ impl Prepared {
             cwd: CString::new(exec.cwd.as_os_str().as_bytes())
                 .map_err(|_| "a NUL byte in cwd".to_string())?,
             no_new_privs: exec.no_new_privs,
+            setsid: exec.setsid,
         })
     }
 }
@@ -211,6 +214,7 @@ pub enum Stage {
     Clone = 1,
     Fds,
     Session,
+    Group,
     Limits,
     Groups,
     Gid,
@@ -226,6 +230,7 @@ impl Stage {
         [
             Stage::Fds,
             Stage::Session,
+            Stage::Group,
             Stage::Limits,
             Stage::Groups,
             Stage::Gid,
@@ -245,6 +250,7 @@ impl Stage {
             Stage::Clone => "clone failed",
             Stage::Fds => "putting the connection on fds 0-2 failed",
             Stage::Session => "setsid failed",
+            Stage::Group => "setpgid failed",
             Stage::Limits => "setting limits failed",
             Stage::Groups => "setgroups failed",
             Stage::Gid => "setgid failed",
@@ -577,6 +583,7 @@ mod tests {
             rlimits: Vec::new(),
             cwd: PathBuf::from("/"),
             no_new_privs: false,
+            setsid: false,
         }
     }
 
