@@ -502,12 +502,13 @@ phase_thousand() {
 # (behind systemd-socket-activate, which execs it in place: the pid stays the one
 # measured), socat (a process per connection) and xinetd's `redirect` (a process per
 # connection too). Bulk: 1 and 16 streams through each relay to a socat sink, MiB/s and
-# the relay's CPU (itself plus its reaped children) per GiB; short exchanges: the
-# stream echo workload at c=8 through each relay to an oxinetd internal echo. The sink
-# and the echo run on the load generator's CPU.
+# the relay's CPU (itself plus its reaped children) per GiB; short exchanges: connect,
+# read to EOF at c=8 through each relay from an oxinetd internal daytime, which answers
+# and closes (no half-close: systemd-socket-proxyd and xinetd's redirect end both
+# directions at the first EOF). The sink and the daytime run on the load generator's CPU.
 REDIRECT_PEERS="oxinetd proxyd socat xinetd"
 SINK_PORT=$((BASE + 190))
-ECHO_UPSTREAM=$((BASE + 191))
+DAYTIME_UPSTREAM=$((BASE + 191))
 relay_port() {
 	case $1 in
 	oxinetd) echo $((BASE + 100)) ;; proxyd) echo $((BASE + 110)) ;; socat) echo $((BASE + 120)) ;; xinetd) echo $((BASE + 130)) ;;
@@ -571,13 +572,13 @@ phase_redirect() {
 		>"$WORK/sink.log" 2>&1 </dev/null &
 	local sink=$!
 	PIDS+=("$sink")
-	printf '%s\n[service.echo]\ntype = "INTERNAL UNLISTED"\nsocket_type = "stream"\nport = %d\nbind = "127.0.0.1"\n' \
-		"$OXINETD_DEFAULTS" "$ECHO_UPSTREAM" >"$WORK/echo-upstream.toml"
-	"${DAEMON_ENV[@]}" taskset -c "$LCPU" "$OXINETD" -f "$WORK/echo-upstream.toml" >"$WORK/echo-upstream.log" 2>&1 </dev/null &
-	local echo_up=$!
-	PIDS+=("$echo_up")
+	printf '%s\n[service.daytime]\ntype = "INTERNAL UNLISTED"\nsocket_type = "stream"\nport = %d\nbind = "127.0.0.1"\n' \
+		"$OXINETD_DEFAULTS" "$DAYTIME_UPSTREAM" >"$WORK/daytime-upstream.toml"
+	"${DAEMON_ENV[@]}" taskset -c "$LCPU" "$OXINETD" -f "$WORK/daytime-upstream.toml" >"$WORK/daytime-upstream.log" 2>&1 </dev/null &
+	local daytime_up=$!
+	PIDS+=("$daytime_up")
 	"$LOADGEN" --mode wait-connect --addr "127.0.0.1:$SINK_PORT" --timeout-ms 10000 2>/dev/null || note "redirect sink not ready"
-	"$LOADGEN" --mode wait-connect --addr "127.0.0.1:$ECHO_UPSTREAM" --timeout-ms 10000 2>/dev/null || note "redirect echo upstream not ready"
+	"$LOADGEN" --mode wait-connect --addr "127.0.0.1:$DAYTIME_UPSTREAM" --timeout-ms 10000 2>/dev/null || note "redirect daytime upstream not ready"
 
 	for peer in $REDIRECT_PEERS; do start_relay "$peer" "$SINK_PORT"; done
 	for ((run = 1; run <= RUNS; run++)); do
@@ -588,15 +589,15 @@ phase_redirect() {
 		done
 	done
 	stop_all
-	for peer in $REDIRECT_PEERS; do start_relay "$peer" "$ECHO_UPSTREAM"; done
+	for peer in $REDIRECT_PEERS; do start_relay "$peer" "$DAYTIME_UPSTREAM"; done
 	for ((run = 1; run <= RUNS; run++)); do
 		for peer in $REDIRECT_PEERS; do
-			[ -n "${DPID[$peer]:-}" ] && run_one "redirect c8" "$peer" $run tcp-echo "127.0.0.1:$(relay_port "$peer")" 8
+			[ -n "${DPID[$peer]:-}" ] && run_one "redirect c8" "$peer" $run tcp-oneshot "127.0.0.1:$(relay_port "$peer")" 8
 		done
 	done
 	stop_all
 	stop_pid "$sink"
-	stop_pid "$echo_up"
+	stop_pid "$daytime_up"
 }
 
 # ---------------------------------------------------------------- main

@@ -66,7 +66,7 @@ END {
 		if (s ~ /^exec/) print "## " s ": exec'd one-line server, concurrency " substr(s, 7)
 		else if (s ~ /^redirect/) {
 			if (!has(s, "oxinetd")) continue
-			print "## " s ": short exchanges through each relay (`redirect`; proxyd = systemd-socket-proxyd) to an oxinetd internal echo, concurrency 8"
+			print "## " s ": short exchanges through each relay (`redirect`; proxyd = systemd-socket-proxyd) from an oxinetd internal daytime (connect, read to EOF), concurrency 8"
 		}
 		else print "## " s ": internal stream echo (write 5 bytes, shut down, read to EOF), concurrency 8"
 		print ""
