@@ -99,6 +99,8 @@ stop_pid() {
 XINETD=$(command -v xinetd || echo /usr/sbin/xinetd)
 TCPSERVER=$(command -v tcpserver || echo /usr/bin/tcpserver)
 SOCAT=$(command -v socat || echo /usr/bin/socat)
+PROXYD=/lib/systemd/systemd-socket-proxyd
+ACTIVATE=$(command -v systemd-socket-activate || echo /usr/bin/systemd-socket-activate)
 INETD=$WORK/inetd-root/usr/sbin/inetd
 
 install_peers() {
@@ -106,6 +108,7 @@ install_peers() {
 	[ -x "$XINETD" ] || need+=(xinetd)
 	[ -x "$TCPSERVER" ] || need+=(ucspi-tcp)
 	[ -x "$SOCAT" ] || need+=(socat)
+	[ -x "$PROXYD" ] && [ -x "$ACTIVATE" ] || need+=(systemd)
 	[ "$INSTALL" = 1 ] || return 0
 	[ "$(id -u)" = 0 ] || { note "not root: installing nothing"; return 0; }
 	if [ ! -e /usr/sbin/policy-rc.d ]; then
@@ -495,6 +498,108 @@ phase_thousand() {
 	done
 }
 
+# redirect relays (issue 13, targets 4-5): oxinetd's `redirect`, systemd-socket-proxyd
+# (behind systemd-socket-activate, which execs it in place: the pid stays the one
+# measured), socat (a process per connection) and xinetd's `redirect` (a process per
+# connection too). Bulk: 1 and 16 streams through each relay to a socat sink, MiB/s and
+# the relay's CPU (itself plus its reaped children) per GiB; short exchanges: connect,
+# read to EOF at c=8 through each relay from an oxinetd internal daytime, which answers
+# and closes (no half-close: systemd-socket-proxyd and xinetd's redirect end both
+# directions at the first EOF). The sink and the daytime run on the load generator's CPU.
+REDIRECT_PEERS="oxinetd proxyd socat xinetd"
+SINK_PORT=$((BASE + 190))
+DAYTIME_UPSTREAM=$((BASE + 191))
+relay_port() {
+	case $1 in
+	oxinetd) echo $((BASE + 100)) ;; proxyd) echo $((BASE + 110)) ;; socat) echo $((BASE + 120)) ;; xinetd) echo $((BASE + 130)) ;;
+	esac
+}
+
+# start_relay PEER TARGET_PORT: PEER relays its port to 127.0.0.1:TARGET_PORT; sets DPID[PEER].
+start_relay() {
+	local peer=$1 target=$2 p conf=$WORK/relay-$1.conf dlog=$WORK/relay-$1-$2.log pid
+	p=$(relay_port "$peer")
+	case $peer in
+	oxinetd)
+		printf '%s\n[service.relay]\ntype = "UNLISTED"\nsocket_type = "stream"\nwait = false\nport = %d\nbind = "127.0.0.1"\nredirect = "127.0.0.1 %d"\n' \
+			"$OXINETD_DEFAULTS" "$p" "$target" >"$conf"
+		set -- "$OXINETD" -f "$conf" ;;
+	proxyd) [ -x "$PROXYD" ] && [ -x "$ACTIVATE" ] || return 1
+		set -- "$ACTIVATE" -l "127.0.0.1:$p" "$PROXYD" "127.0.0.1:$target" ;;
+	socat) [ -x "$SOCAT" ] || return 1
+		set -- "$SOCAT" "TCP-LISTEN:$p,reuseaddr,fork,bind=127.0.0.1,backlog=128" "TCP:127.0.0.1:$target" ;;
+	xinetd) [ -x "$XINETD" ] || return 1
+		{
+			echo "$XINETD_DEFAULTS"
+			printf 'service relay\n{\n\ttype = UNLISTED\n\tsocket_type = stream\n\tprotocol = tcp\n\twait = no\n\tuser = root\n\tport = %d\n\tbind = 127.0.0.1\n\tredirect = 127.0.0.1 %d\n}\n' "$p" "$target"
+		} >"$conf"
+		set -- "$XINETD" -dontfork -f "$conf" ;;
+	esac
+	"${DAEMON_ENV[@]}" taskset -c "$DCPU" "$@" >"$dlog" 2>&1 </dev/null &
+	pid=$!
+	PIDS+=("$pid")
+	if ! "$LOADGEN" --mode wait-connect --addr "127.0.0.1:$p" --timeout-ms 10000 2>/dev/null; then
+		note "$peer (redirect): not ready; last log lines: $(tail -n 3 "$dlog" | tr '\n' '|')"
+		stop_pid "$pid"
+		return 1
+	fi
+	DPID[$peer]=$pid
+}
+
+# bulk_one PEER RUN STREAMS MIB: STREAMS streams of MIB MiB each through PEER's relay.
+bulk_one() {
+	local peer=$1 run=$2 streams=$3 mib=$4 pid=${DPID[$1]} b a out bytes
+	b=($(proc_ticks "$pid"))
+	out=$(taskset -c "$LCPU" "$LOADGEN" --mode tcp-bulk --addr "127.0.0.1:$(relay_port "$peer")" \
+		--concurrency "$streams" --count "$mib")
+	a=($(proc_ticks "$pid"))
+	bytes=$(kv bytes "$out")
+	if [ -z "$out" ] || [ "$(kv fail_total "$out")" != 0 ] || [ ${#a[@]} -lt 2 ]; then
+		note "$peer redirect $streams stream(s) run $run: $(kv fail_total "$out") failed streams (daemon gone?)"
+		return
+	fi
+	printf 'redirect_%s_mibs\t%s\t%s\n' "$streams" "$peer" "$(kv mib_per_s "$out")" >>"$LOADRES"
+	printf 'redirect_%s_cpu\t%s\t%s\n' "$streams" "$peer" \
+		"$(awk -v d=$((a[0] - b[0] + a[1] - b[1])) -v n="$bytes" -v hz="$HZ" 'BEGIN {printf "%.3f", n ? d / hz / (n / 1073741824) : 0}')" >>"$LOADRES"
+	log "redirect $streams stream(s) $peer run $run: $(kv mib_per_s "$out") MiB/s"
+}
+
+phase_redirect() {
+	local peer run pid mib1=1024 mib16=64
+	[ "$SHORT" = 1 ] && mib1=64 && mib16=4
+	[ -x "$SOCAT" ] || { note "no socat: no redirect workloads (the sink is socat)"; return; }
+	taskset -c "$LCPU" "$SOCAT" -u "TCP-LISTEN:$SINK_PORT,reuseaddr,fork,bind=127.0.0.1,backlog=128" OPEN:/dev/null,wronly \
+		>"$WORK/sink.log" 2>&1 </dev/null &
+	local sink=$!
+	PIDS+=("$sink")
+	printf '%s\n[service.daytime]\ntype = "INTERNAL UNLISTED"\nsocket_type = "stream"\nport = %d\nbind = "127.0.0.1"\n' \
+		"$OXINETD_DEFAULTS" "$DAYTIME_UPSTREAM" >"$WORK/daytime-upstream.toml"
+	"${DAEMON_ENV[@]}" taskset -c "$LCPU" "$OXINETD" -f "$WORK/daytime-upstream.toml" >"$WORK/daytime-upstream.log" 2>&1 </dev/null &
+	local daytime_up=$!
+	PIDS+=("$daytime_up")
+	"$LOADGEN" --mode wait-connect --addr "127.0.0.1:$SINK_PORT" --timeout-ms 10000 2>/dev/null || note "redirect sink not ready"
+	"$LOADGEN" --mode wait-connect --addr "127.0.0.1:$DAYTIME_UPSTREAM" --timeout-ms 10000 2>/dev/null || note "redirect daytime upstream not ready"
+
+	for peer in $REDIRECT_PEERS; do start_relay "$peer" "$SINK_PORT"; done
+	for ((run = 1; run <= RUNS; run++)); do
+		for peer in $REDIRECT_PEERS; do
+			[ -n "${DPID[$peer]:-}" ] || continue
+			bulk_one "$peer" $run 1 $mib1
+			bulk_one "$peer" $run 16 $mib16
+		done
+	done
+	stop_all
+	for peer in $REDIRECT_PEERS; do start_relay "$peer" "$DAYTIME_UPSTREAM"; done
+	for ((run = 1; run <= RUNS; run++)); do
+		for peer in $REDIRECT_PEERS; do
+			[ -n "${DPID[$peer]:-}" ] && run_one "redirect c8" "$peer" $run tcp-oneshot "127.0.0.1:$(relay_port "$peer")" 8
+		done
+	done
+	stop_all
+	stop_pid "$sink"
+	stop_pid "$daytime_up"
+}
+
 # ---------------------------------------------------------------- main
 [ "$(uname -s)" = Linux ] || die "Linux only"
 [ "$(nproc)" -ge 2 ] || log "warning: fewer than 2 CPUs; daemon and load generator share one"
@@ -509,6 +614,7 @@ LOADS="$LOADS; after the exec and stream echo runs $(loadavg)"
 if [ "$EXEC_ONLY" = 0 ]; then
 	phase_udp
 	phase_thousand
+	phase_redirect
 fi
 LOADS="$LOADS; end $(loadavg)"
 # setsid() puts every server in a new autogroup when autogroups are on and the daemon

@@ -57,13 +57,17 @@ END {
 	print "- method: `benches/compare.sh" (short ? " --short" : "") "`: median of " runs " run(s) of " duration " s per workload, peers taking turns within each run; daemons pinned to CPU 0, the load generator (`benches/loadgen`) to CPU 1; every exec'd service runs the same `benches/oneline.c` (" oneline ")."
 	print "- `×ox` = the peer's figure / oxinetd's figure in the same run (conns/s: higher is better; latency, CPU and RSS: lower is better). Latency is connect to EOF (max: median over runs of each run's worst). Daemon CPU is utime+stime of the daemon process per 10,000 connections; children CPU is its reaped children's cutime+cstime, apart. RSS is the daemon's VmRSS after the runs."
 	if (short) print "- **short mode: one 1-second run per workload, to prove the harness works; the figures are not meaningful.**"
-	npeers = split("oxinetd oxinetd-base floor floor-setsid xinetd inetd tcpserver socat", PEERS, " ")
+	npeers = split("oxinetd oxinetd-base floor floor-setsid xinetd inetd tcpserver socat proxyd", PEERS, " ")
 
-	nsec = split("exec c1|exec c8|exec c64|echo tcp c8", SECS, "|")
+	nsec = split("exec c1|exec c8|exec c64|echo tcp c8|redirect c8", SECS, "|")
 	for (si = 1; si <= nsec; si++) {
 		s = SECS[si]
 		print ""
 		if (s ~ /^exec/) print "## " s ": exec'd one-line server, concurrency " substr(s, 7)
+		else if (s ~ /^redirect/) {
+			if (!has(s, "oxinetd")) continue
+			print "## " s ": short exchanges through each relay (`redirect`; proxyd = systemd-socket-proxyd) from an oxinetd internal daytime (connect, read to EOF), concurrency 8"
+		}
 		else print "## " s ": internal stream echo (write 5 bytes, shut down, read to EOF), concurrency 8"
 		print ""
 		print "| peer | conns/s | ×ox | p50 µs | ×ox | p99 µs | ×ox | max µs | daemon CPU s/10k | ×ox | children CPU s/10k | RSS KiB | ×ox | failures |"
@@ -101,6 +105,26 @@ END {
 			SENT[s, p], ANS[s, p], LOST[s, p], SENT[s, p] ? sprintf("%.3f", 100 * LOST[s, p] / SENT[s, p]) : "-",
 			fmt(med(s, p, "dcpu"), 3), ratio(med(s, p, "dcpu"), med(s, "oxinetd", "dcpu")),
 			fmt(med(s, p, "rss"), 0), failstr(s, p)
+	}
+
+	if (med("load", "oxinetd", "redirect_1_mibs") != "") {
+		print ""
+		print "## redirect throughput: 1 and 16 streams through each relay to a socat sink"
+		print ""
+		print "CPU is the relay's own plus its reaped children's (socat and xinetd fork one per connection), per GiB carried."
+		print ""
+		print "| peer | 1 stream MiB/s | ×ox | 16 streams MiB/s | ×ox | CPU s/GiB, 1 stream | ×ox | CPU s/GiB, 16 streams | ×ox |"
+		print "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+		nr = split("oxinetd proxyd socat xinetd", RPEERS, " ")
+		for (pi = 1; pi <= nr; pi++) {
+			p = RPEERS[pi]
+			if (med("load", p, "redirect_1_mibs") == "") continue
+			printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", p,
+				fmt(med("load", p, "redirect_1_mibs"), 0), ratio(med("load", p, "redirect_1_mibs"), med("load", "oxinetd", "redirect_1_mibs")),
+				fmt(med("load", p, "redirect_16_mibs"), 0), ratio(med("load", p, "redirect_16_mibs"), med("load", "oxinetd", "redirect_16_mibs")),
+				fmt(med("load", p, "redirect_1_cpu"), 3), ratio(med("load", p, "redirect_1_cpu"), med("load", "oxinetd", "redirect_1_cpu")),
+				fmt(med("load", p, "redirect_16_cpu"), 3), ratio(med("load", p, "redirect_16_cpu"), med("load", "oxinetd", "redirect_16_cpu"))
+		}
 	}
 
 	s = "exec c8, 1,000 services"
@@ -177,6 +201,14 @@ END {
 		if (m != "") printf "| `--check` of 1,000 services < 100 ms | %s ms | %s |\n", fmt(m, 1), verdict(m + 0 < 100)
 		m = med("load", "oxinetd", "ready_ms")
 		if (m != "") printf "| start to ready with 1,000 services < 100 ms | %s ms | %s |\n", fmt(m, 1), verdict(m + 0 < 100)
+		for (st = 1; st <= 16; st += 15) {
+			m = med("load", "oxinetd", "redirect_" st "_mibs"); o = med("load", "proxyd", "redirect_" st "_mibs")
+			if (m != "" && o != "") printf "| redirect, %d stream(s): ≥ systemd-socket-proxyd's MiB/s | %s against %s MiB/s (%s×) | %s |\n", st, fmt(m, 0), fmt(o, 0), ratio(m, o), verdict(m + 0 >= o + 0)
+			m = med("load", "oxinetd", "redirect_" st "_cpu"); o = med("load", "proxyd", "redirect_" st "_cpu")
+			if (m != "" && o != "") printf "| redirect, %d stream(s): CPU per GiB ≤ systemd-socket-proxyd's | %s against %s s/GiB (%s×) | %s |\n", st, fmt(m, 3), fmt(o, 3), ratio(m, o), verdict(m + 0 <= o + 0)
+		}
+		r = ratio(med("redirect c8", "oxinetd", "cps"), med("redirect c8", "proxyd", "cps"))
+		if (r != "-") printf "| redirect c8 short exchanges: (no target) against systemd-socket-proxyd | %s× its conns/s (%s against %s) | - |\n", r, fmt(med("redirect c8", "oxinetd", "cps"), 0), fmt(med("redirect c8", "proxyd", "cps"), 0)
 	}
 
 	if (nnotes) {

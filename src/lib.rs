@@ -20,16 +20,18 @@
 //!   uids. The socket file is oxinetd's while the service lives: bound under a name of
 //!   its own and renamed into place, removed with the service.
 //!
-//! A server gets exactly fds 0-2, a new session, the configured limits, umask and nice
-//! value, the configured identity (setgroups, setgid, setuid, in that order), the
-//! working directory `/` (or its `cwd`), `PR_SET_NO_NEW_PRIVS` if asked, default signal
-//! dispositions and an empty signal mask (whatever oxinetd itself inherited), and an
-//! environment made at load time plus the connection's variables (`REMOTE_ADDR`,
-//! `TCPREMOTEIP`...); with `listen_fds` it gets the socket on fd 3 instead, as systemd
-//! hands one over (stdin `/dev/null`, `LISTEN_PID`...). Listeners systemd hands oxinetd
-//! itself (`LISTEN_FDS`) serve the services they match (`daemon::inherited`). A server that runs as root is refused when a file that decides it
-//! (the config files, the include folder, the binary) could be written by anyone else
-//! (`config::trust`).
+//! A server gets exactly fds 0-2, a process group of its own (a session of its own only
+//! with `setsid = true`: each session is a scheduler autogroup the daemon competes
+//! with), the configured limits, umask and nice value, the configured identity
+//! (setgroups, setgid, setuid, in that order), the working directory `/` (or its `cwd`),
+//! `PR_SET_NO_NEW_PRIVS` if asked, default signal dispositions and an empty signal mask
+//! (whatever oxinetd itself inherited), and an environment made at load time plus the
+//! connection's variables (`REMOTE_ADDR`, `TCPREMOTEIP`...); with `listen_fds` it gets
+//! the socket on fd 3 instead, as systemd hands one over (stdin `/dev/null`,
+//! `LISTEN_PID`...). Listeners systemd hands oxinetd itself (`LISTEN_FDS`) serve the
+//! services they match (`daemon::inherited`). A server that runs as root is refused
+//! when a file that decides it (the config files, the include folder, the binary) could
+//! be written by anyone else (`config::trust`).
 //!
 //! Every line oxinetd writes (stderr, log files, syslog, `--check`) is escaped in one
 //! place (`logging::escape`): no name from a file or word from a peer forges a line.

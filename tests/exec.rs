@@ -8,8 +8,8 @@ use std::io::Write;
 use std::net::TcpStream;
 
 use common::{
-    Launch, Setup, have, passwd_entry, read_line, read_to_eof, sh, tcp_connect, tcp_request,
-    tempdir, toml_strings, v4, v6,
+    Launch, Oxinetd, Setup, have, passwd_entry, read_line, read_to_eof, sh, tcp_connect,
+    tcp_request, tempdir, toml_strings, v4, v6,
 };
 
 fn text(bytes: Vec<u8>) -> String {
@@ -365,30 +365,50 @@ fn server_gets_default_dispositions_for_signals_the_daemon_inherited_ignored() {
     assert_eq!(output(port), "SigIgn:\t0000000000000000\n");
 }
 
-#[test]
-fn server_runs_in_a_new_session() {
-    let setup = Setup::new();
-    let server = setup.script(
-        "session.sh",
-        "#!/bin/sh\nread pid comm state ppid pgrp session rest < /proc/$$/stat\necho \"$$ $pid $pgrp $session\"\n",
-    );
+/// Prints `$$ pid pgrp session` from the shell's own /proc/PID/stat.
+const IDS: &str = "#!/bin/sh\nread pid comm state ppid pgrp session rest < /proc/$$/stat\necho \"$$ $pid $pgrp $session\"\n";
+
+/// The server's pid, process group and session, read by the server itself.
+fn server_ids(setup: Setup, extra: &str) -> (i32, i32, i32, Oxinetd) {
+    let server = setup.script("ids.sh", IDS);
     let (daemon, port) = setup.start_service(&format!(
-        "user = \"root\"\nserver = {}\n",
+        "user = \"root\"\nserver = {}\n{extra}",
         common::toml_string(&server)
     ));
     let out = output(port);
-    let ids: Vec<&str> = out.split_whitespace().collect();
+    let ids: Vec<i32> = out
+        .split_whitespace()
+        .map(|id| id.parse().expect("numeric id"))
+        .collect();
     assert_eq!(ids.len(), 4, "server output {out:?}");
     assert_eq!(ids[0], ids[1], "/proc/$$/stat is not the shell's: {out:?}");
+    assert_ne!(ids[0], daemon.pid());
+    (ids[0], ids[2], ids[3], daemon)
+}
+
+/// Issue 13: by default a server leads a process group of its own (shutdown signals the
+/// group) but stays in the daemon's session: a new session per server is a new
+/// scheduler autogroup, and hundreds of them starve the daemon.
+#[test]
+fn server_leads_its_own_process_group_in_the_daemons_session() {
+    let (pid, group, session, daemon) = server_ids(Setup::new(), "");
+    assert_eq!(group, pid, "server is not its process group's leader");
+    let daemon_session = nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(daemon.pid())))
+        .expect("daemon's session")
+        .as_raw();
     assert_eq!(
-        ids[2], ids[0],
-        "server is not its process group's leader: {out:?}"
+        session, daemon_session,
+        "server is not in the daemon's session"
     );
-    assert_eq!(
-        ids[3], ids[0],
-        "server is not its session's leader: {out:?}"
-    );
-    assert_ne!(ids[0], daemon.pid().to_string());
+    assert_ne!(session, pid, "server leads a session of its own");
+}
+
+/// `setsid = true`: the server leads a session of its own, as under xinetd.
+#[test]
+fn setsid_gives_the_server_its_own_session() {
+    let (pid, group, session, _daemon) = server_ids(Setup::new(), "setsid = true\n");
+    assert_eq!(group, pid, "server is not its process group's leader");
+    assert_eq!(session, pid, "server is not its session's leader");
 }
 
 #[test]

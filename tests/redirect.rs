@@ -184,6 +184,54 @@ fn half_close_reaches_the_upstream_and_the_reply_comes_back() {
     assert_eq!(request(port, b""), b"0");
 }
 
+/// A connection to 127.0.0.1:`port` with a receive buffer of a few KiB.
+fn small_window_connect(port: u16) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket
+        .connect_timeout(&v4(port).into(), IO_TIMEOUT)
+        .expect("connect");
+    socket.into()
+}
+
+/// Issue 13: a relay holds buffers only while bytes are in flight, from a pool all relays
+/// share. 200 relays that moved a line each and then sat idle each still carry their
+/// own 32 KiB (two buffers' worth), all 200 in flight at once, unmixed. The clients'
+/// small receive buffers make the relays hold bytes for them meanwhile.
+#[test]
+fn many_idle_relays_each_still_relay_their_own_bytes() {
+    const RELAYS: usize = 200;
+    const SIZE: usize = 32 * 1024;
+    let up = upstream(echo);
+    let (_daemon, port) = start_redirect(&format!("127.0.0.1 {up}"), "");
+    let mut clients: Vec<TcpStream> = (0..RELAYS)
+        .map(|i| {
+            let mut client = small_window_connect(port);
+            client.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            let line = format!("hello {i}\n");
+            client.write_all(line.as_bytes()).unwrap();
+            let mut got = vec![0; line.len()];
+            client.read_exact(&mut got).expect("first line back");
+            assert_eq!(got, line.as_bytes());
+            client
+        })
+        .collect();
+    let payload = |i: usize| -> Vec<u8> {
+        (0..SIZE)
+            .map(|j| (j as u8).wrapping_mul(31) ^ (i as u8))
+            .collect()
+    };
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.write_all(&payload(i)).expect("write payload");
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        let mut got = vec![0; SIZE];
+        client.read_exact(&mut got).expect("payload back");
+        assert!(got == payload(i), "relay {i} returned other bytes");
+    }
+}
+
 #[test]
 fn traffic_is_logged_with_exact_byte_counts() {
     let up = upstream(count_then_reply);

@@ -16,15 +16,19 @@ use common::{Oxinetd, free_port, v4, wait_until, write_script};
 /// Writes its pid to the file named by $1, then waits for a line that never comes.
 const HOLD: &str = "#!/bin/sh\necho $$ > \"$1.tmp\"\nmv \"$1.tmp\" \"$1\"\nread -r line\n";
 
-/// Same, but ignores SIGTERM (inherited across exec) so only SIGKILL ends it.
+/// Like HOLD, after starting a child of its own whose pid it writes to "$1.child" first.
+const PARENT: &str = "#!/bin/sh\nsleep 60 &\necho $! > \"$1.child\"\necho $$ > \"$1.tmp\"\nmv \"$1.tmp\" \"$1\"\nread -r line\n";
+
+/// Same as HOLD, but ignores SIGTERM (inherited across exec) so only SIGKILL ends it.
 const STUBBORN: &str =
     "#!/bin/sh\ntrap '' TERM\necho $$ > \"$1.tmp\"\nmv \"$1.tmp\" \"$1\"\nexec sleep 60\n";
 
-fn config(grace: Option<u32>, port: u16, script: &Path, pidfile: &Path) -> String {
+/// The `hold` service, with `extra` keys.
+fn config(grace: Option<u32>, port: u16, script: &Path, pidfile: &Path, extra: &str) -> String {
     let grace = grace.map_or(String::new(), |g| format!("shutdown_grace = {g}\n\n"));
     format!(
         "{grace}[service.hold]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
-         bind = \"127.0.0.1\"\nport = {port}\nserver = \"{}\"\nserver_args = [\"{}\"]\n",
+         bind = \"127.0.0.1\"\nport = {port}\nserver = \"{}\"\nserver_args = [\"{}\"]\n{extra}",
         script.display(),
         pidfile.display()
     )
@@ -51,10 +55,20 @@ fn start_with_server(
     body: &str,
     grace: Option<u32>,
 ) -> (Oxinetd, TcpStream, u16, Reap) {
+    start_with_server_and(scripts, body, grace, "")
+}
+
+/// `start_with_server`, with `extra` keys in the service.
+fn start_with_server_and(
+    scripts: &Path,
+    body: &str,
+    grace: Option<u32>,
+    extra: &str,
+) -> (Oxinetd, TcpStream, u16, Reap) {
     let script = write_script(scripts, "server", body);
     let server_pidfile = scripts.join("server.pid");
     let port = free_port();
-    let daemon = Oxinetd::start(&config(grace, port, &script, &server_pidfile));
+    let daemon = Oxinetd::start(&config(grace, port, &script, &server_pidfile, extra));
     let client = TcpStream::connect_timeout(&v4(port), Duration::from_secs(5)).expect("connect");
     wait_until("server wrote its pid", Duration::from_secs(10), || {
         server_pidfile.exists()
@@ -146,6 +160,37 @@ fn sigint_behaves_like_sigterm() {
     assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
     assert_gone(server.0);
     assert_refused(v4(port));
+}
+
+/// Shutdown signals a server's process group, not only the server: what the server
+/// started goes too, whether the server leads a process group (the default) or a
+/// session (`setsid = true`).
+#[test]
+fn shutdown_stops_what_a_server_started() {
+    for extra in ["", "setsid = true\n"] {
+        let scripts = tempfile::tempdir().expect("temp dir");
+        let (mut daemon, _client, _port, server) =
+            start_with_server_and(scripts.path(), PARENT, None, extra);
+        let child = Reap(
+            fs::read_to_string(scripts.path().join("server.pid.child"))
+                .expect("child pid")
+                .trim()
+                .parse()
+                .expect("numeric pid"),
+        );
+        assert!(
+            is_alive(child.0),
+            "the server's child {} is not running",
+            child.0
+        );
+        let took = shut_down(&mut daemon, Signal::SIGTERM, Duration::from_secs(10));
+        assert!(
+            took < Duration::from_secs(3),
+            "shutdown took {took:?} ({extra:?})"
+        );
+        assert_gone(server.0);
+        assert_gone(child.0);
+    }
 }
 
 #[test]

@@ -142,6 +142,7 @@ service_keys! {
     cwd: PathBuf = "cwd" by path,
     no_new_privs: bool = "no_new_privs" by yes_no,
     listen_fds: bool = "listen_fds" by yes_no,
+    setsid: bool = "setsid" by yes_no,
     nice: i32 = "nice" by nice,
     rlimit_as: Limit = "rlimit_as" by limit,
     rlimit_cpu: Limit = "rlimit_cpu" by limit,

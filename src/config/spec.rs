@@ -230,6 +230,9 @@ pub struct ExecSpec {
     /// its socket on fd 3 with `LISTEN_FDS`, `LISTEN_PID` and `LISTEN_FDNAMES` set to
     /// this name (the service id).
     pub listen_fds: Option<String>,
+    /// `setsid = true`: the server gets a session of its own, as under xinetd; by
+    /// default only a process group of its own (no scheduler autogroup per server).
+    pub setsid: bool,
 }
 
 /// `redirect = "host port"`: the daemon relays bytes to `host`, resolved when a

@@ -965,6 +965,16 @@ fn listen_fds_is_for_exec_services() {
     );
 }
 
+/// Issue 13: a server gets a process group of its own by default, a session only when
+/// asked; `[defaults]` may ask for every service.
+#[test]
+fn setsid_is_off_unless_set() {
+    assert!(!exec(&one(HELLO)).setsid);
+    assert!(exec(&one(&format!("{HELLO}setsid = true\n"))).setsid);
+    assert!(exec(&one(&format!("[defaults]\nsetsid = true\n\n{HELLO}"))).setsid);
+    assert!(error(&format!("{HELLO}setsid = 1\n")).contains("key setsid: expected a boolean"));
+}
+
 /// Issue 12, hole 1: a banner that is not a regular file is refused, naming its kind;
 /// one over 64 KiB is refused from its first 64 KiB + 1 bytes.
 #[test]

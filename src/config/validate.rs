@@ -1155,6 +1155,7 @@ fn exec_program(
         cwd,
         no_new_privs: attrs.no_new_privs.as_ref().is_some_and(|at| at.value),
         listen_fds: None,
+        setsid: attrs.setsid.as_ref().is_some_and(|at| at.value),
     })))
 }
 

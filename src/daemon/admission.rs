@@ -221,6 +221,7 @@ mod tests {
             cwd: PathBuf::from("/"),
             no_new_privs: false,
             listen_fds: None,
+            setsid: false,
         }));
     }
 

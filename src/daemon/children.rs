@@ -123,7 +123,8 @@ impl Children {
     }
 }
 
-/// Servers run in their own session, so their own children go with them.
+/// Every server leads a process group of its own (a session too with `setsid = true`),
+/// so the children it started go with it.
 fn signal_group(pid: Pid, signal: Signal) {
     if nix::sys::signal::killpg(pid, signal).is_err() {
         let _ = nix::sys::signal::kill(pid, signal);

@@ -1,6 +1,8 @@
 //! What a reload changes, decided from the old and new service lists alone.
 //! Services are matched by `id`, which is unique in a configuration.
 
+use std::collections::{HashMap, HashSet};
+
 use crate::config::ServiceSpec;
 use crate::config::spec::{Address, SocketSpec, UnixAddress};
 
@@ -73,26 +75,32 @@ pub enum Change<'a> {
     Add(&'a ServiceSpec),
 }
 
+/// In `running`'s order, then the additions in `new`'s. Linear: 10,000 services are
+/// matched by id through a hash map, not by scanning (issue 13: 1.2 s of a reload).
 pub fn plan<'a>(
     running: &[&'a ServiceSpec],
     new: &'a [ServiceSpec],
     broken: &'a [String],
 ) -> Vec<Change<'a>> {
-    let mut changes = Vec::new();
+    let by_id: HashMap<&str, &ServiceSpec> =
+        new.iter().map(|spec| (spec.id.as_str(), spec)).collect();
+    let running_ids: HashSet<&str> = running.iter().map(|old| old.id.as_str()).collect();
+    let broken: HashSet<&str> = broken.iter().map(String::as_str).collect();
+    let mut changes = Vec::with_capacity(running.len().max(new.len()));
     for old in running {
         let name = old.id.as_str();
-        changes.push(match new.iter().find(|spec| spec.id == name) {
-            Some(spec) if spec == *old => Change::Keep(name),
+        changes.push(match by_id.get(name) {
+            Some(spec) if *spec == *old => Change::Keep(name),
             Some(spec) => Change::Update {
                 spec,
                 socket: socket_change(old, spec),
             },
-            None if broken.iter().any(|b| b == name) => Change::KeepOld(name),
+            None if broken.contains(name) => Change::KeepOld(name),
             None => Change::Remove(name),
         });
     }
     for spec in new {
-        if !running.iter().any(|old| old.id == spec.id) {
+        if !running_ids.contains(spec.id.as_str()) {
             changes.push(Change::Add(spec));
         }
     }

@@ -8,11 +8,12 @@
 //! wakes, and exits.
 //!
 //! The order: an fd table of its own, the connection on fds 0-2 (for `listen_fds`: on fd
-//! 3, with `/dev/null` on 0 and the pid in `LISTEN_PID`), setsid, limits, nice,
-//! umask, then the identity (setgroups, setgid, setuid), chdir to the service's `cwd`
-//! (`/` by default; as the new user, so it needs that user's access), PR_SET_NO_NEW_PRIVS
-//! if asked (after setuid, which it would not block, and before exec, which it governs),
-//! default signal dispositions, an empty signal mask, close-on-exec above fd 2, execve.
+//! 3, with `/dev/null` on 0 and the pid in `LISTEN_PID`), a process group of its own (a
+//! session with `setsid = true`), limits, nice, umask, then the identity (setgroups,
+//! setgid, setuid), chdir to the service's `cwd` (`/` by default; as the new user, so it
+//! needs that user's access), PR_SET_NO_NEW_PRIVS if asked (after setuid, which it would
+//! not block, and before exec, which it governs), default signal dispositions, an empty
+//! signal mask, close-on-exec above fd 2, execve.
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,10 +76,17 @@ pub(super) extern "C" fn run(arg: *mut c_void) -> c_int {
                 }
             }
         }
-        if libc::setsid() < 0 {
-            fail(args, Stage::Session);
-        }
         let program = args.program;
+        // A process group of its own gives shutdown a target (`kill(-pgid)`) for the
+        // server and whatever it starts. A new session would too, but each session is
+        // a new scheduler autogroup, which the daemon's own group then competes with.
+        if program.setsid {
+            if libc::setsid() < 0 {
+                fail(args, Stage::Session);
+            }
+        } else if libc::setpgid(0, 0) < 0 {
+            fail(args, Stage::Group);
+        }
         for (resource, limit) in &program.rlimits {
             if libc::setrlimit(*resource, limit) < 0 {
                 fail(args, Stage::Limits);

@@ -57,6 +57,8 @@ pub struct Prepared {
     /// daemon's), and the environment holds `LISTEN_FDS=1`, `LISTEN_FDNAMES` and, written
     /// by the child, `LISTEN_PID`.
     listen_fds: bool,
+    /// A session of its own (`setsid`) rather than only a process group (`setpgid`).
+    setsid: bool,
 }
 
 impl Prepared {
@@ -106,6 +108,7 @@ impl Prepared {
                 .map_err(|_| "a NUL byte in cwd".to_string())?,
             no_new_privs: exec.no_new_privs,
             listen_fds: exec.listen_fds.is_some(),
+            setsid: exec.setsid,
         })
     }
 }
@@ -261,6 +264,7 @@ pub enum Stage {
     Clone = 1,
     Fds,
     Session,
+    Group,
     Limits,
     Groups,
     Gid,
@@ -276,6 +280,7 @@ impl Stage {
         [
             Stage::Fds,
             Stage::Session,
+            Stage::Group,
             Stage::Limits,
             Stage::Groups,
             Stage::Gid,
@@ -295,6 +300,7 @@ impl Stage {
             Stage::Clone => "clone failed",
             Stage::Fds => "putting the connection on fds 0-2 failed",
             Stage::Session => "setsid failed",
+            Stage::Group => "setpgid failed",
             Stage::Limits => "setting limits failed",
             Stage::Groups => "setgroups failed",
             Stage::Gid => "setgid failed",
@@ -638,6 +644,7 @@ mod tests {
             cwd: PathBuf::from("/"),
             no_new_privs: false,
             listen_fds: None,
+            setsid: false,
         }
     }
 

@@ -34,6 +34,10 @@
 //! - `udp-reflect --addr A --src-ports P,Q,... [--src-addr IP]`: one datagram to A from each
 //!   source port (0 = an ephemeral one), then count the replies arriving within
 //!   `--timeout-ms`: `sent= answered= bind_failed=`. Binding ports below 1024 needs root.
+//! - `tcp-bulk --addr A --concurrency S --count MIB`: S connections at once, each
+//!   writing MIB MiB, shutting down its sending half and reading to EOF (a sink that
+//!   closes when it has read everything; through a relay, the relay's throughput);
+//!   prints `mode=tcp-bulk streams= bytes= elapsed_s= mib_per_s= fail_total=`.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
@@ -54,6 +58,7 @@ enum Mode {
     TcpReset,
     TcpHold,
     UdpReflect,
+    TcpBulk,
 }
 
 struct Args {
@@ -87,7 +92,8 @@ const USAGE: &str = "usage: loadgen --mode tcp-oneshot|tcp-echo|udp-echo --addr 
 loadgen --mode tcp-reset|tcp-hold --addr HOST:PORT [--concurrency N] [--duration SECS] [--max-conns M] [--timeout-ms T] [--payload STR]\n       \
 loadgen --mode udp-reflect --addr HOST:PORT --src-ports P,Q,... [--src-addr IP] [--timeout-ms T]\n       loadgen --mode wait-connect --addr HOST:PORT [--timeout-ms T]\n       \
 loadgen --mode wait-listen [--proto tcp|udp] --port-lo L --port-hi H --count N [--timeout-ms T]\n       \
-loadgen --mode start-ready --log FILE --pattern STR [--timeout-ms T] -- COMMAND [ARGS...]";
+loadgen --mode start-ready --log FILE --pattern STR [--timeout-ms T] -- COMMAND [ARGS...]\n       \
+loadgen --mode tcp-bulk --addr HOST:PORT [--concurrency STREAMS] --count MIB [--timeout-ms T]";
 
 fn usage(msg: &str) -> ! {
     eprintln!("loadgen: {msg}\n{USAGE}");
@@ -143,6 +149,7 @@ fn parse_args() -> Args {
                     "tcp-reset" => Mode::TcpReset,
                     "tcp-hold" => Mode::TcpHold,
                     "udp-reflect" => Mode::UdpReflect,
+                    "tcp-bulk" => Mode::TcpBulk,
                     _ => usage(&format!("unknown mode {val}")),
                 }
             }
@@ -853,6 +860,62 @@ fn main() {
         Mode::StartReady => start_ready(&a),
         Mode::TcpHold => tcp_hold(&a),
         Mode::UdpReflect => udp_reflect(&a),
+        Mode::TcpBulk => tcp_bulk(&a),
         _ => run_load(a),
     }
+}
+
+/// `tcp-bulk`: S streams of MIB MiB each, all at once, to a sink; throughput of the lot.
+fn tcp_bulk(a: &Args) {
+    let addr = a.addr.unwrap_or_else(|| usage("tcp-bulk needs --addr"));
+    let bytes_each = a.count as u64 * 1024 * 1024;
+    let timeout = a.timeout.max(Duration::from_secs(60));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..a.concurrency)
+        .map(|_| {
+            thread::spawn(move || -> Result<u64, String> {
+                let mut stream = TcpStream::connect_timeout(&addr, timeout)
+                    .map_err(|e| format!("connect: {e}"))?;
+                stream.set_write_timeout(Some(timeout)).ok();
+                stream.set_read_timeout(Some(timeout)).ok();
+                let chunk = vec![0x5au8; 64 * 1024];
+                let mut left = bytes_each;
+                while left > 0 {
+                    let n = left.min(chunk.len() as u64) as usize;
+                    stream
+                        .write_all(&chunk[..n])
+                        .map_err(|e| format!("write: {e}"))?;
+                    left -= n as u64;
+                }
+                stream
+                    .shutdown(Shutdown::Write)
+                    .map_err(|e| format!("shutdown: {e}"))?;
+                let mut sink = [0u8; 4096];
+                loop {
+                    match stream.read(&mut sink) {
+                        Ok(0) => return Ok(bytes_each),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(e) => return Err(format!("read: {e}")),
+                    }
+                }
+            })
+        })
+        .collect();
+    let (mut bytes, mut fails) = (0u64, 0u64);
+    for handle in handles {
+        match handle.join().expect("stream thread panicked") {
+            Ok(n) => bytes += n,
+            Err(e) => {
+                eprintln!("loadgen: tcp-bulk: {e}");
+                fails += 1;
+            }
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    println!(
+        "mode=tcp-bulk streams={} bytes={bytes} elapsed_s={elapsed:.3} mib_per_s={:.1} fail_total={fails}",
+        a.concurrency,
+        bytes as f64 / 1048576.0 / elapsed.max(1e-9)
+    );
 }
