@@ -1,7 +1,7 @@
 //! Connection limits run against the binary: `instances`, `per_source`, `max_servers`,
 //! `cps` and `max_load`. A refused connection is closed unserved (EOF) and logged as
 //! `FAIL: ID REASON from=ADDR`; a limit frees up when a server exits.
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::net::TcpStream;

@@ -1,7 +1,7 @@
 //! SENSOR services run against the binary: touching one runs nothing, logs `SENSOR:` and
 //! (unless `deny_time = "NEVER"`) puts the peer on the global deny list every service
 //! checks, so it is refused everywhere with `FAIL: ID address`; other peers are unaffected.
-mod common;
+use crate::common;
 
 use common::{
     Oxinetd, count_lines, free_port, ip, tcp_request_from, toml_strings, udp_socket_from, v4,

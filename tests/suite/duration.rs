@@ -2,7 +2,7 @@
 //! is ended (a server with SIGTERM to its process group, then SIGKILL after
 //! `shutdown_grace`; a relay or session by closing the connection), and the EXIT line
 //! says so after its duration.
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::{Read, Write};

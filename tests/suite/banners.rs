@@ -1,7 +1,7 @@
 //! `banner`, `banner_success` and `banner_fail`: files sent byte for byte, `banner` first
 //! on every connection, then `banner_success` before the server's output or `banner_fail`
 //! before the close of a refused connection; read again on reload; at most 64 KiB.
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

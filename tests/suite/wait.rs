@@ -1,7 +1,7 @@
 //! `wait = true` services: the server gets the listening (stream) or bound (dgram) socket
 //! on fd 0, one server at a time, a new one when it exits, and a bounded respawn rate.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{TcpStream, UdpSocket};

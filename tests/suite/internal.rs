@@ -1,5 +1,5 @@
 //! The internal services (echo, discard, daytime, time, chargen), over stream and dgram.
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::{ErrorKind, Read, Write};

@@ -1,7 +1,7 @@
 //! SIGTERM/SIGINT shutdown: servers are terminated (then killed after the grace), listeners
 //! close, the daemon exits 0; and the pidfile names the daemon.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::ErrorKind;

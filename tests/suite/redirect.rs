@@ -1,7 +1,7 @@
 //! `redirect = "host port"`: the daemon relays each connection to another TCP server:
 //! bytes in both directions unchanged, half-closes passed on, an upstream that is down
 //! ends the client's connection, TRAFFIC counts, names resolved, `idle_timeout`.
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::{ErrorKind, Read, Write};

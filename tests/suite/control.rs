@@ -2,7 +2,7 @@
 //! `oxinetd reload`, who may ask, one path per live daemon, SIGUSR1, and many callers
 //! at once while the services go on being served.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::{Read, Write};

@@ -3,7 +3,7 @@
 //! Every error test asserts the exit code and that one stderr line has the contract's
 //! `FILE:LINE: service NAME: key KEY: MESSAGE` shape for the offending key.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::fs;

@@ -1,6 +1,6 @@
 //! What an exec'd server gets: argv, fds, environment, identity, signal state, session,
 //! limits; exec failures and the `instances` limit. Each server reports from inside.
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -2,7 +2,7 @@
 //! `rpcinfo -p`, when an rpcbind answers on 127.0.0.1:111) and withdrawn when it stops;
 //! served all the same where no rpcbind answers (a network namespace of their own); and
 //! the configuration errors of `rpc_number` / `rpc_version` (always).
-mod common;
+use crate::common;
 
 use std::fs::File;
 use std::io::ErrorKind;

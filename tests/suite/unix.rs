@@ -3,7 +3,7 @@
 //! may and may not be found at the path, the file's mode and owners across a reload,
 //! its removal, and `per_source` by uid.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};

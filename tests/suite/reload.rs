@@ -1,6 +1,6 @@
 //! SIGHUP reload: what changes, what is kept, and what survives a bad new configuration.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::{ErrorKind, Read, Write};

@@ -1,5 +1,5 @@
 //! oxinetd under systemd: what systemd hands the daemon stays the daemon's.
-mod common;
+use crate::common;
 
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};

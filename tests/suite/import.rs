@@ -2,7 +2,7 @@
 //! document (tests/data/xinetd, each with its origin in its first line) and inetd.conf
 //! lines from Debian and OpenBSD (tests/data/inetd), imported through the binary; the
 //! result is checked by `oxinetd --check`, and one is started and serves a real client.
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! The daemon under resource exhaustion, run against the binary: out of file descriptors
 //! (accept fails with EMFILE), unable to start a server (RLIMIT_NPROC), and a server dying
 //! of a signal. Each time it logs once, does not spin, and serves again afterwards.
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::{Read, Write};

@@ -5,7 +5,7 @@
 //! one before connecting. A refused peer sees EOF (after `banner_fail`), never the server.
 //! Name tests give the daemon its own /etc/hosts (and a nameserver that never answers) by
 //! bind mounts in a private mount namespace, and skip where that is not allowed.
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::ErrorKind;

@@ -1,7 +1,7 @@
 //! IPv4 and IPv6: dual-stack default, IPv4-only and v6only binds, specific addresses,
 //! peer addresses as servers and logs see them.
 
-mod common;
+use crate::common;
 
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr, TcpStream};

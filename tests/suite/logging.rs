@@ -1,7 +1,7 @@
 //! Per-service logging: `log_type` FILE (xinetd's file format, size limits, reopen on
 //! SIGHUP) and SYSLOG, `log_on_success` / `log_on_failure` options, exit statuses and
 //! signals, exec failures, and ident lookups (USERID, IDONLY). Lines are checked word for word.
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};

@@ -1,6 +1,6 @@
 //! Real inetd servers behind oxinetd, driven by their real clients: git daemon, rsync
 //! daemon (stream nowait) and tftpd-hpa (dgram wait).
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

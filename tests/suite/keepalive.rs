@@ -1,7 +1,7 @@
 //! `keepalive_idle`, `keepalive_interval`, `keepalive_count` and `tcp_user_timeout`: set
 //! on the listener, found on every accepted connection, changed in place by a reload,
 //! and a peer that vanishes without a FIN or RST is noticed in the time they say.
-mod common;
+use crate::common;
 
 use std::fs::{self, File};
 use std::io::Write;

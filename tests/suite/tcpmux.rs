@@ -2,7 +2,7 @@
 //! services, HELP, unknown names, and the xinetd bugs it must not repeat: services that
 //! are not TCPMUX reachable through it (CVE-2012-0862), TCPMUX servers run as root
 //! (CVE-2013-4342), a trailing NUL after `+Go\r\n`, bytes after the name line lost.
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::path::Path;

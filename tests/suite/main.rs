@@ -1,0 +1,29 @@
+//! The integration tests, one binary (as ripgrep does): each module tests one part of
+//! oxinetd through the real binary, `common` is the harness. One binary links the crate
+//! once instead of once per file: a clean build of the tests takes about half the time.
+
+mod common;
+
+mod access;
+mod banners;
+mod config_check;
+mod control;
+mod duration;
+mod exec;
+mod import;
+mod internal;
+mod keepalive;
+mod limits;
+mod logging;
+mod net;
+mod real_programs;
+mod redirect;
+mod reload;
+mod resources;
+mod rpc;
+mod sensors;
+mod shutdown;
+mod systemd;
+mod tcpmux;
+mod unix;
+mod wait;
