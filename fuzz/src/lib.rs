@@ -18,8 +18,11 @@ use oxinetd::config::{self, Config, ConfigError, Host, UserEntry};
 use oxinetd::limits;
 use oxinetd::tcpmux::{self, Request};
 
+/// What a target runs on one input; it panics on a finding.
+pub type Check = fn(&[u8]);
+
 /// Every target, by the name of its folder under corpus/ and regressions/.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("config", config),
     ("address", address),
     ("times", times),
