@@ -215,6 +215,21 @@ proptest! {
                 prop_assert_eq!(early, late, "decided without names, but names {:?} change it", names);
             }
         }
+        // ...and asks for names only when some names would change the answer. Known
+        // exception: a name pattern in both lists (`.example.com` allowed and denied)
+        // always ties, so always denies, yet a lookup is asked for. It costs a lookup,
+        // never a wrong answer.
+        let in_both = rules
+            .no_access
+            .iter()
+            .filter(|pattern| !matches!(pattern, Pattern::Net { .. }))
+            .any(|pattern| rules.only_from.iter().flatten().any(|other| other == pattern));
+        if early == Decision::NeedNames && !in_both {
+            prop_assert!(
+                outcomes.iter().any(|outcome| *outcome != outcomes[0]),
+                "a lookup asked for, but every set of names gets {:?}", outcomes[0]
+            );
+        }
         if !rules.uses_names() {
             prop_assert_ne!(early, Decision::NeedNames);
         }
