@@ -396,7 +396,7 @@ pub fn times(data: &[u8]) {
         let words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
         match AccessTimes::parse(&words) {
             Ok(times) => {
-                // Every minute of the day can be asked about; a range admits its ends.
+                // Every minute of the day can be asked about; a range admits at least its start.
                 let admitted = (0..24 * 60).filter(|&minute| times.admits(minute)).count();
                 assert!(admitted > 0, "{line:?} admits no minute");
             }
