@@ -876,7 +876,7 @@ mod tests {
         client.shutdown(Shutdown::Write).unwrap();
         let deadline = Instant::now() + TIMEOUT;
         // Until the client's socket is full and the pipe holds what it could not take.
-        while !(relay.to_client.in_pipe > 0 && !relay.upstream_interest().read) {
+        while relay.to_client.in_pipe == 0 || relay.upstream_interest().read {
             assert!(Instant::now() < deadline, "the pipe never filled");
             relay.advance().unwrap();
         }
