@@ -1,11 +1,16 @@
 //! `redirect`: copy bytes both ways between a client and an upstream, without a process.
 //!
-//! A `Relay` is two sockets and two one-way pipes. A pipe holds a 16 KiB buffer only
-//! while bytes are in flight: it takes one from a small per-thread pool of spares when it
-//! reads and gives it back once everything read is written, so an idle relay costs its
-//! struct and nothing more (issue 13: 30 KiB each before, with two buffers for life).
-//! Kernel pipes and `splice(2)` would avoid the copy but cost 2 fds per direction, 6 per
-//! relay with the sockets: a third of the relays the fd limit allows now.
+//! A `Relay` is two sockets and two one-way `Direction`s. A direction holds something
+//! to carry bytes in only while bytes are in flight, and gives it back once everything
+//! read is written, so an idle relay costs its struct and nothing more (issue 13: 30 KiB
+//! each before, with two buffers for life). What it holds is, first choice, a kernel pipe
+//! from a small per-thread pool: `splice(2)` moves the bytes socket → pipe → socket with
+//! no copy through user space (issue 13: a quarter to a half of the CPU per GiB). A pipe
+//! costs 2 fds, so the pool lends at most `PIPE_LIMIT` at once and keeps a few spares;
+//! when it has none to lend (the limit, pipe2 failing for want of fds) or the kernel
+//! refuses to splice, the direction copies through a 16 KiB buffer from a pool of spare
+//! buffers instead, as before. Bytes that wait for a slow destination stay in that
+//! direction's pipe or buffer until it is writable.
 //!
 //! The loop watches both sockets level-triggered with the flags `client_interest()` and
 //! `upstream_interest()` ask for, and calls `advance()` on any event of either; a socket
@@ -19,7 +24,7 @@
 //! directions have ended. Any socket error (a refused connect, ECONNRESET, EPIPE) ends
 //! it at once: `advance()` returns it as `Err`, and the byte counts stay readable for
 //! the TRAFFIC line. Writes cannot raise SIGPIPE: std's `TcpStream` sends with
-//! MSG_NOSIGNAL.
+//! MSG_NOSIGNAL, and oxinetd ignores SIGPIPE (a splice to a closed socket gets EPIPE).
 
 use std::cell::RefCell;
 use std::io::{self, ErrorKind, Read, Write};
@@ -29,18 +34,37 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Socket, Type};
 
 pub use crate::internal::Interest;
+use crate::sys::pipe::{PipePair, pipe_pair, splice_move};
 
 const BUFFER: usize = 16 * 1024;
 /// Reads per direction per `advance()`: a relay between two fast peers would otherwise
 /// keep the loop to itself. Level-triggered epoll brings it back for the rest.
 const READS_PER_ADVANCE: usize = 4;
-/// Spare buffers kept for the next pipe with bytes to carry (at most 1 MiB); more are
-/// freed. Enough for every stream of a busy moment, not for every relay.
+/// Spare buffers kept for the next direction with bytes to carry (at most 1 MiB); more
+/// are freed. Enough for every stream of a busy moment, not for every relay.
 const SPARES: usize = 64;
+/// Pipes lent at once, spares included: 128 fds at most, beside the 2 per relay that
+/// bound how many relays the fd limit allows. Past it, directions copy.
+const PIPE_LIMIT: usize = 64;
+/// Spare pipes kept open for the next direction with bytes to carry; more are closed.
+const PIPE_SPARES: usize = 8;
+/// What a pipe is asked to hold (F_SETPIPE_SZ): more bytes per splice than the default
+/// 64 KiB. Pages are only taken while bytes sit in it.
+const PIPE_SIZE: usize = 256 * 1024;
+/// After pipe2 fails (no fds left), this many takes copy before it is tried again.
+const PIPE_BACKOFF: u32 = 64;
 
 thread_local! {
     /// The loop runs every relay on its one thread; tests run relays on several.
     static SPARE_BUFFERS: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+    static PIPES: RefCell<PipePool> = const {
+        RefCell::new(PipePool {
+            spares: Vec::new(),
+            lent: 0,
+            limit: PIPE_LIMIT,
+            backoff: 0,
+        })
+    };
 }
 
 fn take_buffer() -> Box<[u8]> {
@@ -57,41 +81,148 @@ fn give_back(buffer: Box<[u8]>) {
     });
 }
 
+/// The thread's pipes: spares ready to lend, and how many exist (spares and those held
+/// by directions), so the fds they take stay bounded.
+struct PipePool {
+    spares: Vec<Pipe>,
+    /// Pipes alive: every `Pipe` counts itself here until dropped.
+    lent: usize,
+    limit: usize,
+    backoff: u32,
+}
+
+/// A kernel pipe from the pool; dropping it closes it and frees its place.
+struct Pipe(PipePair);
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        // try_with: nothing to count once the thread's pool itself is being destroyed.
+        let _ = PIPES.try_with(|pool| pool.borrow_mut().lent -= 1);
+    }
+}
+
+/// A spare pipe, or a new one if the limit allows; `None` means copy instead.
+fn take_pipe() -> Option<Pipe> {
+    PIPES.with_borrow_mut(|pool| {
+        if let Some(pipe) = pool.spares.pop() {
+            return Some(pipe);
+        }
+        if pool.lent >= pool.limit {
+            return None;
+        }
+        if pool.backoff > 0 {
+            pool.backoff -= 1;
+            return None;
+        }
+        match pipe_pair(PIPE_SIZE) {
+            Ok(pair) if pair.capacity > 0 => {
+                pool.lent += 1;
+                Some(Pipe(pair))
+            }
+            Ok(_) => None,
+            Err(_) => {
+                pool.backoff = PIPE_BACKOFF;
+                None
+            }
+        }
+    })
+}
+
+/// Gives back an empty pipe; one the pool has no room for is closed.
+fn give_back_pipe(pipe: Pipe) {
+    let extra = PIPES.with_borrow_mut(|pool| {
+        if pool.spares.len() < PIPE_SPARES {
+            pool.spares.push(pipe);
+            None
+        } else {
+            Some(pipe)
+        }
+    });
+    // Dropped outside the borrow: its Drop borrows the pool again.
+    drop(extra);
+}
+
+/// Tests: how many pipes this thread may have at once (0: every direction copies).
+#[cfg(test)]
+fn set_pipe_limit(limit: usize) {
+    let spares = PIPES.with_borrow_mut(|pool| {
+        pool.limit = limit;
+        std::mem::take(&mut pool.spares)
+    });
+    drop(spares);
+}
+
+#[cfg(test)]
+fn pipes_alive() -> usize {
+    PIPES.with_borrow(|pool| pool.lent)
+}
+
+/// The errors that say splice(2) cannot serve these fds at all, not that a socket broke.
+fn splice_unsupported(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
+    )
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Progress {
     Open,
     Done,
 }
 
+/// What a direction's bytes wait in while in flight.
+enum Carrier {
+    Kernel(Pipe),
+    Buffer(Box<[u8]>),
+}
+
 /// One direction: bytes read from one socket, waiting to be written to the other.
-struct Pipe {
-    /// Only while `start < end`: bytes are waiting for the destination.
-    buffer: Option<Box<[u8]>>,
+struct Direction {
+    /// Only while bytes wait for the destination (`wants_write`).
+    held: Option<Carrier>,
+    /// The bytes waiting in the buffer, when it is a buffer.
     start: usize,
     end: usize,
+    /// The bytes waiting in the pipe, when it is a pipe.
+    in_pipe: usize,
+    /// A splice into the pipe would block while the destination did too: the pipe may
+    /// be full with fewer bytes than its size (each socket fragment takes a slot), so
+    /// reading waits until some bytes have gone out.
+    pipe_full: bool,
+    /// The kernel refused to splice these sockets: copy from now on.
+    copy_only: bool,
     /// The source sent EOF.
     eof: bool,
     /// EOF was passed on: everything flushed, then `shutdown(Write)` on the destination.
     ended: bool,
 }
 
-impl Pipe {
-    fn new() -> Pipe {
-        Pipe {
-            buffer: None,
+impl Direction {
+    fn new() -> Direction {
+        Direction {
+            held: None,
             start: 0,
             end: 0,
+            in_pipe: 0,
+            pipe_full: false,
+            copy_only: false,
             eof: false,
             ended: false,
         }
     }
 
     fn wants_read(&self) -> bool {
-        !self.eof && self.end < BUFFER
+        !self.eof
+            && match &self.held {
+                None => true,
+                Some(Carrier::Buffer(_)) => self.end < BUFFER,
+                Some(Carrier::Kernel(pipe)) => !self.pipe_full && self.in_pipe < pipe.0.capacity,
+            }
     }
 
     fn wants_write(&self) -> bool {
-        self.start < self.end
+        self.start < self.end || self.in_pipe > 0
     }
 
     /// Moves what it can from `from` to `to`; returns whether anything happened.
@@ -99,13 +230,36 @@ impl Pipe {
     fn pump(&mut self, from: &TcpStream, to: &TcpStream, written: &mut u64) -> io::Result<bool> {
         let mut moved = false;
         if self.wants_read() || self.wants_write() {
-            let mut buffer = self.buffer.take().unwrap_or_else(take_buffer);
-            moved = self.pump_through(&mut buffer, from, to, written)?;
-            if self.wants_write() {
-                self.buffer = Some(buffer);
-            } else {
-                (self.start, self.end) = (0, 0);
-                give_back(buffer);
+            let pipe = match self.held.take() {
+                Some(Carrier::Buffer(buffer)) => Err(buffer),
+                Some(Carrier::Kernel(pipe)) => Ok(pipe),
+                None if self.copy_only => Err(take_buffer()),
+                None => take_pipe().ok_or_else(take_buffer),
+            };
+            let buffer = match pipe {
+                Ok(pipe) => match self.pump_splice(&pipe, from, to, written) {
+                    Ok(spliced) => {
+                        moved = spliced;
+                        self.keep_pipe(pipe);
+                        None
+                    }
+                    Err(e) if self.in_pipe == 0 && splice_unsupported(&e) => {
+                        self.copy_only = true;
+                        give_back_pipe(pipe);
+                        Some(take_buffer())
+                    }
+                    Err(e) => return Err(e),
+                },
+                Err(buffer) => Some(buffer),
+            };
+            if let Some(mut buffer) = buffer {
+                moved |= self.pump_copy(&mut buffer, from, to, written)?;
+                if self.wants_write() {
+                    self.held = Some(Carrier::Buffer(buffer));
+                } else {
+                    (self.start, self.end) = (0, 0);
+                    give_back(buffer);
+                }
             }
         }
         if self.eof && !self.ended && !self.wants_write() {
@@ -116,7 +270,70 @@ impl Pipe {
         Ok(moved)
     }
 
-    fn pump_through(
+    /// Holds on to a pipe with bytes in it; gives an empty one back.
+    fn keep_pipe(&mut self, pipe: Pipe) {
+        if self.in_pipe > 0 {
+            self.held = Some(Carrier::Kernel(pipe));
+        } else {
+            self.pipe_full = false;
+            give_back_pipe(pipe);
+        }
+    }
+
+    fn pump_splice(
+        &mut self,
+        pipe: &Pipe,
+        from: &TcpStream,
+        to: &TcpStream,
+        written: &mut u64,
+    ) -> io::Result<bool> {
+        let PipePair {
+            read: out,
+            write: into,
+            capacity,
+        } = &pipe.0;
+        let mut moved = false;
+        let mut reads = 0;
+        let mut to_blocked = false;
+        loop {
+            if self.in_pipe > 0 && !to_blocked {
+                match splice_move(out, to, self.in_pipe) {
+                    Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                    Ok(n) => {
+                        self.in_pipe -= n;
+                        *written += n as u64;
+                        self.pipe_full = false;
+                        moved = true;
+                        continue;
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => to_blocked = true,
+                    Err(e) => return Err(e),
+                }
+            }
+            if self.eof || self.pipe_full || self.in_pipe >= *capacity {
+                break;
+            }
+            if reads == READS_PER_ADVANCE {
+                break;
+            }
+            match splice_move(from, into, capacity - self.in_pipe) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.in_pipe += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    // Bytes still in the pipe mean the destination blocked: the pipe
+                    // may be what is full, so wait for the destination before reading.
+                    self.pipe_full = self.in_pipe > 0;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+            reads += 1;
+            moved = true;
+        }
+        Ok(moved)
+    }
+
+    fn pump_copy(
         &mut self,
         buffer: &mut [u8],
         mut from: &TcpStream,
@@ -127,7 +344,7 @@ impl Pipe {
         let mut reads = 0;
         let mut to_blocked = false;
         loop {
-            if self.wants_write() && !to_blocked {
+            if self.start < self.end && !to_blocked {
                 match to.write(&buffer[self.start..self.end]) {
                     Ok(0) => return Err(ErrorKind::WriteZero.into()),
                     Ok(n) => {
@@ -145,7 +362,7 @@ impl Pipe {
                     Err(e) => return Err(e),
                 }
             }
-            if !self.wants_read() || reads == READS_PER_ADVANCE {
+            if self.eof || self.end == BUFFER || reads == READS_PER_ADVANCE {
                 break;
             }
             match from.read(&mut buffer[self.end..]) {
@@ -161,13 +378,12 @@ impl Pipe {
         Ok(moved)
     }
 }
-
 pub struct Relay {
     client: TcpStream,
     upstream: TcpStream,
     connected: bool,
-    to_upstream: Pipe,
-    to_client: Pipe,
+    to_upstream: Direction,
+    to_client: Direction,
     /// Bytes written to the upstream (client → upstream).
     pub bytes_in: u64,
     /// Bytes written to the client (upstream → client).
@@ -192,8 +408,8 @@ impl Relay {
             client,
             upstream: socket.into(),
             connected: false,
-            to_upstream: Pipe::new(),
-            to_client: Pipe::new(),
+            to_upstream: Direction::new(),
+            to_client: Direction::new(),
             bytes_in: 0,
             bytes_out: 0,
             last_activity: Instant::now(),
@@ -307,7 +523,20 @@ mod tests {
                 poll_fd(relay.upstream(), relay.upstream_interest()),
             ];
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "relay still open at the deadline");
+            assert!(
+                !left.is_zero(),
+                "relay still open at the deadline: {:?} {:?} in_pipe {} {} eof {} {} ended {} {} full {} {}",
+                relay.client_interest(),
+                relay.upstream_interest(),
+                relay.to_upstream.in_pipe,
+                relay.to_client.in_pipe,
+                relay.to_upstream.eof,
+                relay.to_client.eof,
+                relay.to_upstream.ended,
+                relay.to_client.ended,
+                relay.to_upstream.pipe_full,
+                relay.to_client.pipe_full,
+            );
             let ready = crate::sys::fd::poll(&mut fds, left).expect("poll");
             if ready > 0 && relay.advance()? == Progress::Done {
                 return Ok(Progress::Done);
@@ -516,7 +745,7 @@ mod tests {
         }
         assert_eq!(&got, b"ping\n");
         assert_eq!(relay.advance().unwrap(), Progress::Open);
-        assert!(relay.to_upstream.buffer.is_none() && relay.to_client.buffer.is_none());
+        assert!(relay.to_upstream.held.is_none() && relay.to_client.held.is_none());
         assert_eq!((relay.bytes_in, relay.bytes_out), (5, 0));
     }
 
@@ -553,6 +782,115 @@ mod tests {
         assert_eq!(drive(&mut relay).unwrap(), Progress::Done);
         assert_eq!(server.join().unwrap(), b"");
         assert!(peer.join().unwrap() == reply, "reply differs");
+    }
+
+    /// Sends `len` bytes through the relay to an echoing upstream and back, both ways at
+    /// once, and checks every byte.
+    fn echo_through(len: usize, seed: u8) -> Relay {
+        let Setup {
+            client,
+            accepted,
+            upstream,
+        } = setup();
+        let mut relay = Relay::connect(accepted, upstream.local_addr().unwrap()).unwrap();
+        let echo = thread::spawn(move || {
+            let mut stream = accept_upstream(&upstream);
+            let mut chunk = [0u8; 65536];
+            loop {
+                match stream.read(&mut chunk).unwrap() {
+                    0 => break,
+                    n => stream.write_all(&chunk[..n]).unwrap(),
+                }
+            }
+        });
+        let sent = pattern(len, seed);
+        let writer = {
+            let (client, sent) = (client.try_clone().unwrap(), sent.clone());
+            thread::spawn(move || {
+                (&client).write_all(&sent).unwrap();
+                client.shutdown(Shutdown::Write).unwrap();
+            })
+        };
+        let reader = thread::spawn(move || read_all(&client));
+        assert_eq!(drive(&mut relay).unwrap(), Progress::Done);
+        writer.join().unwrap();
+        echo.join().unwrap();
+        assert!(reader.join().unwrap() == sent, "echo differs");
+        assert_eq!((relay.bytes_in, relay.bytes_out), (len as u64, len as u64));
+        relay
+    }
+
+    /// Issue 13: bulk bytes go through kernel pipes, lent while they flow.
+    #[test]
+    fn a_large_transfer_goes_through_pipes() {
+        let relay = echo_through(16 << 20, 13);
+        assert!(!relay.to_upstream.copy_only && !relay.to_client.copy_only);
+        assert!(relay.to_upstream.held.is_none() && relay.to_client.held.is_none());
+        // Given back as spares, still open, none held by the relay.
+        let alive = pipes_alive();
+        assert!((1..=PIPE_SPARES).contains(&alive), "{alive} pipes");
+        drop(relay);
+        assert_eq!(pipes_alive(), alive);
+    }
+
+    /// With no pipe to lend (the fd limit, or here a pool allowed none), the relay
+    /// copies through a buffer and loses nothing.
+    #[test]
+    fn no_pipe_to_lend_falls_back_to_copying() {
+        set_pipe_limit(0);
+        let relay = echo_through(4 << 20, 17);
+        assert_eq!(pipes_alive(), 0);
+        assert!(relay.to_upstream.held.is_none() && relay.to_client.held.is_none());
+        assert!(
+            !SPARE_BUFFERS.with_borrow(Vec::is_empty),
+            "no buffer was used"
+        );
+    }
+
+    /// A client that does not read yet: the bytes wait in the relay's own pipe (held only
+    /// while they wait), the relay stops reading the upstream, and nothing is lost when
+    /// the client reads at last.
+    #[test]
+    fn bytes_wait_in_the_pipe_for_a_slow_client() {
+        let Setup {
+            client,
+            accepted,
+            upstream,
+        } = setup();
+        // Small, so the pipe fills soon; the client's receive buffer stays as it is
+        // (a tiny window slows TCP on loopback to a trickle once it reads).
+        Socket::from(accepted.try_clone().unwrap())
+            .set_send_buffer_size(4096)
+            .unwrap();
+        let mut relay = Relay::connect(accepted, upstream.local_addr().unwrap()).unwrap();
+        let reply = pattern(4 << 20, 19);
+        let server = {
+            let reply = reply.clone();
+            thread::spawn(move || {
+                let stream = accept_upstream(&upstream);
+                (&stream).write_all(&reply).unwrap();
+                stream.shutdown(Shutdown::Write).unwrap();
+                read_all(&stream)
+            })
+        };
+        client.shutdown(Shutdown::Write).unwrap();
+        let deadline = Instant::now() + TIMEOUT;
+        // Until the client's socket is full and the pipe holds what it could not take.
+        while relay.to_client.in_pipe == 0 || relay.upstream_interest().read {
+            assert!(Instant::now() < deadline, "the pipe never filled");
+            relay.advance().unwrap();
+        }
+        assert!(matches!(relay.to_client.held, Some(Carrier::Kernel(_))));
+        assert!(relay.client_interest().write);
+        let waiting = relay.to_client.in_pipe;
+        relay.advance().unwrap();
+        assert_eq!(relay.to_client.in_pipe, waiting, "moved with no reader");
+        let peer = thread::spawn(move || read_all(&client));
+        assert_eq!(drive(&mut relay).unwrap(), Progress::Done);
+        assert_eq!(server.join().unwrap(), b"");
+        assert!(peer.join().unwrap() == reply, "reply differs");
+        assert!(relay.to_client.held.is_none());
+        assert_eq!(relay.bytes_out, reply.len() as u64);
     }
 
     #[test]
