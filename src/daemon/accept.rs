@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use log::warn;
 
 use super::Daemon;
-use super::admission::{self, Counts, Now, Peer, Verdict};
-use super::incoming::{IDENT_TIMEOUT, Incoming, Stage};
+use super::admission::{self, Counts, Peer, Verdict};
+use super::incoming::{self, IDENT_TIMEOUT, Incoming, Stage};
 use super::lookup::{IDENT_PORT, Job};
 use super::relay::Relay;
 use super::service_log::Reason;
@@ -20,7 +20,6 @@ use super::services::Service;
 use super::sessions::{MuxRequest, Work};
 use super::slab::ServiceKey;
 use super::timers::Timer;
-use crate::clock;
 use crate::config::spec::{Address, Internal, Program, SocketType, TcpMux};
 use crate::internal::Session;
 use crate::limits::DenyTime;
@@ -160,17 +159,7 @@ impl Daemon {
             stats,
             ..
         } = self.services.get_mut(key)?;
-        let now = Now {
-            instant,
-            minute_of_day: match spec.access.times {
-                Some(_) => clock::local_now().minute_of_day(),
-                None => 0,
-            },
-            load: match spec.access.max_load {
-                Some(_) => load.current(instant),
-                None => 0.0,
-            },
-        };
+        let now = incoming::now_for(spec, instant, load);
         let counts = counted.then(|| Counts {
             running: *running,
             from_peer: match spec.limits.per_source {

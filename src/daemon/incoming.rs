@@ -5,7 +5,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
+use super::admission::Now;
 use super::slab::ServiceKey;
+use crate::clock;
+use crate::config::ServiceSpec;
 
 /// An ident server that has not answered by then counts as no answer.
 pub const IDENT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -66,5 +69,21 @@ impl LoadAverage {
             self.read_at = Some(now);
         }
         self.value
+    }
+}
+
+/// What admission reads of the clock and the machine for `spec`, read only when the
+/// service asks: the local minute with `access_times`, the load with `max_load`.
+pub fn now_for(spec: &ServiceSpec, instant: Instant, load: &mut LoadAverage) -> Now {
+    Now {
+        instant,
+        minute_of_day: match spec.access.times {
+            Some(_) => clock::local_now().minute_of_day(),
+            None => 0,
+        },
+        load: match spec.access.max_load {
+            Some(_) => load.current(instant),
+            None => 0.0,
+        },
     }
 }

@@ -10,10 +10,10 @@ use std::time::Instant;
 
 use super::Daemon;
 use super::accept::ACCEPT_BATCH;
-use super::admission::{self, Counts, Now, Verdict};
+use super::admission::{self, Counts, Verdict};
+use super::incoming;
 use super::services::Service;
 use super::slab::ServiceKey;
-use crate::clock;
 use crate::peer::{Credentials, Ends, Source};
 use crate::spawn::Connection;
 use crate::sys::socket::{accept_local, send_now};
@@ -98,17 +98,7 @@ impl Daemon {
             per_source,
             ..
         } = self.services.get_mut(key)?;
-        let now = Now {
-            instant,
-            minute_of_day: match spec.access.times {
-                Some(_) => clock::local_now().minute_of_day(),
-                None => 0,
-            },
-            load: match spec.access.max_load {
-                Some(_) => load.current(instant),
-                None => 0.0,
-            },
-        };
+        let now = incoming::now_for(spec, instant, load);
         let counts = Counts {
             running: *running,
             from_peer: match spec.limits.per_source {
