@@ -3,18 +3,16 @@
 //! and a peer that vanishes without a FIN or RST is noticed in the time they say.
 use crate::common;
 
-use std::fs::{self, File};
+use std::fs::{self};
 use std::io::Write;
 use std::net::TcpStream;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::Command;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    Launch, Oxinetd, Setup, assert_check_rejects, check, free_port, read_line, run_command, run_ok,
-    tcp_connect, tcp_request, v4, wait_for,
+    Launch, Oxinetd, Setup, assert_check_rejects, check, free_port, read_line, run_ok, tcp_connect,
+    tcp_request, v4, wait_for,
 };
 
 const PYTHON: &str = "/usr/bin/python3";
@@ -129,34 +127,6 @@ fn keepalive_keys_on_a_datagram_service_are_config_errors() {
     assert_check_rejects("max_duration = 0", "max_duration");
 }
 
-/// Whether this process may run a program in a network namespace of its own with its
-/// loopback up (root, unshare, ip).
-fn can_make_network_namespace() -> bool {
-    run_command(
-        Command::new("unshare").args(["--net", "--", "ip", "link", "set", "lo", "up"]),
-        Duration::from_secs(10),
-    )
-    .status
-    .success()
-}
-
-/// Runs `f` on a thread that has joined the network namespace of process `pid`: its
-/// sockets, and the processes it starts, live there.
-fn in_network_namespace_of<T: Send>(pid: i32, f: impl FnOnce() -> T + Send) -> T {
-    let namespace = File::open(format!("/proc/{pid}/ns/net"))
-        .unwrap_or_else(|e| panic!("open the network namespace of {pid}: {e}"));
-    thread::scope(|s| {
-        s.spawn(|| {
-            // SAFETY: setns only changes this thread's namespace; the fd is valid and open.
-            let joined = unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(joined, 0, "setns: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .expect("thread in the daemon's network namespace")
-    })
-}
-
 /// An internal echo service `id` on `port`, with `keys`.
 fn echo(id: &str, port: u16, keys: &str) -> String {
     format!(
@@ -175,7 +145,7 @@ fn echoing(port: u16) -> TcpStream {
 
 #[test]
 fn a_vanished_peer_is_noticed_within_the_keepalive_time() {
-    if !can_make_network_namespace() {
+    if !common::can_make_network_namespace() {
         return common::skip("cannot make a network namespace (unshare --net, ip)");
     }
     // The daemon and its clients share a network namespace of their own; taking its
@@ -205,7 +175,7 @@ fn a_vanished_peer_is_noticed_within_the_keepalive_time() {
             ..Launch::default()
         },
     );
-    let clients = in_network_namespace_of(daemon.pid(), || {
+    let clients = common::in_network_namespace_of(daemon.pid(), || {
         let clients = (echoing(probed), echoing(plain));
         run_ok(
             Command::new("ip").args(["link", "set", "lo", "down"]),

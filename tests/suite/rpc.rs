@@ -4,12 +4,9 @@
 //! the configuration errors of `rpc_number` / `rpc_version` (always).
 use crate::common;
 
-use std::fs::File;
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::process::{Command, Output};
-use std::thread;
 use std::time::Duration;
 
 use common::{Launch, Oxinetd, check, free_port, have, run_command, tcp_request, v4};
@@ -230,37 +227,9 @@ fn withdrawing_the_tcp_half_of_an_rpc_program_keeps_the_udp_half() {
     );
 }
 
-/// Whether this process may run a program in a network namespace of its own with its
-/// loopback up (root, unshare, ip).
-fn can_make_network_namespace() -> bool {
-    run_command(
-        Command::new("unshare").args(["--net", "--", "ip", "link", "set", "lo", "up"]),
-        Duration::from_secs(10),
-    )
-    .status
-    .success()
-}
-
-/// Runs `f` on a thread that has joined the network namespace of process `pid`: its
-/// sockets, and only its, live there.
-fn in_network_namespace_of<T: Send>(pid: i32, f: impl FnOnce() -> T + Send) -> T {
-    let namespace = File::open(format!("/proc/{pid}/ns/net"))
-        .unwrap_or_else(|e| panic!("open the network namespace of {pid}: {e}"));
-    thread::scope(|s| {
-        s.spawn(|| {
-            // SAFETY: setns only changes this thread's namespace; the fd is valid and open.
-            let joined = unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(joined, 0, "setns: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .expect("thread in the daemon's network namespace")
-    })
-}
-
 #[test]
 fn rpc_service_without_rpcbind_logs_the_error_and_still_serves() {
-    if !can_make_network_namespace() {
+    if !common::can_make_network_namespace() {
         common::skip("cannot make a network namespace (unshare --net, ip)");
         return;
     }
@@ -296,7 +265,7 @@ fn rpc_service_without_rpcbind_logs_the_error_and_still_serves() {
         ],
         "log:\n{log}"
     );
-    let reply = in_network_namespace_of(daemon.pid(), || tcp_request(v4(port), b""));
+    let reply = common::in_network_namespace_of(daemon.pid(), || tcp_request(v4(port), b""));
     assert_eq!(String::from_utf8_lossy(&reply), "rpc-served\n");
     daemon.wait_for_log("EXIT: rpcsvc status=0");
 }
@@ -394,7 +363,11 @@ fn rpcinfo_in(pid: i32) -> Output {
 
 #[test]
 fn rpc_versions_not_registered_are_registered_at_the_next_reload() {
-    if !have("rpcbind") || !have("rpcinfo") || !have("nsenter") || !can_make_network_namespace() {
+    if !have("rpcbind")
+        || !have("rpcinfo")
+        || !have("nsenter")
+        || !common::can_make_network_namespace()
+    {
         common::skip("needs rpcbind, rpcinfo, nsenter and a network namespace");
         return;
     }

@@ -13,6 +13,7 @@ use std::net::{
     IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs,
     UdpSocket,
 };
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -839,4 +840,32 @@ pub fn passwd_entry(user: &str) -> Vec<String> {
         .map(|l| l.split(':').map(str::to_owned).collect::<Vec<_>>())
         .find(|fields| fields[0] == user)
         .unwrap_or_else(|| panic!("no {user} in /etc/passwd"))
+}
+
+/// Whether this process may run a program in a network namespace of its own with its
+/// loopback up (root, unshare, ip).
+pub fn can_make_network_namespace() -> bool {
+    run_command(
+        Command::new("unshare").args(["--net", "--", "ip", "link", "set", "lo", "up"]),
+        Duration::from_secs(10),
+    )
+    .status
+    .success()
+}
+
+/// Runs `f` on a thread that has joined the network namespace of process `pid`: its
+/// sockets, and the processes it starts, live there.
+pub fn in_network_namespace_of<T: Send>(pid: i32, f: impl FnOnce() -> T + Send) -> T {
+    let namespace = File::open(format!("/proc/{pid}/ns/net"))
+        .unwrap_or_else(|e| panic!("open the network namespace of {pid}: {e}"));
+    thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns only changes this thread's namespace; the fd is valid and open.
+            let joined = unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(joined, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("thread in the daemon's network namespace")
+    })
 }
