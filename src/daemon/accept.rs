@@ -23,7 +23,7 @@ use super::timers::Timer;
 use crate::config::spec::{Address, Internal, Program, SocketType, TcpMux};
 use crate::internal::Session;
 use crate::limits::DenyTime;
-use crate::sys::socket::{accept, local_address, send_now};
+use crate::sys::socket::{accept, discard_unread, local_address, send_now};
 use crate::tcpmux;
 
 /// Connections accepted per listener per wakeup, so one busy service cannot starve
@@ -219,6 +219,12 @@ impl Daemon {
             send_now(&incoming.fd, &tcpmux::refusal("Service not available"));
         } else if let Some(banner) = &service.spec.banners.fail {
             send_now(&incoming.fd, banner);
+        }
+        let written = incoming.via_tcpmux
+            || service.spec.banners.fail.is_some()
+            || service.spec.banners.always.is_some();
+        if written {
+            discard_unread(&incoming.fd);
         }
         if log {
             let service_log = service.log.clone();

@@ -16,7 +16,7 @@ use super::services::Service;
 use super::slab::ServiceKey;
 use crate::peer::{Credentials, Ends, Source};
 use crate::spawn::Connection;
-use crate::sys::socket::{accept_local, send_now};
+use crate::sys::socket::{accept_local, discard_unread, send_now};
 
 impl Daemon {
     /// `wait = false` stream and seqpacket services on a Unix socket.
@@ -72,6 +72,9 @@ impl Daemon {
             Verdict::Refuse { reason, log } => {
                 if let Some(banner) = &service.spec.banners.fail {
                     send_now(&fd, banner);
+                }
+                if service.spec.banners.fail.is_some() || service.spec.banners.always.is_some() {
+                    discard_unread(&fd);
                 }
                 if log {
                     let service_log = service.log.clone();

@@ -81,6 +81,31 @@ pub fn send_now(fd: &impl AsRawFd, bytes: &[u8]) {
     }
 }
 
+/// Reads and drops what the peer sent and nobody will read, before a connection that
+/// was written to is closed. Closing with unread input makes Linux answer with a reset
+/// and drop what it still had to send (a `banner_fail` held back by Nagle behind the
+/// banner): a refused client would lose the very line that says why. At most 64 KiB, so
+/// a peer cannot keep the loop reading.
+pub fn discard_unread(fd: &impl AsRawFd) {
+    let mut scratch = [0u8; 4096];
+    for _ in 0..16 {
+        // SAFETY: the pointer and length describe the live buffer `scratch`.
+        let result = unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                scratch.as_mut_ptr().cast(),
+                scratch.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        match result {
+            n if n > 0 => {}
+            _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+            _ => return,
+        }
+    }
+}
+
 /// A listener's accept queue length (TCP_INFO reports it for listening sockets). A
 /// Unix-domain listener has no TCP_INFO: 1 if a connection waits, else 0.
 pub fn accept_queue(socket: &Socket) -> u32 {
