@@ -248,8 +248,9 @@ pub struct RedirectSpec {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Program {
     Internal(Internal),
-    Exec(Box<ExecSpec>),
-    Redirect(RedirectSpec),
+    /// Shared by every service of a load with an equal one (see `config::load`).
+    Exec(Rc<ExecSpec>),
+    Redirect(Box<RedirectSpec>),
     /// `flags = ["SENSOR"]`: runs nothing; its peers go on the global deny list.
     Sensor(DenyTime),
 }

@@ -210,7 +210,7 @@ mod tests {
     }
 
     fn exec(spec: &mut ServiceSpec) {
-        spec.program = Program::Exec(Box::new(ExecSpec {
+        spec.program = Program::Exec(std::rc::Rc::new(ExecSpec {
             server: PathBuf::from("/bin/true"),
             argv: vec!["true".into()],
             identity: None,

@@ -152,6 +152,7 @@ impl Daemon {
                 self.control.failed_to_start(failed, message);
             }
         }
+        self.services.forget_prepared();
         logging::release_lines();
         // The load's garbage (the TOML tree, the definitions) goes back to the system.
         crate::sys::memory::release_free_memory();
@@ -315,6 +316,7 @@ impl Daemon {
                 errors.push(message);
             }
         }
+        self.services.forget_prepared();
         let used: Vec<_> = self.services.logs().filter_map(|log| log.sink).collect();
         self.lines.sinks.retain(&used);
         info!("reload: done ({} services)", self.services.len());
