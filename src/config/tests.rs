@@ -683,7 +683,8 @@ fn access_limits_logging_and_banners() {
     let spec = |extra: &str| one(&format!("{HELLO}{extra}"));
     let rules = spec("only_from = \"127.0.0.1 10.0.{1,2}\"\nno_access = [\"10.0.1.5\"]\n")
         .access
-        .rules;
+        .rules
+        .clone();
     assert_eq!(rules.only_from.as_ref().map(Vec::len), Some(3));
     assert_eq!(rules.no_access.len(), 1);
     assert!(spec("").access.rules.is_open());
