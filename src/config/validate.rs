@@ -90,6 +90,8 @@ impl Report<'_> {
 /// `line` is where the service's table starts; `attrs` already holds the defaults.
 /// `failed` names the keys that were written but could not be read: each other key is
 /// still checked, but no combination that needs a failed key.
+// The service's place and keys, then what it may ask: each a different thing to pass.
+#[allow(clippy::too_many_arguments)]
 pub fn service(
     name: &str,
     id: &str,
