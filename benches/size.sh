@@ -4,7 +4,10 @@
 # changes one service takes (SIGHUP to its `reload: done` line). Small runs, median of
 # REPS; not the throughput benchmark (compare.sh measures spawn rate on one of 1,000).
 #
-#   benches/size.sh [--oxinetd PATH] [--reps R] [N...]      # default: 1000 10000, R 5
+#   benches/size.sh [--oxinetd PATH] [--reps R] [--includedir] [N...]   # default: 1000 10000, R 5
+#
+# --includedir: one file per service in an `includedir` (as distributions ship
+# /etc/xinetd.d), the main file holding only [defaults]; the reload rewrites one file.
 #
 # Services are on 127.0.0.1 ports BASE.. (BASE=30000 unless $SIZE_BASE says; N ports
 # must be free), running /bin/true as root with nothing logged per connection.
@@ -13,10 +16,12 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OXINETD=$ROOT/target/release/oxinetd
 REPS=5
+LAYOUT=file
 while [ $# -gt 0 ]; do
 	case $1 in
 	--oxinetd) OXINETD=$2; shift 2 ;;
 	--reps) REPS=$2; shift 2 ;;
+	--includedir) LAYOUT=includedir; shift ;;
 	*) break ;;
 	esac
 done
@@ -27,27 +32,44 @@ ulimit -n "$(ulimit -Hn)"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-printf '| services | `--check` ms | start to ready ms | RSS after ready KiB | one-service reload ms |\n|---:|---:|---:|---:|---:|\n'
+printf '| services (%s) | `--check` ms' "$LAYOUT"
+printf ' | start to ready ms | RSS after ready KiB | one-service reload ms |\n|---:|---:|---:|---:|---:|\n'
 for n in "${COUNTS[@]}"; do
-	python3 - "$OXINETD" "$WORK" "$n" "$REPS" "${SIZE_BASE:-30000}" <<'EOF'
+	python3 - "$OXINETD" "$WORK" "$n" "$REPS" "${SIZE_BASE:-30000}" "$LAYOUT" <<'EOF'
 import os, signal, subprocess, sys, time
 
 oxinetd, work, n, reps, base = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+layout = sys.argv[6]
 conf = os.path.join(work, "size.toml")
+included = os.path.join(work, "size.d")
 env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 
+def service(i, changed):
+    args = '["changed"]' if changed else "[]"
+    return (
+        f'[service.s{i}]\ntype = "UNLISTED"\nsocket_type = "stream"\nwait = false\n'
+        f'user = "root"\nserver = "/bin/true"\nserver_args = {args}\n'
+        f'port = {base + i}\nbind = "127.0.0.1"\n'
+    )
+
+def replace(path, text):
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.rename(path + ".tmp", path)
+
 def write(changed_port_of_first):
-    parts = ["[defaults]\nlog_on_success = []\nlog_on_failure = []\n"]
-    for i in range(n):
-        args = '["changed"]' if (i == 0 and changed_port_of_first) else "[]"
-        parts.append(
-            f'[service.s{i}]\ntype = "UNLISTED"\nsocket_type = "stream"\nwait = false\n'
-            f'user = "root"\nserver = "/bin/true"\nserver_args = {args}\n'
-            f'port = {base + i}\nbind = "127.0.0.1"\n'
-        )
-    with open(conf + ".tmp", "w") as f:
-        f.write("\n".join(parts))
-    os.rename(conf + ".tmp", conf)
+    defaults = "[defaults]\nlog_on_success = []\nlog_on_failure = []\n"
+    if layout == "includedir":
+        if changed_port_of_first:
+            replace(os.path.join(included, "s0.toml"), service(0, True))
+            return
+        os.makedirs(included, exist_ok=True)
+        for i in range(n):
+            replace(os.path.join(included, f"s{i}.toml"), service(i, False))
+        replace(conf, f'includedir = "{included}"\n' + defaults)
+        return
+    parts = [defaults] + [service(i, i == 0 and changed_port_of_first) for i in range(n)]
+    replace(conf, "\n".join(parts))
 
 def median(values):
     values = sorted(values)

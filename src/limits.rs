@@ -105,9 +105,26 @@ pub const OVERFLOW: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 /// How often `Cps` forgets sources whose bucket is full again, at most.
 const SWEEP: Duration = Duration::from_secs(10);
 
-/// The cps rate limit of one service (see the module doc).
+/// The cps rate limit of one service (see the module doc). Its state is boxed: every
+/// service holds an `Option<Cps>`, which is one pointer when it has none.
 #[derive(Debug)]
-pub struct Cps {
+pub struct Cps(Box<CpsState>);
+
+impl std::ops::Deref for Cps {
+    type Target = CpsState;
+    fn deref(&self) -> &CpsState {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Cps {
+    fn deref_mut(&mut self) -> &mut CpsState {
+        &mut self.0
+    }
+}
+
+#[derive(Debug)]
+pub struct CpsState {
     /// Time for one token to come back.
     interval: Duration,
     /// Time for an empty bucket to fill: `rate` intervals.
@@ -184,7 +201,7 @@ impl Cps {
         let rate = rate.max(1);
         let pause = pause.min(Duration::from_secs(u64::from(u32::MAX)));
         let interval = Duration::from_secs(1) / rate;
-        Cps {
+        Cps(Box::new(CpsState {
             interval,
             window: interval * rate,
             pause,
@@ -193,9 +210,11 @@ impl Cps {
             ended: Vec::new(),
             episode_due: None,
             sweep_due: None,
-        }
+        }))
     }
+}
 
+impl CpsState {
     /// Judges one connection from `peer` arriving at `now`.
     pub fn admit(&mut self, peer: IpAddr, now: Instant) -> CpsVerdict {
         let peer = peer.to_canonical();

@@ -7,7 +7,7 @@ pub mod spec;
 pub mod trust;
 pub mod validate;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -282,7 +282,8 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
     config.errors.extend(included_errors);
 
     let mut seen: BTreeMap<String, Rc<Path>> = BTreeMap::new();
-    let mut environments: Vec<Rc<[Vec<u8>]>> = Vec::new();
+    let mut environments = validate::Environments::default();
+    let mut shared = Shared::default();
     for definition in definitions {
         if let Some(first) = seen.get(&definition.id) {
             config.errors.push(ConfigError {
@@ -339,6 +340,7 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
             &attrs,
             &failed,
             host,
+            &mut environments,
         );
         config.warnings.extend(outcome.warnings);
         let mut errors = match outcome.spec {
@@ -351,9 +353,7 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
                 };
                 if key_errors.is_empty() && distrusted.is_empty() {
                     match spec {
-                        Some(spec) => config
-                            .services
-                            .push(share_environment(spec, &mut environments)),
+                        Some(spec) => config.services.push(shared.share(spec)),
                         None => config.disabled.push(definition.id),
                     }
                     continue;
@@ -425,14 +425,71 @@ fn sort_by_place(diagnostics: &mut [ConfigError]) {
     diagnostics.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
 }
 
-/// Most services have the same environment (oxinetd's own plus one user's login
-/// variables): each keeps a pointer to one shared copy, made as soon as the service is
-/// read, so 1,000 services never hold 1,000 copies at once.
-fn share_environment(mut spec: ServiceSpec, seen: &mut Vec<Rc<[Vec<u8>]>>) -> ServiceSpec {
+/// The exec'd programs of one load, by server and arguments: services that run the same
+/// program the same way (identity, environment, limits...) keep one shared copy, and
+/// the daemon prepares it once (`daemon::services`). Most environments are shared too
+/// (`validate::Environments`), so 1,000 services never hold 1,000 copies of either.
+type Programs = HashMap<(PathBuf, Vec<String>), Vec<Rc<spec::ExecSpec>>>;
+
+/// The parts of a service that are usually the same for many, shared like programs.
+#[derive(Default)]
+struct Shared {
+    programs: Programs,
+    access: Recent<spec::Access>,
+    limits: Recent<spec::Limits>,
+    logging: Recent<spec::Logging>,
+    banners: Recent<spec::Banners>,
+}
+
+impl Shared {
+    fn share(&mut self, mut spec: ServiceSpec) -> ServiceSpec {
+        self.access.share(&mut spec.access);
+        self.limits.share(&mut spec.limits);
+        self.logging.share(&mut spec.logging);
+        self.banners.share(&mut spec.banners);
+        share_program(spec, &mut self.programs)
+    }
+}
+
+/// The last few distinct values seen, for values without a hash: a value equal to one
+/// of them is replaced by that one. Bounded, so a load stays linear however many
+/// distinct values it has (they are then simply not shared).
+struct Recent<T> {
+    values: std::collections::VecDeque<Rc<T>>,
+}
+
+impl<T> Default for Recent<T> {
+    fn default() -> Self {
+        Recent {
+            values: std::collections::VecDeque::new(),
+        }
+    }
+}
+
+impl<T: PartialEq> Recent<T> {
+    const KEPT: usize = 16;
+
+    fn share(&mut self, value: &mut Rc<T>) {
+        match self.values.iter().find(|seen| ***seen == **value) {
+            Some(seen) => *value = Rc::clone(seen),
+            None => {
+                if self.values.len() == Self::KEPT {
+                    self.values.pop_back();
+                }
+                self.values.push_front(Rc::clone(value));
+            }
+        }
+    }
+}
+
+fn share_program(mut spec: ServiceSpec, programs: &mut Programs) -> ServiceSpec {
     if let spec::Program::Exec(exec) = &mut spec.program {
-        match seen.iter().find(|shared| **shared == exec.environment) {
-            Some(shared) => exec.environment = shared.clone(),
-            None => seen.push(exec.environment.clone()),
+        let alike = programs
+            .entry((exec.server.clone(), exec.argv.clone()))
+            .or_default();
+        match alike.iter().find(|shared| **shared == *exec) {
+            Some(shared) => *exec = Rc::clone(shared),
+            None => alike.push(Rc::clone(exec)),
         }
     }
     spec

@@ -248,8 +248,9 @@ pub struct RedirectSpec {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Program {
     Internal(Internal),
-    Exec(Box<ExecSpec>),
-    Redirect(RedirectSpec),
+    /// Shared by every service of a load with an equal one (see `config::load`).
+    Exec(Rc<ExecSpec>),
+    Redirect(Box<RedirectSpec>),
     /// `flags = ["SENSOR"]`: runs nothing; its peers go on the global deny list.
     Sensor(DenyTime),
 }
@@ -349,10 +350,12 @@ pub struct ServiceSpec {
     pub instances: Instances,
     /// `Some` for services reached only through tcpmux: no listener of their own.
     pub tcpmux: Option<TcpMux>,
-    pub access: Access,
-    pub limits: Limits,
-    pub logging: Logging,
-    pub banners: Banners,
+    /// These four are usually the same for many services (the defaults): each is
+    /// shared by the services of a load with an equal one (see `config::load`).
+    pub access: Rc<Access>,
+    pub limits: Rc<Limits>,
+    pub logging: Rc<Logging>,
+    pub banners: Rc<Banners>,
     pub rpc: Option<RpcSpec>,
     /// `NORETRY`: a failed spawn is not retried after a pause.
     pub no_retry: bool,

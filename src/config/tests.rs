@@ -683,7 +683,8 @@ fn access_limits_logging_and_banners() {
     let spec = |extra: &str| one(&format!("{HELLO}{extra}"));
     let rules = spec("only_from = \"127.0.0.1 10.0.{1,2}\"\nno_access = [\"10.0.1.5\"]\n")
         .access
-        .rules;
+        .rules
+        .clone();
     assert_eq!(rules.only_from.as_ref().map(Vec::len), Some(3));
     assert_eq!(rules.no_access.len(), 1);
     assert!(spec("").access.rules.is_open());
@@ -1343,4 +1344,51 @@ fn switched_off_services_are_listed() {
         config.disabled,
         vec!["hello".to_string(), "off".to_string()]
     );
+}
+
+/// Services that run the same program the same way share one `ExecSpec` (and the daemon
+/// one prepared program), and equal access rules, limits, logging and banners are one
+/// value; anything that differs, however little, is a value of its own.
+#[test]
+fn equal_parts_of_services_are_shared_and_different_ones_are_not() {
+    let service = |name: &str, port: u16, extra: &str| {
+        format!(
+            "[service.{name}]\nsocket_type = \"stream\"\nwait = false\nuser = \"nobody\"\n\
+             server = \"/bin/hello\"\nport = {port}\n{extra}"
+        )
+    };
+    let config = load_as(
+        0,
+        &[
+            service("a", 9000, ""),
+            service("b", 9001, ""),
+            service("c", 9002, "env = [\"A=1\"]\n"),
+            service("d", 9003, "server_args = \"-v\"\n"),
+            service("e", 9004, "only_from = \"127.0.0.1\"\ninstances = 3\n"),
+            service("f", 9005, "env = [\"A=1\"]\n"),
+        ]
+        .concat(),
+    );
+    assert!(config.errors.is_empty(), "{:?}", config.errors);
+    let [a, b, c, d, e, f] = &config.services[..] else {
+        panic!("six services: {:?}", config.services);
+    };
+    let (Program::Exec(pa), Program::Exec(pb), Program::Exec(pc), Program::Exec(pd)) =
+        (&a.program, &b.program, &c.program, &d.program)
+    else {
+        panic!("exec'd");
+    };
+    assert!(Rc::ptr_eq(pa, pb));
+    assert!(!Rc::ptr_eq(pa, pc) && !Rc::ptr_eq(pa, pd));
+    assert!(Rc::ptr_eq(&pa.environment, &pd.environment));
+    assert!(!Rc::ptr_eq(&pa.environment, &pc.environment));
+    assert!(Rc::ptr_eq(&pc.environment, &exec(f).environment));
+    assert_eq!(pd.argv, ["hello", "-v"]);
+    assert!(pc.environment.iter().any(|entry| entry == b"A=1"));
+    assert!(!pa.environment.iter().any(|entry| entry == b"A=1"));
+    assert!(Rc::ptr_eq(&a.access, &d.access) && Rc::ptr_eq(&a.logging, &f.logging));
+    assert!(Rc::ptr_eq(&a.limits, &f.limits) && Rc::ptr_eq(&a.banners, &e.banners));
+    assert!(!Rc::ptr_eq(&a.access, &e.access));
+    assert_ne!(a.access, e.access);
+    assert_eq!(e.instances, Instances::Limit(3));
 }

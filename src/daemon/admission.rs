@@ -173,10 +173,7 @@ mod tests {
 
     use super::*;
     use crate::access::{AccessTimes, Rules, parse_patterns};
-    use crate::config::spec::{
-        Access, Banners, ExecSpec, Instances, Internal, Limits, Logging, Protocol, SocketSpec,
-        SocketType,
-    };
+    use crate::config::spec::{ExecSpec, Instances, Internal, Protocol, SocketSpec, SocketType};
 
     /// An internal stream service; `with` changes what a case needs.
     fn spec(with: impl FnOnce(&mut ServiceSpec)) -> ServiceSpec {
@@ -198,10 +195,10 @@ mod tests {
             program: Program::Internal(Internal::Echo),
             instances: Instances::Unlimited,
             tcpmux: None,
-            access: Access::default(),
-            limits: Limits::default(),
-            logging: Logging::default(),
-            banners: Banners::default(),
+            access: Default::default(),
+            limits: Default::default(),
+            logging: Default::default(),
+            banners: Default::default(),
             rpc: None,
             no_retry: false,
         };
@@ -210,7 +207,7 @@ mod tests {
     }
 
     fn exec(spec: &mut ServiceSpec) {
-        spec.program = Program::Exec(Box::new(ExecSpec {
+        spec.program = Program::Exec(std::rc::Rc::new(ExecSpec {
             server: PathBuf::from("/bin/true"),
             argv: vec!["true".into()],
             identity: None,
@@ -232,7 +229,7 @@ mod tests {
     fn only_from(text: &str) -> impl FnOnce(&mut ServiceSpec) {
         let patterns = parse_patterns(&words(text)).unwrap();
         move |spec| {
-            spec.access.rules = Rules {
+            std::rc::Rc::make_mut(&mut spec.access).rules = Rules {
                 only_from: Some(patterns),
                 no_access: Vec::new(),
             }
@@ -305,17 +302,20 @@ mod tests {
         case!(spec(only_from("host.example")), World { names, ..QUIET } => Verdict::Admit);
         case!(spec(only_from("host.example")), World { names: Some(vec![]), ..QUIET } => ADDRESS);
         let office = |spec: &mut ServiceSpec| {
-            spec.access.times = Some(AccessTimes::parse(&words("08:00-17:00")).unwrap())
+            std::rc::Rc::make_mut(&mut spec.access).times =
+                Some(AccessTimes::parse(&words("08:00-17:00")).unwrap())
         };
         case!(spec(office), QUIET => Verdict::Admit);
         case!(spec(office), World { minute: 18 * 60, ..QUIET } => refuse(Reason::Time));
-        let loaded = |spec: &mut ServiceSpec| spec.access.max_load = Some(2.0);
+        let loaded =
+            |spec: &mut ServiceSpec| std::rc::Rc::make_mut(&mut spec.access).max_load = Some(2.0);
         case!(spec(loaded), World { load: 1.99, ..QUIET } => Verdict::Admit);
         case!(spec(loaded), World { load: 2.0, ..QUIET } => refuse(Reason::Load));
         let two = |spec: &mut ServiceSpec| spec.instances = Instances::Limit(2);
         case!(spec(two), World { counts: Some((1, 0, 0, None)), ..QUIET } => Verdict::Admit);
         case!(spec(two), World { counts: Some((2, 0, 0, None)), ..QUIET } => refuse(Reason::ServiceLimit));
-        let per_source = |spec: &mut ServiceSpec| spec.limits.per_source = Some(1);
+        let per_source =
+            |spec: &mut ServiceSpec| std::rc::Rc::make_mut(&mut spec.limits).per_source = Some(1);
         case!(spec(per_source), World { counts: Some((5, 1, 0, None)), ..QUIET } => refuse(Reason::PerSourceLimit));
         // max_servers counts processes: a service served in the loop is not held to it.
         let full = World {
@@ -336,10 +336,11 @@ mod tests {
                 if with_rules {
                     only_from("192.168.0.0/16")(spec);
                 }
-                spec.access.times = Some(AccessTimes::parse(&words("08:00-09:00")).unwrap());
-                spec.access.max_load = Some(1.0);
+                std::rc::Rc::make_mut(&mut spec.access).times =
+                    Some(AccessTimes::parse(&words("08:00-09:00")).unwrap());
+                std::rc::Rc::make_mut(&mut spec.access).max_load = Some(1.0);
                 spec.instances = Instances::Limit(1);
-                spec.limits.per_source = Some(1);
+                std::rc::Rc::make_mut(&mut spec.limits).per_source = Some(1);
             })
         };
         let everything = || World {
@@ -371,7 +372,9 @@ mod tests {
 
     #[test]
     fn cps_sheds_and_logs_once_per_episode() {
-        let spec = spec(|spec| spec.limits.cps = Some((1, Duration::from_secs(10))));
+        let spec = spec(|spec| {
+            std::rc::Rc::make_mut(&mut spec.limits).cps = Some((1, Duration::from_secs(10)))
+        });
         let mut cps = Cps::new(1, Duration::from_secs(10));
         let start = Instant::now();
         let peer = Peer {

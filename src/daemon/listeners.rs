@@ -20,13 +20,14 @@ use crate::sys;
 /// `open_unix` opens the others.
 pub fn open(spec: &SocketSpec, address: SocketAddr) -> io::Result<Socket> {
     let (kind, protocol) = match spec.socket_type {
-        SocketType::Stream | SocketType::Seqpacket => (Type::STREAM, Protocol::TCP),
-        SocketType::Dgram => (Type::DGRAM, Protocol::UDP),
+        SocketType::Stream | SocketType::Seqpacket => (libc::SOCK_STREAM, Protocol::TCP),
+        SocketType::Dgram => (libc::SOCK_DGRAM, Protocol::UDP),
     };
-    // socket2 opens sockets close-on-exec. Non-blocking, since the loop accepts and
-    // reads on it; `daemon` makes it blocking again before handing it to a server.
+    // socket2 opens sockets close-on-exec. Non-blocking from socket(2) on (no fcntl
+    // pair per listener), since the loop accepts and reads on it; `daemon` makes it
+    // blocking again before handing it to a server.
+    let kind = Type::from(kind | libc::SOCK_NONBLOCK);
     let socket = Socket::new(Domain::for_address(address), kind, Some(protocol))?;
-    socket.set_nonblocking(true)?;
     socket.set_reuse_address(true)?;
     if let Some(v6only) = spec.v6only
         && address.is_ipv6()
@@ -34,7 +35,7 @@ pub fn open(spec: &SocketSpec, address: SocketAddr) -> io::Result<Socket> {
         socket.set_only_v6(v6only)?;
     }
     if spec.socket_type == SocketType::Stream {
-        set_connection_options(&socket, spec)?;
+        set_connection_options(&socket, spec, Fresh::Yes)?;
     }
     socket.bind(&address.into())?;
     if spec.socket_type == SocketType::Stream {
@@ -143,14 +144,12 @@ fn bind_staged(
 ) -> Result<Socket, String> {
     let shown = staging.display();
     let kind = match spec.socket_type {
-        SocketType::Stream => Type::STREAM,
-        SocketType::Dgram => Type::DGRAM,
-        SocketType::Seqpacket => Type::from(libc::SOCK_SEQPACKET),
+        SocketType::Stream => libc::SOCK_STREAM,
+        SocketType::Dgram => libc::SOCK_DGRAM,
+        SocketType::Seqpacket => libc::SOCK_SEQPACKET,
     };
+    let kind = Type::from(kind | libc::SOCK_NONBLOCK);
     let socket = Socket::new(Domain::UNIX, kind, None).map_err(|e| format!("socket: {e}"))?;
-    socket
-        .set_nonblocking(true)
-        .map_err(|e| format!("socket: {e}"))?;
     let address = SockAddr::unix(staging).map_err(|e| format!("{shown}: {e}"))?;
     // The umask is the process's: nothing else in oxinetd creates files meanwhile (the
     // lookup threads only talk to the network).
@@ -232,12 +231,24 @@ fn probe(path: &Path) -> Liveness {
     }
 }
 
+/// Whether a socket is new, with every option at the system's default (off).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fresh {
+    Yes,
+    No,
+}
+
 /// Linux copies these to every accepted socket (the listener is cloned, options and
-/// all): set once, not per connection. Timeouts left unset are not touched, so a
-/// service without them costs no system call.
-fn set_connection_options(socket: &Socket, spec: &SocketSpec) -> io::Result<()> {
-    socket.set_tcp_nodelay(spec.nodelay)?;
-    socket.set_keepalive(spec.keepalive)?;
+/// all): set once, not per connection. Options a new socket already has (`NODELAY` and
+/// `KEEPALIVE` off) and timeouts left unset are not touched, so a service without them
+/// costs no system call: 10,000 listeners start 20,000 system calls sooner.
+fn set_connection_options(socket: &Socket, spec: &SocketSpec, fresh: Fresh) -> io::Result<()> {
+    if spec.nodelay || fresh == Fresh::No {
+        socket.set_tcp_nodelay(spec.nodelay)?;
+    }
+    if spec.keepalive || fresh == Fresh::No {
+        socket.set_keepalive(spec.keepalive)?;
+    }
     let timeouts = &spec.timeouts;
     if let Some(seconds) = timeouts.idle {
         setsockopt(socket, sockopt::TcpKeepIdle, &seconds)?;
@@ -265,7 +276,7 @@ fn set_connection_options(socket: &Socket, spec: &SocketSpec) -> io::Result<()> 
 /// asks for a new socket then.
 pub fn adjust(socket: &Socket, spec: &SocketSpec) -> io::Result<()> {
     if spec.socket_type == SocketType::Stream && matches!(spec.address, Address::Ip(_)) {
-        set_connection_options(socket, spec)?;
+        set_connection_options(socket, spec, Fresh::No)?;
         if spec.timeouts.user_timeout.is_none() {
             setsockopt(socket, sockopt::TcpUserTimeout, &0)?;
         }

@@ -135,6 +135,8 @@ impl Daemon {
 
     /// Starts every service of a loaded configuration; returns how many listen.
     pub fn start(&mut self, config: Config) -> usize {
+        // A line per service: written together (64 KiB a write), not one write each.
+        logging::hold_lines();
         self.shutdown_grace = config.shutdown_grace;
         self.max_servers = config.max_servers;
         self.control
@@ -150,6 +152,10 @@ impl Daemon {
                 self.control.failed_to_start(failed, message);
             }
         }
+        self.services.forget_prepared();
+        logging::release_lines();
+        // The load's garbage (the TOML tree, the definitions) goes back to the system.
+        crate::sys::memory::release_free_memory();
         self.services.len()
     }
 
@@ -259,6 +265,13 @@ impl Daemon {
     }
 
     fn reload(&mut self) {
+        self.apply_new_config();
+        // Only once the new configuration is applied and the old dropped: what the load
+        // freed goes back to the system.
+        crate::sys::memory::release_free_memory();
+    }
+
+    fn apply_new_config(&mut self) {
         info!("reloading {}", self.config_path.display());
         let config = config::load(&self.config_path, &System::new());
         log_diagnostics(&config);
@@ -303,6 +316,7 @@ impl Daemon {
                 errors.push(message);
             }
         }
+        self.services.forget_prepared();
         let used: Vec<_> = self.services.logs().filter_map(|log| log.sink).collect();
         self.lines.sinks.retain(&used);
         info!("reload: done ({} services)", self.services.len());

@@ -18,7 +18,8 @@ use crate::peer::Source;
 #[derive(Debug)]
 pub struct ServiceLog {
     pub id: Rc<str>,
-    pub logging: Logging,
+    /// The spec's own, shared.
+    pub logging: Rc<Logging>,
     pub sink: Option<SinkId>,
 }
 

@@ -1,6 +1,7 @@
 //! The services and their listeners: add, update (adjust or rebind the socket), remove,
 //! and whether the loop watches a listener. Every change of a service goes through here.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -19,7 +20,7 @@ use super::rpcbind;
 use super::service_log::{Lines, ServiceLog, Stats};
 use super::slab::{ServiceKey, Slab};
 use crate::config::ServiceSpec;
-use crate::config::spec::{Address, Permissions, Program, SocketType};
+use crate::config::spec::{Address, ExecSpec, Permissions, Program, SocketType};
 use crate::limits::{Cps, PerSource};
 use crate::spawn::Prepared;
 use crate::tcpmux;
@@ -27,11 +28,13 @@ use crate::tcpmux;
 pub struct Service {
     pub spec: ServiceSpec,
     pub log: Rc<ServiceLog>,
-    pub prepared: Option<Prepared>,
+    /// Shared by the services of a load that run one shared `ExecSpec`.
+    pub prepared: Option<Rc<Prepared>>,
     /// `None` for TCPMUX services, which are reached through the tcpmux service.
     pub socket: Option<Socket>,
-    /// A Unix socket's file: removed with the service.
-    unix_file: Option<SocketFile>,
+    /// A Unix socket's file: removed with the service. Boxed (as `Cps` is inside): most
+    /// services have neither, and 10,000 services are 10,000 of these structs.
+    unix_file: Option<Box<SocketFile>>,
     armed: bool,
     /// Servers, sessions and relays of this service.
     pub running: usize,
@@ -56,6 +59,10 @@ pub struct Service {
 pub struct Services {
     slab: Slab<ServiceKey, Service>,
     inherited: Inherited,
+    /// The programs prepared during one start or reload, by the address of their shared
+    /// `ExecSpec` (held here, so no other can take its address meanwhile): services
+    /// sharing a program share its C strings. Emptied by `forget_prepared`.
+    prepared: HashMap<*const ExecSpec, (Rc<ExecSpec>, Rc<Prepared>)>,
 }
 
 /// A reload change that owns its spec, so the plan's borrow of the running services
@@ -149,7 +156,7 @@ impl Services {
         poller: &Poller,
         lines: &mut Lines,
     ) -> Result<(), String> {
-        let prepared = prepare(&spec)?;
+        let prepared = self.prepare(&spec)?;
         let handed = match spec.tcpmux {
             Some(_) => None,
             None => self.inherited.take(&spec),
@@ -190,12 +197,12 @@ impl Services {
         };
         let log = service_log(lines, &spec);
         self.slab.insert(Service {
-            cps: spec.limits.cps.map(|(rate, pause)| Cps::new(rate, pause)),
+            cps: new_cps(&spec),
             spec,
             log,
             prepared,
             socket,
-            unix_file,
+            unix_file: unix_file.map(Box::new),
             armed: true,
             running: 0,
             idle_exits: 0,
@@ -324,7 +331,7 @@ impl Services {
         let Some(key) = self.key_of(&spec.id) else {
             return Ok(());
         };
-        let prepared = prepare(&spec)?;
+        let prepared = self.prepare(&spec)?;
         let socket_change = self.keep_inherited(key, &spec, socket_change)?;
         match socket_change {
             SocketChange::Same => {}
@@ -342,7 +349,7 @@ impl Services {
             return Err(format!("cannot make the socket non-blocking: {error}"));
         }
         if service.spec.limits.cps != spec.limits.cps {
-            service.cps = spec.limits.cps.map(|(rate, pause)| Cps::new(rate, pause));
+            service.cps = new_cps(&spec);
         }
         service.spec = spec;
         service.log = log;
@@ -481,7 +488,7 @@ impl Services {
         // The old socket closes here; connections it accepted are not its to close. Its
         // file goes too, unless the new socket took its path.
         service.socket = socket;
-        service.unix_file = unix_file;
+        service.unix_file = unix_file.map(Box::new);
         service.armed = true;
         service.idle_exits = 0;
         Ok(())
@@ -508,7 +515,7 @@ impl Services {
     ) -> Result<(Socket, Option<SocketFile>, bool), String> {
         if let Address::Unix(_) = spec.socket.address {
             // The new socket is renamed onto the path, the old one's included.
-            let ours = self.slab.get(key).and_then(|old| old.unix_file.as_ref());
+            let ours = self.slab.get(key).and_then(|old| old.unix_file.as_deref());
             let (socket, file) = listeners::open_unix(&spec.socket, ours)?;
             return Ok((socket, Some(file), false));
         }
@@ -638,6 +645,28 @@ impl Services {
     }
 }
 
+impl Services {
+    /// The C strings of an exec'd service's program, made once per shared `ExecSpec`.
+    fn prepare(&mut self, spec: &ServiceSpec) -> Result<Option<Rc<Prepared>>, String> {
+        let Program::Exec(exec) = &spec.program else {
+            return Ok(None);
+        };
+        if let Some((_, prepared)) = self.prepared.get(&Rc::as_ptr(exec)) {
+            return Ok(Some(Rc::clone(prepared)));
+        }
+        let prepared = Rc::new(Prepared::new(exec)?);
+        self.prepared
+            .insert(Rc::as_ptr(exec), (Rc::clone(exec), Rc::clone(&prepared)));
+        Ok(Some(prepared))
+    }
+
+    /// Ends the sharing of prepared programs, once a start or a reload is done: the
+    /// next reload's programs are new ones.
+    pub fn forget_prepared(&mut self) {
+        self.prepared = HashMap::new();
+    }
+}
+
 /// Has the loop watch a service's listening socket, its events tagged with its key.
 fn watch(poller: &Poller, socket: &Socket, key: ServiceKey) -> Result<(), String> {
     poller
@@ -657,11 +686,8 @@ fn on_off(flag: bool) -> &'static str {
     if flag { "on" } else { "off" }
 }
 
-fn prepare(spec: &ServiceSpec) -> Result<Option<Prepared>, String> {
-    match &spec.program {
-        Program::Exec(exec) => Prepared::new(exec).map(Some),
-        Program::Internal(_) | Program::Redirect(_) | Program::Sensor(_) => Ok(None),
-    }
+fn new_cps(spec: &ServiceSpec) -> Option<Cps> {
+    spec.limits.cps.map(|(rate, pause)| Cps::new(rate, pause))
 }
 
 fn open_socket(

@@ -70,6 +70,9 @@ struct Slot<T> {
 
 pub struct Slab<K, T> {
     slots: Vec<Slot<T>>,
+    /// The indexes of the empty slots, the next to fill last: finding one is O(1), so
+    /// 10,000 services or 18,000 sessions are added in linear time, not quadratic.
+    free: Vec<u32>,
     key: PhantomData<K>,
 }
 
@@ -77,6 +80,7 @@ impl<K: Key, T> Default for Slab<K, T> {
     fn default() -> Self {
         Slab {
             slots: Vec::new(),
+            free: Vec::new(),
             key: PhantomData,
         }
     }
@@ -86,22 +90,23 @@ impl<K: Key, T> Slab<K, T> {
     /// The key the next `insert` gives, for registering a value's fd before the value
     /// is stored. Appends an empty slot when none is free.
     pub fn vacant_key(&mut self) -> K {
-        let index = self
-            .slots
-            .iter()
-            .position(|slot| slot.value.is_none())
-            .unwrap_or_else(|| {
+        let index = match self.free.last() {
+            Some(&index) => index as usize,
+            None => {
                 self.slots.push(Slot {
                     generation: 0,
                     value: None,
                 });
+                self.free.push((self.slots.len() - 1) as u32);
                 self.slots.len() - 1
-            });
+            }
+        };
         K::from_parts(index as u32, self.slots[index].generation)
     }
 
     pub fn insert(&mut self, value: T) -> K {
         let key = self.vacant_key();
+        self.free.pop();
         self.slots[key.index()].value = Some(value);
         key
     }
@@ -128,6 +133,7 @@ impl<K: Key, T> Slab<K, T> {
         }
         let value = slot.value.take()?;
         slot.generation = slot.generation.wrapping_add(1) & GENERATION_MASK;
+        self.free.push(key.index() as u32);
         Some(value)
     }
 
@@ -158,7 +164,7 @@ impl<K: Key, T> Slab<K, T> {
     }
 
     pub fn len(&self) -> usize {
-        self.values().count()
+        self.slots.len() - self.free.len()
     }
 }
 
@@ -194,5 +200,35 @@ mod tests {
         });
         slab.remove(ServiceKey::from_parts(0, GENERATION_MASK));
         assert_eq!(slab.vacant_key(), ServiceKey::from_parts(0, 0));
+    }
+
+    /// The free slots are a list, not searched for: the key `vacant_key` names is the
+    /// one `insert` fills, asked once or many times, and every emptied slot is filled
+    /// again before the slab grows.
+    #[test]
+    fn emptied_slots_are_refilled_before_the_slab_grows() {
+        let mut slab: Slab<SessionKey, usize> = Slab::default();
+        let keys: Vec<SessionKey> = (0..100).map(|n| slab.insert(n)).collect();
+        assert_eq!(slab.len(), 100);
+        for key in keys.iter().step_by(3) {
+            slab.remove(*key);
+        }
+        assert_eq!(slab.len(), 66);
+        let vacant = slab.vacant_key();
+        assert_eq!(slab.vacant_key(), vacant);
+        assert_eq!(slab.insert(1000), vacant);
+        for n in 0..33 {
+            slab.insert(2000 + n);
+        }
+        assert_eq!(slab.len(), 100);
+        assert_eq!(slab.slots.len(), 100);
+        let fresh = slab.vacant_key();
+        assert_eq!(fresh.index(), 100);
+        assert_eq!(slab.insert(3000), fresh);
+        assert_eq!(slab.len(), 101);
+        for key in &keys {
+            let removed = keys.iter().step_by(3).any(|gone| gone == key);
+            assert_eq!(slab.get(*key).is_some(), !removed);
+        }
     }
 }

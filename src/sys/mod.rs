@@ -3,6 +3,7 @@
 //! every OS call below its `sys` in the same way): the rest of the crate denies it.
 
 pub mod fd;
+pub mod memory;
 pub mod pipe;
 pub mod signal;
 pub mod socket;
