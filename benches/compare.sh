@@ -9,7 +9,8 @@
 #   --short       one 1-second run per workload: proves the harness works (CI); writes
 #                 benches/results/short.md and leaves latest.md alone
 #   --runs N      runs per workload; the table shows the median (default 3)
-#   --duration S  seconds per run (default 5)
+#   --duration S  seconds per run (default 5); a run with other runs or duration (or
+#                 --only) writes benches/results/STAMP-....md, not latest.md
 #   --no-install  do not apt-get anything (peers that are missing are skipped)
 #   --keep        keep the temporary folder (configs, daemon logs, raw results)
 #   --baseline BIN  also run another oxinetd binary (e.g. a build of the commit before a
@@ -24,7 +25,8 @@
 #                             benches/size.sh, and exec c8 on one of them)
 #                   relays    relays and echo sessions held (benches/relay-memory.sh)
 #                   redirect  redirect throughput and short exchanges beside 3 relays
-#                 A subset run writes benches/results/STAMP-only-LIST.md, not latest.md
+#                 A subset run writes benches/results/STAMP-only-LIST.md, not latest.md.
+#                 Under 5 minutes: `--runs 1 --duration 2` (every phase, ~3 minutes)
 #   --exec-only   the same as --only exec; with --baseline, the quick before/after
 #
 # Needs root for the peers (installing them, `user = root`, inetd's echo on port 7).
@@ -848,20 +850,25 @@ log "work folder $WORK; $RUNS run(s) of $DURATION s per workload"
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 LOADS="start $(loadavg)"
 T0=$(date +%s)
+PHASE_TIMES=""
+# timed NAME FUNCTION...: runs the functions, adds `NAME Ns` to the report's header.
+timed() {
+	local name=$1 t=$(date +%s) f
+	shift
+	for f in "$@"; do "$f"; done
+	PHASE_TIMES="${PHASE_TIMES:+$PHASE_TIMES, }$name $(($(date +%s) - t)) s"
+}
 if want exec; then
-	phase_stream
+	timed exec phase_stream
 	LOADS="$LOADS; after the exec and stream echo runs $(loadavg)"
 fi
-want udp && phase_udp
-want tftp && phase_tftp
-if want size; then
-	phase_thousand
-	phase_tenk
-fi
-want relays && phase_relays
-want redirect && phase_redirect
+want udp && timed udp phase_udp
+want tftp && timed tftp phase_tftp
+want size && timed size phase_thousand phase_tenk
+want relays && timed relays phase_relays
+want redirect && timed redirect phase_redirect
 LOADS="$LOADS; end $(loadavg)"
-ELAPSED=$(($(date +%s) - T0))
+ELAPSED="$(($(date +%s) - T0)) s: $PHASE_TIMES"
 # setsid() puts every server in a new autogroup when autogroups are on and the daemon
 # is in the root cpu cgroup; that decides the worst-case latencies (see README).
 cpucg=$(sed -n 's/^[0-9]*:\([^:]*,\)\{0,1\}cpu\(,[^:]*\)\{0,1\}:\(.*\)/\3/p; s/^0::\(.*\)/\1/p' /proc/self/cgroup | head -n 1)
@@ -871,10 +878,13 @@ mkdir -p "$BENCH/results"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 # A --short run only proves the harness works, and an --only run covers part of the
 # workloads: neither replaces the last full table.
+# Only a run of every phase with the default runs and duration is the new latest.md.
 latest=$BENCH/results/latest.md
 SUBSET=0
-[ "$PHASES" = "$ALL_PHASES" ] || SUBSET=1
-[ "$SUBSET" = 1 ] && latest=$BENCH/results/$stamp-only-${PHASES//,/-}.md
+suffix=""
+[ "$PHASES" = "$ALL_PHASES" ] || suffix="-only-${PHASES//,/-}"
+[ "$RUNS" = 3 ] && [ "$DURATION" = 5 ] || suffix="$suffix-runs$RUNS-${DURATION}s"
+[ -n "$suffix" ] && SUBSET=1 latest=$BENCH/results/$stamp$suffix.md
 [ "$SHORT" = 1 ] && latest=$BENCH/results/short.md
 machine="$(uname -sr), $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)"
 rev=$(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo unknown)

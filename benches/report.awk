@@ -65,7 +65,7 @@ END {
 	print "- machine: " machine
 	if (loads != "") print "- load average (1, 5, 15 min) during the run: " loads
 	if (sched != "") print "- scheduler: " sched
-	print "- method: `benches/compare.sh" (short ? " --short" : "") (phases != "" && phases != "exec,udp,tftp,size,relays,redirect" ? " --only " phases : "") "` (" elapsed " s): median of " runs " run(s) of " duration " s per workload, peers taking turns within each run; daemons pinned to CPU 0, the load generator (`benches/loadgen`) to CPU 1; every exec'd service runs the same `benches/oneline.c` (" oneline ")."
+	print "- method: `benches/compare.sh" (short ? " --short" : "") (phases != "" && phases != "exec,udp,tftp,size,relays,redirect" ? " --only " phases : "") "` (" elapsed "): median of " runs " run(s) of " duration " s per workload, peers taking turns within each run; daemons pinned to CPU 0, the load generator (`benches/loadgen`) to CPU 1; every exec'd service runs the same `benches/oneline.c` (" oneline ")."
 	print "- `×ox` = the peer's figure / oxinetd's figure in the same run (conns/s: higher is better; latency, CPU and RSS: lower is better). Latency is connect to EOF (max: median over runs of each run's worst). Daemon CPU is utime+stime of the daemon process per 10,000 connections; children CPU is its reaped children's cutime+cstime, apart. RSS is the daemon's VmRSS after the runs."
 	if (short) print "- **short mode: one 1-second run per workload, to prove the harness works; the figures are not meaningful.**"
 	npeers = split("oxinetd oxinetd-base floor floor-setsid xinetd inetd tcpserver socat proxyd tftpd-alone eats-first", PEERS, " ")
