@@ -5,23 +5,36 @@
 # static server (benches/oneline.c), driven by our own load generator (benches/loadgen).
 #
 # usage: benches/compare.sh [--short] [--runs N] [--duration SECS] [--no-install] [--keep]
-#                           [--baseline BIN] [--exec-only]
+#                           [--baseline BIN] [--only PHASE,...] [--exec-only]
 #   --short       one 1-second run per workload: proves the harness works (CI); writes
 #                 benches/results/short.md and leaves latest.md alone
 #   --runs N      runs per workload; the table shows the median (default 3)
-#   --duration S  seconds per run (default 5)
+#   --duration S  seconds per run (default 5); a run with other runs or duration (or
+#                 --only) writes benches/results/STAMP-....md, not latest.md
 #   --no-install  do not apt-get anything (peers that are missing are skipped)
 #   --keep        keep the temporary folder (configs, daemon logs, raw results)
 #   --baseline BIN  also run another oxinetd binary (e.g. a build of the commit before a
 #                 change) as the peer `oxinetd-base`, beside this tree's, in the exec'd
 #                 server workloads: a before/after in one run
-#   --exec-only   only the exec'd server and stream echo workloads (no UDP, no 1,000
-#                 services); with --baseline, the quick before/after of a change
+#   --only LIST   run only these phases (comma-separated; default all, in this order):
+#                   exec      exec'd server at c1/c8/c64 and internal stream echo
+#                   udp       internal UDP echo
+#                   tftp      in.tftpd as a wait = true dgram service: 2,000 requests/s,
+#                             then bursts around its idle timeout (respawns)
+#                   size      1,000 services (oxinetd and xinetd) and 10,000 (oxinetd:
+#                             benches/size.sh, and exec c8 on one of them)
+#                   relays    relays and echo sessions held (benches/relay-memory.sh)
+#                   redirect  redirect throughput and short exchanges beside 3 relays
+#                 A subset run writes benches/results/STAMP-only-LIST.md, not latest.md.
+#                 Under 5 minutes: `--runs 1 --duration 2` (every phase, ~3 minutes)
+#   --exec-only   the same as --only exec; with --baseline, the quick before/after
 #
 # Needs root for the peers (installing them, `user = root`, inetd's echo on port 7).
 # The daemons run on CPU 0 and the load generator on CPU 1 (taskset). Every process it
 # starts is stopped on exit. Writes benches/results/latest.md and a timestamped copy.
-# Ports: BENCH_PORT_BASE (default 23000) .. +60, +1000..+1999 for the 1,000-service configs;
+# Ports: BENCH_PORT_BASE (default 23000) .. +200, +1000..+1999 for the 1,000-service configs;
+# BENCH_10K_BASE (default 10000) .. +9999 for the 10,000-service ones (below the
+# ephemeral range, where tests' free ports come from); relay-memory.sh takes free ports.
 # inetd's internal echo must use the official port 7 (127.0.0.1:7 and [::1]:7).
 set -uo pipefail
 
@@ -31,7 +44,8 @@ INSTALL=1
 KEEP=0
 SHORT=0
 BASELINE=""
-EXEC_ONLY=0
+ALL_PHASES=exec,udp,tftp,size,relays,redirect
+ONLY=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--short) SHORT=1 RUNS=1 DURATION=1 ;;
@@ -40,17 +54,28 @@ while [ $# -gt 0 ]; do
 	--no-install) INSTALL=0 ;;
 	--keep) KEEP=1 ;;
 	--baseline) BASELINE=$(realpath "${2:?--baseline needs an oxinetd binary}") || exit 2; shift ;;
-	--exec-only) EXEC_ONLY=1 ;;
+	--only) ONLY=${2:?--only needs a list of phases}; shift ;;
+	--exec-only) ONLY=exec ;;
 	-h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) echo "compare.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
 	esac
 	shift
 done
 
+PHASES=${ONLY:-$ALL_PHASES}
+for ph in ${PHASES//,/ }; do
+	case ",$ALL_PHASES," in *",$ph,"*) ;; *) echo "compare.sh: unknown phase $ph (phases: $ALL_PHASES)" >&2; exit 2 ;; esac
+done
+# want PHASE: true if PHASE is to run.
+want() { case ",$PHASES," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$REPO/benches
 TARGET=${CARGO_TARGET_DIR:-$REPO/target}
 BASE=${BENCH_PORT_BASE:-23000}
+TENK_BASE=${BENCH_10K_BASE:-10000}
+# 10,000 listening sockets, and relays held up to the limit: the hard limit for all.
+ulimit -n "$(ulimit -Hn)"
 DCPU=0 # the daemons (and so their children)
 LCPU=1 # the load generator
 MAXCONNS=2000000
@@ -58,8 +83,9 @@ WORK=$(mktemp -d /tmp/oxinetd-bench.XXXXXX)
 chmod 755 "$WORK"
 RESULTS=$WORK/results.tsv
 LOADRES=$WORK/load.tsv
+HELD=$WORK/held.tsv
 NOTES=$WORK/notes.txt
-: >"$RESULTS" >"$LOADRES" >"$NOTES"
+: >"$RESULTS" >"$LOADRES" >"$HELD" >"$NOTES"
 PIDS=()
 POLICY_CREATED=0
 
@@ -102,6 +128,7 @@ SOCAT=$(command -v socat || echo /usr/bin/socat)
 PROXYD=/lib/systemd/systemd-socket-proxyd
 ACTIVATE=$(command -v systemd-socket-activate || echo /usr/bin/systemd-socket-activate)
 INETD=$WORK/inetd-root/usr/sbin/inetd
+TFTPD=/usr/sbin/in.tftpd
 
 install_peers() {
 	local need=() dl deps d
@@ -109,6 +136,7 @@ install_peers() {
 	[ -x "$TCPSERVER" ] || need+=(ucspi-tcp)
 	[ -x "$SOCAT" ] || need+=(socat)
 	[ -x "$PROXYD" ] && [ -x "$ACTIVATE" ] || need+=(systemd)
+	[ -x "$TFTPD" ] || need+=(tftpd-hpa)
 	[ "$INSTALL" = 1 ] || return 0
 	[ "$(id -u)" = 0 ] || { note "not root: installing nothing"; return 0; }
 	if [ ! -e /usr/sbin/policy-rc.d ]; then
@@ -168,14 +196,27 @@ build() {
 USERLINE=""
 [ "$(id -u)" = 0 ] && USERLINE='user = "root"'
 
-# Ports of one peer: exec'd server at P, internal stream/dgram echo at P+1.
+# Ports of one peer: exec'd server at P, internal stream/dgram echo at P+1, tftp at P+2.
 port_of() {
 	case $1 in
 	oxinetd) echo $((BASE + 0)) ;; oxinetd-base) echo $((BASE + 5)) ;; xinetd) echo $((BASE + 10)) ;; inetd) echo $((BASE + 20)) ;;
 	tcpserver) echo $((BASE + 30)) ;; socat) echo $((BASE + 40)) ;; floor) echo $((BASE + 50)) ;;
-	floor-setsid) echo $((BASE + 55)) ;;
+	floor-setsid) echo $((BASE + 55)) ;; tftpd-alone) echo $((BASE + 60)) ;; eats-first) echo $((BASE + 65)) ;;
 	esac
 }
+
+# The tftp workload (issue 13, target 6): in.tftpd (tftpd-hpa) serving one file of one
+# DATA block from a chroot, as a wait = true dgram service. In inetd mode it takes the
+# socket as stdin, forks a child per request and exits after `-t` seconds without one;
+# the superserver then watches the socket again and respawns it for the next datagram.
+# Phase `tftp`: -t 60 (it stays for the whole phase: what is measured is the datagram
+# path while it serves); phase `tftp-respawn`: -t 1 and bursts with gaps around 1 s
+# (it exits, and the superserver must start it again with the datagram still queued).
+# Every spawn is logged (oxinetd and xinetd: START with a pid; inetd -d: `execv`), which
+# is how the report counts them; a handful per run, so the logging costs nothing.
+TFTP_FILE=f.txt
+tftp_t() { case $1 in tftp) echo 60 ;; tftp-respawn) echo 1 ;; esac; }
+tftp_addr() { echo "[::1]:$(($(port_of "$1") + 2))"; }
 
 # Both xinetd and oxinetd log nothing per connection: the comparison is of the spawn path,
 # with equal work. (oxinetd's default START and EXIT lines, written to a file once per
@@ -231,6 +272,28 @@ port = $((p + 1))
 bind = "::1"
 EOF
 		;;
+	tftp*)
+		local server="\"$TFTPD\"" args="[\"-s\", \"$TFTPDIR\", \"-u\", \"root\", \"-t\", \"$(tftp_t "$1")\"]"
+		# The control: a server that reads (and drops) one datagram before it becomes
+		# in.tftpd, as a superserver that ate the pending datagram would: each of its
+		# spawns must show as one lost request, or the workload cannot see a loss.
+		[ "${3:-}" = eats-first ] && server='"/bin/sh"' &&
+			args="[\"-c\", \"dd bs=1024 count=1 of=/dev/null 2>/dev/null; exec $TFTPD -s $TFTPDIR -u root -t $(tftp_t "$1")\"]"
+		cat >"$2" <<EOF
+$OXINETD_DEFAULTS
+[service.tftp]
+type = "UNLISTED"
+socket_type = "dgram"
+protocol = "udp"
+wait = true
+user = "root"
+server = $server
+server_args = $args
+port = $((p + 2))
+bind = "::1"
+log_on_success = ["PID"]
+EOF
+		;;
 	esac
 }
 
@@ -279,6 +342,24 @@ service echo
 }
 EOF
 		;;
+	tftp*) cat >>"$2" <<EOF
+service tftp
+{
+	type = UNLISTED
+	socket_type = dgram
+	protocol = udp
+	wait = yes
+	user = root
+	server = $TFTPD
+	server_args = -s $TFTPDIR -u root -t $(tftp_t "$1")
+	port = $((p + 2))
+	bind = ::1
+	flags = IPv6
+	log_type = FILE $WORK/xinetd-$1-spawns.log
+	log_on_success = PID
+}
+EOF
+		;;
 	esac
 }
 
@@ -290,6 +371,8 @@ conf_inetd() {
 	stream) printf '127.0.0.1:%s stream tcp nowait root %s oneline\n127.0.0.1:echo stream tcp nowait root internal\n' \
 		"$(port_of inetd)" "$ONELINE" >"$2" ;;
 	udp) printf '::1:echo dgram udp6 wait root internal\n' >"$2" ;;
+	tftp*) printf '::1:%s dgram udp6 wait root %s in.tftpd -s %s -u root -t %s\n' \
+		$(($(port_of inetd) + 2)) "$TFTPD" "$TFTPDIR" "$(tftp_t "$1")" >"$2" ;;
 	esac
 }
 
@@ -333,11 +416,17 @@ start_peer() {
 	oxinetd) conf_oxinetd "$phase" "$conf"; set -- "$OXINETD" -f "$conf" ;;
 	oxinetd-base) [ -n "$BASELINE" ] || return 1; conf_oxinetd "$phase" "$conf" "$peer"; set -- "$BASELINE" -f "$conf" ;;
 	xinetd) [ -x "$XINETD" ] || return 1; conf_xinetd "$phase" "$conf"; set -- "$XINETD" -dontfork -f "$conf" ;;
-	inetd) [ -x "$INETD" ] || return 1; conf_inetd "$phase" "$conf"; set -- "$INETD" -i -R 100000000 "$conf" ;;
+	inetd) [ -x "$INETD" ] || return 1; conf_inetd "$phase" "$conf"
+		# -d (debug: foreground, a line per spawn) only where spawns are counted.
+		case $phase in tftp*) set -- "$INETD" -d -R 100000000 "$conf" ;; *) set -- "$INETD" -i -R 100000000 "$conf" ;; esac ;;
 	tcpserver) [ -x "$TCPSERVER" ] || return 1; set -- "$TCPSERVER" -c 1000 -b 128 -H -R -l0 127.0.0.1 "$p" "$ONELINE" ;;
 	socat) [ -x "$SOCAT" ] || return 1; set -- "$SOCAT" "TCP-LISTEN:$p,reuseaddr,fork,bind=127.0.0.1,backlog=128" "EXEC:$ONELINE" ;;
 	floor) set -- "$FLOOR" "$p" "$ONELINE" ;;
 	floor-setsid) set -- "$FLOOR" "$p" "$ONELINE" setsid ;;
+	# in.tftpd on its own (-L: standalone, foreground; it forks per request the same way):
+	# what in.tftpd itself serves on the daemons' CPU, without a superserver.
+	eats-first) conf_oxinetd "$phase" "$conf" "$peer"; set -- "$OXINETD" -f "$conf" ;;
+	tftpd-alone) [ -x "$TFTPD" ] || return 1; set -- "$TFTPD" -L -a "$(tftp_addr tftpd-alone)" -s "$TFTPDIR" -u root ;;
 	esac
 	"${DAEMON_ENV[@]}" taskset -c "$DCPU" "$@" >"$dlog" 2>&1 </dev/null &
 	pid=$!
@@ -352,6 +441,8 @@ start_peer() {
 		local up=$((p + 1))
 		[ "$peer" = inetd ] && up=7
 		"$LOADGEN" --mode wait-listen --proto udp --port-lo $up --port-hi $up --count 1 --timeout-ms 10000 >/dev/null 2>&1 || ok=0 ;;
+	tftp*)
+		"$LOADGEN" --mode wait-listen --proto udp --port-lo $((p + 2)) --port-hi $((p + 2)) --count 1 --timeout-ms 10000 >/dev/null 2>&1 || ok=0 ;;
 	esac
 	if [ $ok = 0 ]; then
 		note "$peer ($phase): not ready; last log lines: $(tail -n 3 "$dlog" | tr '\n' '|')"
@@ -392,6 +483,49 @@ run_one() {
 	log "$section $peer run $run: $(kv cps "$out") conns/s p50 $(kv p50_us "$out")us p99 $(kv p99_us "$out")us max $(kv max_us "$out")us fails ${fails:-0}"
 }
 
+# spawns PEER PHASE: how many times the daemon has started in.tftpd so far ("-" if it
+# cannot tell), from the line each spawn logs.
+spawns() {
+	local f pat
+	case $1 in
+	oxinetd | eats-first) f=$WORK/$1-$2.log pat="START: tftp" ;;
+	xinetd) f=$WORK/xinetd-$2-spawns.log pat="START: tftp" ;;
+	inetd) f=$WORK/inetd-$2.log pat="execv $TFTPD" ;;
+	*) echo -; return ;;
+	esac
+	local n
+	n=$(grep -c -F "$pat" "$f" 2>/dev/null)
+	echo "${n:-0}"
+}
+
+# tftp_one SECTION PEER RUN PHASE LOADGEN-ARGS...: one tftp run, one line in results.tsv
+# (the columns of run_one, plus the spawns of in.tftpd during the run in column 17).
+tftp_one() {
+	local section=$1 peer=$2 run=$3 phase=$4 pid=${DPID[$2]} b a out ok fails s0 s1 sp
+	shift 4
+	b=($(proc_ticks "$pid"))
+	s0=$(spawns "$peer" "$phase")
+	out=$(taskset -c "$LCPU" "$LOADGEN" --mode tftp --addr "$(tftp_addr "$peer")" --file "$TFTP_FILE" \
+		--expect-bytes "$TFTP_BYTES" "$@")
+	a=($(proc_ticks "$pid"))
+	s1=$(spawns "$peer" "$phase")
+	if [ -z "$out" ] || [ ${#a[@]} -lt 2 ] || [ ${#b[@]} -lt 2 ]; then
+		note "$peer $section run $run: no result (daemon gone?)"
+		return
+	fi
+	sp=-
+	[ "$s0" != - ] && sp=$((s1 - s0))
+	ok=$(kv conns "$out")
+	fails=$(grep -o 'fail_[a-z_]*=[0-9]*' <<<"$out" | grep -v -e fail_total -e '=0$' | sed 's/^fail_//' | paste -sd, -)
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$section" "$peer" "$run" \
+		"$(kv sent_per_s "$out")" "$(kv p50_us "$out")" "$(kv p99_us "$out")" "${fails:--}" \
+		"$(awk -v d=$((a[0] - b[0])) -v n="$ok" -v hz="$HZ" 'BEGIN {printf "%.3f", n ? d / hz / n * 10000 : 0}')" \
+		"$(awk -v d=$((a[1] - b[1])) -v n="$ok" -v hz="$HZ" 'BEGIN {printf "%.3f", n ? d / hz / n * 10000 : 0}')" \
+		"$(rss_kb "$pid")" "$(kv udp_sent "$out")" "$(kv udp_answered "$out")" "$(kv udp_lost "$out")" "$ok" \
+		"$(kv max_us "$out")" - "$sp" >>"$RESULTS"
+	log "$section $peer run $run: sent $(kv udp_sent "$out") at $(kv sent_per_s "$out")/s, answered $ok, lost $(kv udp_lost "$out"), p50 $(kv p50_us "$out")us p99 $(kv p99_us "$out")us, bursts $(kv bursts "$out"), spawns $sp"
+}
+
 stop_all() {
 	local peer
 	for peer in "${!DPID[@]}"; do stop_pid "${DPID[$peer]}"; done
@@ -426,6 +560,41 @@ phase_udp() {
 	for ((run = 1; run <= RUNS; run++)); do
 		for peer in $ECHO_PEERS; do
 			[ -n "${DPID[$peer]:-}" ] && run_one "echo udp c8" "$peer" $run udp-echo "$(udp_addr "$peer")" 8
+		done
+	done
+	stop_all
+}
+
+# in.tftpd as a wait = true dgram service (see tftp_t above). `tftp 2000/s`: read
+# requests open-loop at 2,000/s for DURATION s, each from a fresh client port (loadgen
+# --mode tftp), beside in.tftpd standalone (tftpd-alone: what in.tftpd alone serves on
+# that CPU); `tftp respawn`: with -t 1, bursts of 200 requests at 2,000/s separated by
+# gaps of 0.9-1.3 s, so that in.tftpd has left (or is leaving) when most bursts start and
+# the superserver must respawn it with the first request of the burst still queued.
+# A request without its DATA block within 1 s is lost (the client never retransmits).
+TFTP_RATE=2000
+phase_tftp() {
+	local peer run rdur=10
+	[ "$SHORT" = 1 ] && rdur=4
+	[ -x "$TFTPD" ] || { note "no $TFTPD (package tftpd-hpa): no tftp workloads"; return; }
+	TFTPDIR=$WORK/tftpboot
+	mkdir -p "$TFTPDIR" && chmod 755 "$TFTPDIR"
+	# One DATA block: less than 512 bytes.
+	printf 'oxinetd benchmark: a file of one TFTP data block, served by in.tftpd.\n' >"$TFTPDIR/$TFTP_FILE"
+	chmod 644 "$TFTPDIR/$TFTP_FILE"
+	TFTP_BYTES=$(stat -c %s "$TFTPDIR/$TFTP_FILE")
+	for peer in $ECHO_PEERS tftpd-alone; do start_peer "$peer" tftp; done
+	for ((run = 1; run <= RUNS; run++)); do
+		for peer in $ECHO_PEERS tftpd-alone; do
+			[ -n "${DPID[$peer]:-}" ] && tftp_one "tftp 2000/s" "$peer" $run tftp --rate $TFTP_RATE --duration "$DURATION"
+		done
+	done
+	stop_all
+	for peer in $ECHO_PEERS eats-first; do start_peer "$peer" tftp-respawn; done
+	for ((run = 1; run <= RUNS; run++)); do
+		for peer in $ECHO_PEERS eats-first; do
+			[ -n "${DPID[$peer]:-}" ] && tftp_one "tftp respawn" "$peer" $run tftp-respawn --rate $TFTP_RATE \
+				--duration $rdur --burst 200 --gaps-ms 900-1300
 		done
 	done
 	stop_all
@@ -496,6 +665,77 @@ phase_thousand() {
 		done
 		stop_all
 	done
+}
+
+# 10,000 services (issue 13, target 3): benches/size.sh measures `--check`, start to
+# ready, RSS and a one-service reload (its table is parsed by the header's names, so
+# columns it gains later do not break this); here, the spawn rate on one of them: the
+# exec'd oneline server on TENK_BASE..+9999, exec c8 on the first port, taking turns
+# with the 2-service daemon of the exec phase (started again here: the ratio is of two
+# figures measured side by side, whatever else the machine is doing).
+phase_tenk() {
+	local lo=$TENK_BASE n=10000 i out pid ms reps=5 header row
+	[ "$SHORT" = 1 ] && reps=1
+	out=$(SIZE_BASE=$lo "$BENCH/size.sh" --oxinetd "$OXINETD" --reps $reps $n 2>"$WORK/size.err")
+	echo "$out" >"$WORK/size.md"
+	header=$(grep -m1 '^| services' <<<"$out")
+	row=$(grep -m1 "^| $n |" <<<"$out")
+	if [ -z "$row" ]; then
+		note "size.sh $n: no result: $(tail -n 3 "$WORK/size.err" | tr '\n' '|')"
+	else
+		# Figures by column name: check_ms, ready_ms, rss_kb, reload_ms.
+		awk -F'|' -v h="$header" -v r="$row" 'BEGIN {
+			nh = split(h, H, "|"); split(r, R, "|")
+			for (i = 2; i < nh; i++) {
+				k = H[i]; v = R[i]; gsub(/^ +| +$/, "", v)
+				if (k ~ /RSS/) f = "rss_kb"; else if (k ~ /reload/) f = "reload_ms"
+				else if (k ~ /check/) f = "check_ms"; else if (k ~ /ready/) f = "ready_ms"; else continue
+				printf "%s\toxinetd-10k\t%s\n", f, v
+			}
+		}' >>"$LOADRES"
+		log "size.sh: $row"
+	fi
+	{
+		echo "$OXINETD_DEFAULTS"
+		for ((i = 0; i < n; i++)); do
+			printf '[service.s%d]\ntype = "UNLISTED"\nsocket_type = "stream"\nwait = false\n%s\nserver = "%s"\nport = %d\nbind = "127.0.0.1"\n\n' \
+				$i "$USERLINE" "$ONELINE" $((lo + i))
+		done
+	} >"$WORK/ox10k.toml"
+	local dlog=$WORK/oxinetd-10k.log
+	out=$("$LOADGEN" --mode start-ready --log "$dlog" --pattern "ready: " --timeout-ms 20000 -- \
+		"${DAEMON_ENV[@]}" taskset -c "$DCPU" "$OXINETD" -f "$WORK/ox10k.toml")
+	pid=$(kv pid "$out")
+	[ -n "$pid" ] && PIDS+=("$pid")
+	ms=$(kv ready_ms "$out")
+	if [ -z "$pid" ] || [ "$ms" = timeout ] || [ -z "$ms" ]; then
+		note "oxinetd with 10,000 services: not ready; last log lines: $(tail -n 3 "$dlog" | tr '\n' '|')"
+		[ -n "$pid" ] && stop_pid "$pid"
+		return
+	fi
+	"$LOADGEN" --mode wait-listen --port-lo $lo --port-hi $((lo + n - 1)) --count $n --timeout-ms 10000 >/dev/null 2>&1 ||
+		note "oxinetd with 10,000 services: not every port listens after ready"
+	DPID[oxinetd-10k]=$pid
+	start_peer oxinetd stream
+	for ((run = 1; run <= RUNS; run++)); do
+		[ -n "${DPID[oxinetd]:-}" ] && run_one "exec c8, 10,000 services" oxinetd $run tcp-oneshot "$(exec_addr oxinetd)" 8
+		run_one "exec c8, 10,000 services" oxinetd-10k $run tcp-oneshot "127.0.0.1:$lo" 8
+	done
+	stop_all
+}
+
+# Relays and internal echo sessions held (issue 13, target 4): benches/relay-memory.sh
+# at 1,000, 5,000 and the most the fd limit allows, daemon on CPU 0 and the rest on
+# CPU 1: RSS per held relay or session, and a new connection's latency while they are
+# held. Its raw rows go to held.tsv for the report.
+phase_relays() {
+	local n=3000 out
+	[ "$SHORT" = 1 ] && n=500
+	out=$("$BENCH/relay-memory.sh" --oxinetd "$OXINETD" --loadgen "$LOADGEN" --exchanges $n --tsv "$HELD" \
+		--cpus "$DCPU,$LCPU" 1000 5000 max 2>"$WORK/relay-memory.err")
+	echo "$out" >"$WORK/relay-memory.md"
+	[ -s "$HELD" ] || note "relay-memory.sh: no result: $(tail -n 3 "$WORK/relay-memory.err" | tr '\n' '|')"
+	grep '^|' <<<"$out" | while read -r line; do log "held: $line"; done
 }
 
 # redirect relays (issue 13, targets 4-5): oxinetd's `redirect`, systemd-socket-proxyd
@@ -609,14 +849,26 @@ log "work folder $WORK; $RUNS run(s) of $DURATION s per workload"
 # Other work on the machine moves every figure: the load average goes in the report.
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 LOADS="start $(loadavg)"
-phase_stream
-LOADS="$LOADS; after the exec and stream echo runs $(loadavg)"
-if [ "$EXEC_ONLY" = 0 ]; then
-	phase_udp
-	phase_thousand
-	phase_redirect
+T0=$(date +%s)
+PHASE_TIMES=""
+# timed NAME FUNCTION...: runs the functions, adds `NAME Ns` to the report's header.
+timed() {
+	local name=$1 t=$(date +%s) f
+	shift
+	for f in "$@"; do "$f"; done
+	PHASE_TIMES="${PHASE_TIMES:+$PHASE_TIMES, }$name $(($(date +%s) - t)) s"
+}
+if want exec; then
+	timed exec phase_stream
+	LOADS="$LOADS; after the exec and stream echo runs $(loadavg)"
 fi
+want udp && timed udp phase_udp
+want tftp && timed tftp phase_tftp
+want size && timed size phase_thousand phase_tenk
+want relays && timed relays phase_relays
+want redirect && timed redirect phase_redirect
 LOADS="$LOADS; end $(loadavg)"
+ELAPSED="$(($(date +%s) - T0)) s: $PHASE_TIMES"
 # setsid() puts every server in a new autogroup when autogroups are on and the daemon
 # is in the root cpu cgroup; that decides the worst-case latencies (see README).
 cpucg=$(sed -n 's/^[0-9]*:\([^:]*,\)\{0,1\}cpu\(,[^:]*\)\{0,1\}:\(.*\)/\3/p; s/^0::\(.*\)/\1/p' /proc/self/cgroup | head -n 1)
@@ -624,18 +876,23 @@ SCHED="kernel.sched_autogroup_enabled=$(cat /proc/sys/kernel/sched_autogroup_ena
 
 mkdir -p "$BENCH/results"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
-# A --short run only proves the harness works, and an --exec-only run covers part of the
+# A --short run only proves the harness works, and an --only run covers part of the
 # workloads: neither replaces the last full table.
+# Only a run of every phase with the default runs and duration is the new latest.md.
 latest=$BENCH/results/latest.md
-[ "$EXEC_ONLY" = 1 ] && latest=$BENCH/results/$stamp-exec-only.md
+SUBSET=0
+suffix=""
+[ "$PHASES" = "$ALL_PHASES" ] || suffix="-only-${PHASES//,/-}"
+[ "$RUNS" = 3 ] && [ "$DURATION" = 5 ] || suffix="$suffix-runs$RUNS-${DURATION}s"
+[ -n "$suffix" ] && SUBSET=1 latest=$BENCH/results/$stamp$suffix.md
 [ "$SHORT" = 1 ] && latest=$BENCH/results/short.md
 machine="$(uname -sr), $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)"
 rev=$(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo unknown)
 awk -F'\t' -f "$BENCH/report.awk" -v stamp="$stamp" -v machine="$machine" -v rev="$rev" \
 	-v runs="$RUNS" -v duration="$DURATION" -v short="$SHORT" -v base="$BASE" -v oneline="$ONELINE_KIND" \
-	-v loads="$LOADS" -v sched="$SCHED" \
-	"$RESULTS" "$LOADRES" "$NOTES" >"$latest"
-if [ "$SHORT" = 1 ] || [ "$EXEC_ONLY" = 1 ]; then
+	-v loads="$LOADS" -v sched="$SCHED" -v phases="$PHASES" -v elapsed="$ELAPSED" -v tenk="$TENK_BASE" \
+	-v tftp_rate="$TFTP_RATE" "$RESULTS" "$LOADRES" "$HELD" "$NOTES" >"$latest"
+if [ "$SHORT" = 1 ] || [ "$SUBSET" = 1 ]; then
 	log "wrote ${latest#"$REPO"/}"
 else
 	cp "$latest" "$BENCH/results/$stamp.md"

@@ -38,6 +38,13 @@
 //!   writing MIB MiB, shutting down its sending half and reading to EOF (a sink that
 //!   closes when it has read everything; through a relay, the relay's throughput);
 //!   prints `mode=tcp-bulk streams= bytes= elapsed_s= mib_per_s= fail_total=`.
+//!
+//! One mode for a `wait = true` datagram service (`src/tftp.rs`):
+//! - `tftp --addr A --rate R --file NAME --expect-bytes N [--burst B --gaps-ms LO-HI]`:
+//!   TFTP read requests sent open-loop at R per second, each from a fresh socket; the
+//!   one DATA block is ACKed; no DATA within `--udp-timeout-ms` (default 1000) is lost.
+
+mod tftp;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
@@ -59,6 +66,7 @@ enum Mode {
     TcpHold,
     UdpReflect,
     TcpBulk,
+    Tftp,
 }
 
 struct Args {
@@ -84,6 +92,13 @@ struct Args {
     /// udp-reflect: the source ports, and the source address (default 127.0.0.1 or ::1).
     src_ports: Vec<u16>,
     src_addr: Option<std::net::IpAddr>,
+    /// tftp: requests per second, per burst (0: no bursts), the gaps between bursts,
+    /// the file asked for, and whether `--udp-timeout-ms` was given.
+    rate: u64,
+    burst: u64,
+    gaps: (Duration, Duration),
+    file: String,
+    udp_timeout_set: bool,
 }
 
 const USAGE: &str = "usage: loadgen --mode tcp-oneshot|tcp-echo|udp-echo --addr HOST:PORT \
@@ -93,7 +108,9 @@ loadgen --mode tcp-reset|tcp-hold --addr HOST:PORT [--concurrency N] [--duration
 loadgen --mode udp-reflect --addr HOST:PORT --src-ports P,Q,... [--src-addr IP] [--timeout-ms T]\n       loadgen --mode wait-connect --addr HOST:PORT [--timeout-ms T]\n       \
 loadgen --mode wait-listen [--proto tcp|udp] --port-lo L --port-hi H --count N [--timeout-ms T]\n       \
 loadgen --mode start-ready --log FILE --pattern STR [--timeout-ms T] -- COMMAND [ARGS...]\n       \
-loadgen --mode tcp-bulk --addr HOST:PORT [--concurrency STREAMS] --count MIB [--timeout-ms T]";
+loadgen --mode tcp-bulk --addr HOST:PORT [--concurrency STREAMS] --count MIB [--timeout-ms T]\n       \
+loadgen --mode tftp --addr HOST:PORT --rate R --file NAME --expect-bytes N [--duration SECS] [--udp-timeout-ms T] \
+[--burst B --gaps-ms LO-HI] [--max-conns M]";
 
 fn usage(msg: &str) -> ! {
     eprintln!("loadgen: {msg}\n{USAGE}");
@@ -122,6 +139,11 @@ fn parse_args() -> Args {
         command: Vec::new(),
         src_ports: Vec::new(),
         src_addr: None,
+        rate: 1000,
+        burst: 0,
+        gaps: (Duration::ZERO, Duration::ZERO),
+        file: String::new(),
+        udp_timeout_set: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -150,6 +172,7 @@ fn parse_args() -> Args {
                     "tcp-hold" => Mode::TcpHold,
                     "udp-reflect" => Mode::UdpReflect,
                     "tcp-bulk" => Mode::TcpBulk,
+                    "tftp" => Mode::Tftp,
                     _ => usage(&format!("unknown mode {val}")),
                 }
             }
@@ -168,7 +191,17 @@ fn parse_args() -> Args {
             }
             "--max-conns" => a.max_conns = num(&val),
             "--timeout-ms" => a.timeout = Duration::from_millis(num(&val).max(1)),
-            "--udp-timeout-ms" => a.udp_timeout = Duration::from_millis(num(&val).max(1)),
+            "--udp-timeout-ms" => {
+                a.udp_timeout = Duration::from_millis(num(&val).max(1));
+                a.udp_timeout_set = true;
+            }
+            "--rate" => a.rate = num(&val).max(1),
+            "--burst" => a.burst = num(&val),
+            "--gaps-ms" => {
+                let (lo, hi) = val.split_once('-').unwrap_or((&val, &val));
+                a.gaps = (Duration::from_millis(num(lo)), Duration::from_millis(num(hi).max(num(lo))));
+            }
+            "--file" => a.file = val,
             "--expect-bytes" => a.expect_bytes = num(&val) as usize,
             "--payload" => a.payload = val.into_bytes(),
             "--port-lo" => a.port_lo = num(&val) as u16,
@@ -198,6 +231,8 @@ fn parse_args() -> Args {
         if a.command.is_empty() || a.log.is_empty() || a.pattern.is_empty() {
             usage("start-ready needs --log, --pattern and -- COMMAND");
         }
+    } else if a.mode == Mode::Tftp && a.file.is_empty() {
+        usage("tftp needs --file");
     } else if a.mode == Mode::UdpReflect && a.src_ports.is_empty() {
         usage("udp-reflect needs --src-ports");
     } else if a.mode != Mode::WaitListen && a.addr.is_none() {
@@ -861,6 +896,18 @@ fn main() {
         Mode::TcpHold => tcp_hold(&a),
         Mode::UdpReflect => udp_reflect(&a),
         Mode::TcpBulk => tcp_bulk(&a),
+        Mode::Tftp => tftp::run(&tftp::Tftp {
+            addr: a.addr.unwrap(),
+            rate: a.rate,
+            duration: a.duration,
+            timeout: if a.udp_timeout_set { a.udp_timeout } else { Duration::from_secs(1) },
+            file: a.file.clone(),
+            expect_bytes: a.expect_bytes,
+            burst: a.burst,
+            gap_lo: a.gaps.0,
+            gap_hi: a.gaps.1,
+            max: a.max_conns,
+        }),
         _ => run_load(a),
     }
 }
