@@ -28,6 +28,9 @@ pub struct Child {
     pub deadline: Option<Instant>,
     /// Sent SIGTERM for running past `max_duration`.
     pub overran: bool,
+    /// Its exit asks for something at once: an EXIT line, a count a limit reads, a
+    /// socket to listen on again, a deadline. A quiet one only needs reaping.
+    pub prompt: bool,
 }
 
 /// What `Children::end_overdue` did to a server past its `max_duration`.
@@ -48,11 +51,22 @@ pub enum Overdue {
 #[derive(Default)]
 pub struct Children {
     running: HashMap<Pid, Child>,
+    /// How many of them are `prompt`.
+    prompt: usize,
 }
 
 impl Children {
     pub fn insert(&mut self, pid: Pid, child: Child) {
-        self.running.insert(pid, child);
+        self.prompt += usize::from(child.prompt);
+        if let Some(earlier) = self.running.insert(pid, child) {
+            // A pid is reused only once reaped: cannot happen, but keep the count right.
+            self.prompt -= usize::from(earlier.prompt);
+        }
+    }
+
+    /// Whether any running server's exit must be seen at once.
+    pub fn any_prompt(&self) -> bool {
+        self.prompt > 0
     }
 
     /// Exec'd servers of all services, against `max_servers`.
@@ -86,6 +100,7 @@ impl Children {
                 }
             };
             if let Some(child) = self.running.remove(&pid) {
+                self.prompt -= usize::from(child.prompt);
                 return Some((pid, outcome, child));
             }
         }

@@ -344,6 +344,8 @@ impl Daemon {
         let Some(request) = self.control.read_request(slot, &self.poller) else {
             return;
         };
+        // No need to reap first for the counts (`reap_later`): a request is read a turn
+        // after its connection was accepted, and every turn ends by reaping.
         let reply = match request {
             Request::Status { json: false } => format!("ok\n{}", status::table(&self.status())),
             Request::Status { json: true } => match serde_json::to_string(&self.status()) {
@@ -371,7 +373,8 @@ impl Daemon {
     }
 
     /// SIGUSR1: the status table to stderr, after the lines logged so far.
-    pub(super) fn status_to_stderr(&self) {
+    pub(super) fn status_to_stderr(&mut self) {
+        self.reap_on_exit();
         crate::logging::flush();
         let _ = io::stderr().write_all(status::table(&self.status()).as_bytes());
     }

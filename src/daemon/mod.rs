@@ -185,6 +185,9 @@ impl Daemon {
                     Token::Session(key) => self.on_session(key),
                 }
             }
+            if !self.signals.wakes_on_exits() {
+                self.reap();
+            }
             let now = Instant::now();
             if self.timers.any_due(now) || self.stopping.is_some_and(|at| now >= at) {
                 self.run_timers();
@@ -222,6 +225,7 @@ impl Daemon {
                 Timer::Arm(key) => self.services.set_armed(key, true, &self.poller),
                 Timer::Session(key) => self.session_deadline(key),
                 Timer::Child(pid) => self.child_deadline(pid),
+                Timer::ReapLater => self.reap_on_exit(),
                 Timer::Parked(key) => self.parked_deadline(key),
                 Timer::Housekeeping => self.housekeeping(now),
                 Timer::Control(slot) => self.control_deadline(slot),
@@ -249,6 +253,7 @@ impl Daemon {
     }
 
     fn begin_shutdown(&mut self) {
+        self.reap_on_exit();
         self.notify_stopping();
         info!(
             "shutdown: closing listeners, stopping {} servers",
@@ -265,6 +270,8 @@ impl Daemon {
     }
 
     fn reload(&mut self) {
+        // The new configuration may set `max_servers`, which counts every server.
+        self.reap_on_exit();
         self.apply_new_config();
         // Only once the new configuration is applied and the old dropped: what the load
         // freed goes back to the system.

@@ -16,7 +16,7 @@ use super::listeners::Queue;
 use super::service_log::Reason;
 use super::slab::ServiceKey;
 use super::timers::Timer;
-use crate::config::spec::{Address, SocketType};
+use crate::config::spec::{Address, Instances, SocketType};
 use crate::peer::{Ends, Source};
 use crate::spawn::{Connection, SpawnError};
 use crate::sys::socket::{local_address, peek_sender};
@@ -25,6 +25,8 @@ use crate::sys::socket::{local_address, peek_sender};
 const SERVED_AFTER: Duration = Duration::from_secs(1);
 pub(super) const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// The longest a quiet server stays a zombie (see `reap_later`).
+const REAP_LATER: Duration = Duration::from_millis(100);
 
 impl Daemon {
     pub(super) fn spawn_for_connection(&mut self, incoming: Incoming) {
@@ -49,9 +51,11 @@ impl Daemon {
             },
         };
         let result = self.spawner.spawn(prepared, &connection);
+        // Closed at once: the server has its own copies on 0-2. Closed later, after a
+        // server that already exited, the daemon would tear the connection down itself.
+        drop(incoming.fd);
         let source = Source::from(incoming.remote.ip());
         self.record_spawn(incoming.key, result, Some(source), false);
-        // `incoming.fd` closes here: the server has its own copies on 0-2.
     }
 
     /// `wait = yes`: the server gets the socket itself, and the loop stops watching it
@@ -189,6 +193,13 @@ impl Daemon {
         if let Some(at) = deadline {
             self.timers.push(at, Timer::Child(pid));
         }
+        let prompt = holds_socket
+            || counted_peer.is_some()
+            || deadline.is_some()
+            || log.logging.exit
+            || log.logging.duration
+            || service.spec.instances != Instances::Unlimited
+            || self.max_servers.is_some();
         self.children.insert(
             pid,
             Child {
@@ -199,8 +210,48 @@ impl Daemon {
                 holds_socket,
                 deadline,
                 overran: false,
+                prompt,
             },
         );
+        if prompt {
+            self.reap_on_exit();
+        } else {
+            self.reap_later();
+        }
+    }
+
+    /// A quiet server was started: unless some running server's exit must be seen at
+    /// once, stop waking for exits and reap at the end of each loop turn instead, and
+    /// at the latest after `REAP_LATER`. Under load that saves the loop a wake per
+    /// connection (the exit and the next connection arrive apart); idle, a server is a
+    /// zombie for at most `REAP_LATER`.
+    fn reap_later(&mut self) {
+        if !self.signals.wakes_on_exits()
+            || self.children.any_prompt()
+            || self.stopping.is_some()
+            || self.max_servers.is_some()
+        {
+            return;
+        }
+        self.signals.wake_on_exits(false);
+        if !self.signals.wakes_on_exits() {
+            self.timers
+                .push(Instant::now() + REAP_LATER, Timer::ReapLater);
+        }
+    }
+
+    /// Exits wake the loop again; reaps what exited meanwhile.
+    pub(super) fn reap_on_exit(&mut self) {
+        if self.signals.wakes_on_exits() {
+            return;
+        }
+        self.signals.wake_on_exits(true);
+        if !self.signals.wakes_on_exits() {
+            // The signalfd refused: keep reaping on the timer.
+            self.timers
+                .push(Instant::now() + REAP_LATER, Timer::ReapLater);
+        }
+        self.reap();
     }
 
     /// A server's `max_duration` timer: SIGTERM, and SIGKILL after `shutdown_grace`.

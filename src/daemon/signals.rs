@@ -16,9 +16,15 @@ pub fn block() -> io::Result<()> {
 }
 
 fn handled() -> SigSet {
+    let mut set = read_without_exits();
+    set.add(Signal::SIGCHLD);
+    set
+}
+
+/// The signalfd's set while child exits wait for the loop to look (`Signals::wake_on_exits`).
+fn read_without_exits() -> SigSet {
     let mut set = SigSet::empty();
     for signal in [
-        Signal::SIGCHLD,
         Signal::SIGHUP,
         Signal::SIGTERM,
         Signal::SIGINT,
@@ -41,12 +47,39 @@ pub struct Pending {
 
 pub struct Signals {
     fd: SignalFd,
+    wakes_on_exits: bool,
 }
 
 impl Signals {
     pub fn new() -> nix::Result<Signals> {
         let fd = SignalFd::with_flags(&handled(), SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
-        Ok(Signals { fd })
+        Ok(Signals {
+            fd,
+            wakes_on_exits: true,
+        })
+    }
+
+    /// Whether a server's exit wakes the loop (SIGCHLD in the signalfd's set). When not,
+    /// SIGCHLD stays blocked and pending, and the loop reaps on its own schedule; put
+    /// back, a pending one makes the signalfd readable at once. One system call, only
+    /// when the answer changes.
+    pub fn wake_on_exits(&mut self, wake: bool) {
+        if self.wakes_on_exits == wake {
+            return;
+        }
+        let set = if wake {
+            handled()
+        } else {
+            read_without_exits()
+        };
+        match self.fd.set_mask(&set) {
+            Ok(()) => self.wakes_on_exits = wake,
+            Err(errno) => log::error!("signalfd: {errno}"),
+        }
+    }
+
+    pub fn wakes_on_exits(&self) -> bool {
+        self.wakes_on_exits
     }
 
     /// The pending signals, in one read(2). Standard signals merge, so at most the five

@@ -18,6 +18,9 @@ pub enum Timer {
     /// A server's `max_duration` (or the grace after its SIGTERM) may have passed. The
     /// pid may have been reaped and reused since: `Children` checks the deadline.
     Child(Pid),
+    /// Quiet servers were reaped only at the end of each loop turn: reap, and wake on
+    /// exits again.
+    ReapLater,
     /// A parked connection's lookup took too long.
     Parked(ParkedKey),
     /// Forget cps buckets and deny-list entries that expired.

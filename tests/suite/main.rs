@@ -19,6 +19,7 @@ mod logging;
 mod net;
 mod properties;
 mod real_programs;
+mod reaping;
 mod redirect;
 mod reload;
 mod resources;
