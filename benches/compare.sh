@@ -201,7 +201,7 @@ port_of() {
 	case $1 in
 	oxinetd) echo $((BASE + 0)) ;; oxinetd-base) echo $((BASE + 5)) ;; xinetd) echo $((BASE + 10)) ;; inetd) echo $((BASE + 20)) ;;
 	tcpserver) echo $((BASE + 30)) ;; socat) echo $((BASE + 40)) ;; floor) echo $((BASE + 50)) ;;
-	floor-setsid) echo $((BASE + 55)) ;; tftpd-alone) echo $((BASE + 60)) ;; eats-first) echo $((BASE + 65)) ;;
+	floor-setsid) echo $((BASE + 55)) ;; floor-epoll) echo $((BASE + 70)) ;; tftpd-alone) echo $((BASE + 60)) ;; eats-first) echo $((BASE + 65)) ;;
 	esac
 }
 
@@ -423,6 +423,7 @@ start_peer() {
 	socat) [ -x "$SOCAT" ] || return 1; set -- "$SOCAT" "TCP-LISTEN:$p,reuseaddr,fork,bind=127.0.0.1,backlog=128" "EXEC:$ONELINE" ;;
 	floor) set -- "$FLOOR" "$p" "$ONELINE" ;;
 	floor-setsid) set -- "$FLOOR" "$p" "$ONELINE" setsid ;;
+	floor-epoll) set -- "$FLOOR" "$p" "$ONELINE" epoll ;;
 	# in.tftpd on its own (-L: standalone, foreground; it forks per request the same way):
 	# what in.tftpd itself serves on the daemons' CPU, without a superserver.
 	eats-first) conf_oxinetd "$phase" "$conf" "$peer"; set -- "$OXINETD" -f "$conf" ;;
@@ -533,7 +534,7 @@ stop_all() {
 }
 
 # ---------------------------------------------------------------- workloads
-EXEC_PEERS="oxinetd${BASELINE:+ oxinetd-base} floor floor-setsid xinetd inetd tcpserver socat"
+EXEC_PEERS="oxinetd${BASELINE:+ oxinetd-base} floor floor-setsid floor-epoll xinetd inetd tcpserver socat"
 ECHO_PEERS="oxinetd xinetd inetd"
 
 phase_stream() {

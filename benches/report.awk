@@ -68,7 +68,7 @@ END {
 	print "- method: `benches/compare.sh" (short ? " --short" : "") (phases != "" && phases != "exec,udp,tftp,size,relays,redirect" ? " --only " phases : "") "` (" elapsed "): median of " runs " run(s) of " duration " s per workload, peers taking turns within each run; daemons pinned to CPU 0, the load generator (`benches/loadgen`) to CPU 1; every exec'd service runs the same `benches/oneline.c` (" oneline ")."
 	print "- `×ox` = the peer's figure / oxinetd's figure in the same run (conns/s: higher is better; latency, CPU and RSS: lower is better). Latency is connect to EOF (max: median over runs of each run's worst). Daemon CPU is utime+stime of the daemon process per 10,000 connections; children CPU is its reaped children's cutime+cstime, apart. RSS is the daemon's VmRSS after the runs."
 	if (short) print "- **short mode: one 1-second run per workload, to prove the harness works; the figures are not meaningful.**"
-	npeers = split("oxinetd oxinetd-base floor floor-setsid xinetd inetd tcpserver socat proxyd tftpd-alone eats-first", PEERS, " ")
+	npeers = split("oxinetd oxinetd-base floor floor-setsid floor-epoll xinetd inetd tcpserver socat proxyd tftpd-alone eats-first", PEERS, " ")
 
 	nsec = split("exec c1|exec c8|exec c64|echo tcp c8|redirect c8", SECS, "|")
 	for (si = 1; si <= nsec; si++) {
@@ -181,7 +181,8 @@ END {
 		o = med(c, "oxinetd", "cps"); fl = med(c, "floor", "cps"); r = ratio(o, fl)
 		row("1. " c ": conns/s ≥ 0.95× the floor's", fmt(o, 0) " (" r "×)", "floor " fmt(fl, 0), r + 0 >= 0.95)
 		o = med(c, "oxinetd", "dcpu"); fl = med(c, "floor", "dcpu"); r = ratio(o, fl)
-		row("1. " c ": daemon CPU per connection ≤ 1.2× the floor's", fmt(o, 3) " s/10k (" r "×)", "floor " fmt(fl, 3) " s/10k", r != "-" && r + 0 <= 1.2)
+		fe = has(c, "floor-epoll") ? ", floor-epoll " fmt(med(c, "floor-epoll", "dcpu"), 3) " (oxinetd " ratio(o, med(c, "floor-epoll", "dcpu")) "× it)" : ""
+		row("1. " c ": daemon CPU per connection ≤ 1.2× the floor's", fmt(o, 3) " s/10k (" r "×)", "floor " fmt(fl, 3) " s/10k" fe, r != "-" && r + 0 <= 1.2)
 	}
 	# 2. No stalls.
 	for (ci = 1; ci <= 3; ci++) {
