@@ -334,7 +334,7 @@ function tftp_tables(    ti, s, pi, p) {
 		if (ti == 1) {
 			print "## " s ": in.tftpd as a `wait = true` dgram service, " tftp_rate " read requests/s"
 			print ""
-			print "Open loop: each RRQ from a fresh client port, its one DATA block ACKed; no DATA within 1 s = lost (no retransmit). in.tftpd runs with `-t 60`, so it is spawned once and forks a child per request; `tftpd-alone` is in.tftpd standalone (`-L`) on the same CPU, no superserver: what in.tftpd itself manages. Latency is RRQ to DATA. Spawns: how many times the daemon started in.tftpd (its log)."
+			print "Open loop: each RRQ from a fresh client port, its one DATA block ACKed; no DATA within 1 s = lost (no retransmit). in.tftpd runs with `-t 60`, so it is spawned once and forks a child per request; `tftpd-alone` is in.tftpd standalone (`-L`), no superserver: what in.tftpd itself manages. Unlike the other phases nothing is pinned: in.tftpd's child per request makes ~150 system calls, and on one CPU in.tftpd alone serves ~1,200 requests/s here. Latency is RRQ to DATA. Spawns: how many times the daemon started in.tftpd (its log)."
 		} else {
 			print "## " s ": in.tftpd with `-t 1`, bursts of 200 requests at " tftp_rate "/s, gaps of 0.9-1.3 s"
 			print ""
