@@ -87,7 +87,9 @@ impl Pending {
         }
         let result = write_line(fd, &self.lines);
         self.lines.clear();
-        if self.lines.capacity() > Self::LIMIT {
+        // A turn's lines are a few hundred bytes; the buffer a start-up or reload of
+        // thousands of services grew is given back rather than kept resident.
+        if self.lines.capacity() > KEEP_CAPACITY {
             self.lines = Vec::new();
         }
         result
