@@ -2,19 +2,24 @@
 //! asks the `Host` about users and ports; never touches the network.
 
 pub mod attrs;
+pub mod cache;
 pub mod raw;
 pub mod spec;
 pub mod trust;
 pub mod validate;
 
-use std::collections::{BTreeMap, HashMap};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fmt;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
 use attrs::{Attrs, Origin};
 use raw::{Table, Value};
+pub use cache::{Cache, Stamp, Stamped};
 pub use spec::ServiceSpec;
 
 /// One problem, located as precisely as it can be.
@@ -75,6 +80,20 @@ pub trait Host {
     fn rpc_number(&self, name: &str) -> Option<u32>;
     /// The `*.toml` files of a folder, in name order, dotfiles left out.
     fn toml_files(&self, dir: &Path) -> std::io::Result<Vec<PathBuf>>;
+    /// What `stat` (following links) says of `path`, for the cache of included files;
+    /// a host that cannot tell makes every file be read at every load.
+    fn stamp(&self, _path: &Path) -> std::io::Result<Stamp> {
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+    /// `read`, and the stamp of the file as it was opened with the time the reading
+    /// began, if the host can tell.
+    fn read_stamped(
+        &self,
+        path: &Path,
+        limit: usize,
+    ) -> std::io::Result<(Vec<u8>, Option<Stamped>)> {
+        self.read(path, limit).map(|bytes| (bytes, None))
+    }
 }
 
 /// The kinds of file `stat` tells apart.
@@ -120,7 +139,8 @@ pub const MAX_CONFIG_FILE: usize = 16 * 1024 * 1024;
 /// invalid: a start fails and a reload keeps the old configuration.
 #[derive(Debug)]
 pub struct Config {
-    pub services: Vec<ServiceSpec>,
+    /// Shared with the cache of the load (`cache`) and the daemon's running services.
+    pub services: Vec<Rc<ServiceSpec>>,
     /// Ids of services defined with errors; a reload keeps their old definitions.
     pub broken: Vec<String>,
     pub errors: Vec<ConfigError>,
@@ -151,7 +171,19 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "service",
 ];
 
+/// Loads the configuration with nothing cached (`--check`, tests).
 pub fn load(main: &Path, host: &dyn Host) -> Config {
+    load_cached(main, host, None).0
+}
+
+/// Loads the configuration, taking what `previous` (the cache of the configuration that
+/// runs) says of every included file that did not change (`cache`), and returns the
+/// cache of this load: the daemon keeps it only if it applies this load.
+pub fn load_cached(
+    main: &Path,
+    host: &dyn Host,
+    previous: Option<&mut Cache>,
+) -> (Config, Cache) {
     let mut config = Config {
         services: Vec::new(),
         broken: Vec::new(),
@@ -164,9 +196,9 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
         control_socket: None,
         disabled: Vec::new(),
     };
-    let Some(table) = read_table(main, host, &mut config.errors) else {
+    let Some((table, _)) = read_table(main, host, &mut config.errors) else {
         config.fatal = true;
-        return config;
+        return (config, Cache::default());
     };
     let errors_before = config.errors.len();
     let file: Rc<Path> = Rc::from(main);
@@ -253,15 +285,59 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
         .map(|at| at.value)
         .unwrap_or_default();
     let enabled = defaults.enabled.take().map(|at| at.value);
+    // Every setting of the main file but its services: when one changes, no cached file
+    // is trusted (their services were validated with the old ones).
+    let settings: Vec<raw::Entry> = (table.entries.iter())
+        .filter(|entry| entry.key != "service")
+        .cloned()
+        .collect();
+    // A main file with errors keeps the old configuration and so its cache, whole; the
+    // entries of any other are moved into the new cache or dropped.
+    let fatal = config.errors.len() > errors_before;
+    let previous = previous
+        .filter(|_| !fatal)
+        .and_then(|cache| cache.for_main(main, &settings));
+    let facts = RefCell::new(cache::Facts::default());
+    let (old_facts, old_files) = match previous {
+        Some(cache) => (std::mem::take(&mut cache.facts), std::mem::take(&mut cache.files)),
+        None => Default::default(),
+    };
+    let mut verifier = cache::Verifier::new(&old_facts);
+    let mut old_files = old_files.into_iter().peekable();
+    // One vector of every definition read, the groups counting theirs: a small vector
+    // per file, freed amid the services made, would keep the heap from shrinking.
     let mut definitions = Vec::new();
+    let mut groups = Vec::new();
     collect_services(&table, &file, &mut definitions, &mut config.errors);
+    groups.push(Group::Fresh {
+        file: file.clone(),
+        count: definitions.len(),
+        stamped: None,
+        clean: false,
+    });
     // Errors inside included files spoil their services, not the main file.
     let mut included_errors = Vec::new();
     if let Some(entry) = table.get("includedir") {
         match &entry.value {
             Value::String(dir) => {
                 let dir = main.parent().unwrap_or(Path::new(".")).join(dir);
-                if let Err(error) = include(&dir, host, &mut definitions, &mut included_errors) {
+                // Both in name order: the old entries before this file's name are of
+                // files gone.
+                let mut reuse = |path: &Path| {
+                    let name = path.file_name()?.as_bytes();
+                    while old_files.next_if(|(old, _)| old.as_bytes() < name).is_some() {}
+                    let (old_name, entry) = old_files.next_if(|(old, _)| old.as_bytes() == name)?;
+                    let stamp = host.stamp(path).ok()?;
+                    let facts = (stamp == entry.stamp)
+                        .then(|| verifier.carry(&entry.facts, host, &mut facts.borrow_mut()))??;
+                    Some((old_name, entry, facts))
+                };
+                let mut read = Read {
+                    definitions: &mut definitions,
+                    groups: &mut groups,
+                    errors: &mut included_errors,
+                };
+                if let Err(error) = include(&dir, host, &mut reuse, &mut read) {
                     config.errors.push(file_error(
                         main,
                         entry.line,
@@ -281,92 +357,83 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
     config.fatal = config.errors.len() > errors_before;
     config.errors.extend(included_errors);
 
-    let mut seen: BTreeMap<String, Rc<Path>> = BTreeMap::new();
-    let mut environments = validate::Environments::default();
-    let mut shared = Shared::default();
-    for definition in definitions {
-        if let Some(first) = seen.get(&definition.id) {
-            config.errors.push(ConfigError {
-                file: definition.file.to_path_buf(),
-                line: Some(definition.line),
-                service: Some(definition.id.clone()),
-                key: None,
-                message: format!(
-                    "defined again (first in {}); give each definition its own `id`",
-                    first.display()
-                ),
-            });
-            continue;
-        }
-        seen.insert(definition.id.clone(), definition.file.clone());
-        let switched_off = disabled.contains(&definition.id)
-            || enabled
-                .as_ref()
-                .is_some_and(|ids| !ids.contains(&definition.id));
-        if switched_off {
-            config.disabled.push(definition.id);
-            continue;
-        }
-        let (attrs, key_errors) = definition.attrs;
-        if key_errors.iter().any(|error| error.key.is_none()) {
-            // Not a table: there are no keys to check.
-            config.errors.extend(key_errors);
-            config.broken.push(definition.id);
-            continue;
-        }
-        // Every key is checked on its own merits even when others were bad, so every
-        // error shows at once. A bad key is unset (not filled from [defaults]) and named
-        // in `failed`: the checks of combinations that need it are skipped, and errors
-        // about that key would only repeat it.
-        let mut failed: Vec<String> = key_errors.iter().filter_map(|e| e.key.clone()).collect();
-        let mut attrs = match attrs.socket_path {
-            Some(_) => attrs.or(&defaults.for_unix()),
-            None => attrs.or(&defaults),
-        };
-        for key in &failed {
-            attrs.clear(key);
-        }
-        failed.extend(
-            defaults_failed
-                .iter()
-                .filter(|key| !attrs.is_set(key))
-                .cloned(),
-        );
-        let outcome = validate::service(
-            &definition.name,
-            &definition.id,
-            &definition.file,
-            definition.line,
-            &attrs,
-            &failed,
-            host,
-            &mut environments,
-        );
-        config.warnings.extend(outcome.warnings);
-        let mut errors = match outcome.spec {
-            Ok(spec) => {
-                let distrusted = match &spec {
-                    Some(spec) if !trust_insecure_files => {
-                        trust::check(spec, &attrs, main, definition.line, host)
-                    }
-                    _ => Vec::new(),
+    drop(old_files);
+    let mut new_cache = Cache {
+        main: Some((main.to_path_buf(), settings)),
+        ..Cache::default()
+    };
+    let mut settle = Settle {
+        main,
+        defaults,
+        defaults_failed,
+        disabled,
+        enabled,
+        trust_insecure_files,
+        seen: HashMap::new(),
+        environments: validate::Environments::default(),
+        shared: Shared::default(),
+    };
+    let mut definitions = definitions.into_iter();
+    for group in groups {
+        match group {
+            Group::Fresh {
+                file,
+                count,
+                stamped,
+                mut clean,
+            } => {
+                let recorder = cache::Recorder {
+                    host,
+                    facts: &facts,
+                    used: RefCell::default(),
+                    own: stamped.is_some().then_some(&*file),
                 };
-                if key_errors.is_empty() && distrusted.is_empty() {
-                    match spec {
-                        Some(spec) => config.services.push(shared.share(spec)),
-                        None => config.disabled.push(definition.id),
+                let warnings_before = config.warnings.len();
+                let mut outcomes = Vec::new();
+                for definition in definitions.by_ref().take(count) {
+                    match settle.definition(definition, &recorder, &mut config) {
+                        Some(outcome) => outcomes.push(outcome),
+                        None => clean = false,
                     }
-                    continue;
                 }
-                distrusted
+                if let Some(stamped) = stamped.filter(|stamped| clean && !stamped.racy()) {
+                    let entry = cache::FileEntry {
+                        stamp: stamped.stamp,
+                        outcomes: outcomes.into(),
+                        warnings: config.warnings[warnings_before..].into(),
+                        facts: recorder.take_used(),
+                    };
+                    let name = file.file_name().unwrap_or_default();
+                    new_cache.files.push((name.into(), entry));
+                }
             }
-            Err(errors) => errors,
-        };
-        errors.retain(|error| error.key.as_ref().is_none_or(|key| !failed.contains(key)));
-        config.errors.extend(key_errors);
-        config.errors.extend(errors);
-        config.broken.push(definition.id);
+            Group::Cached {
+                file,
+                name,
+                mut entry,
+                facts,
+            } => {
+                let mut clean = true;
+                for (line, outcome) in &entry.outcomes {
+                    if let Some(error) = settle.duplicate(outcome.id(), &file, *line) {
+                        config.errors.push(error);
+                        clean = false;
+                        continue;
+                    }
+                    match outcome {
+                        cache::Outcome::Service(spec) => config.services.push(Rc::clone(spec)),
+                        cache::Outcome::Off(id) => config.disabled.push(id.clone()),
+                    }
+                }
+                config.warnings.extend(entry.warnings.iter().cloned());
+                if clean {
+                    entry.facts = facts;
+                    new_cache.files.push((name, entry));
+                }
+            }
+        }
     }
+    new_cache.facts = facts.into_inner();
     reject_tcpmux_clashes(&mut config);
     let muxed = config.services.iter().find(|spec| spec.tcpmux.is_some());
     let muxer = config.services.iter().any(|spec| {
@@ -387,7 +454,7 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
     }
     sort_by_place(&mut config.errors);
     sort_by_place(&mut config.warnings);
-    config
+    (config, new_cache)
 }
 
 /// `control_socket` as given, or taken from the main file's folder when relative.
@@ -523,7 +590,130 @@ fn reject_tcpmux_clashes(config: &mut Config) {
                 spec.name
             ),
         });
-        config.broken.push(spec.id);
+        config.broken.push(spec.id.clone());
+    }
+}
+
+/// What a load needs to settle each definition: the main file's settings and the
+/// ids seen so far.
+struct Settle<'a> {
+    main: &'a Path,
+    defaults: Attrs,
+    /// `[defaults]` keys that could not be read.
+    defaults_failed: Vec<String>,
+    disabled: Vec<String>,
+    enabled: Option<Vec<String>>,
+    trust_insecure_files: bool,
+    /// The file of the first definition of each id.
+    seen: HashMap<String, Rc<Path>>,
+    environments: validate::Environments,
+    shared: Shared,
+}
+
+impl Settle<'_> {
+    /// The error for a definition of an id defined before; else the id is noted.
+    fn duplicate(&mut self, id: &str, file: &Rc<Path>, line: usize) -> Option<ConfigError> {
+        if let Some(first) = self.seen.get(id) {
+            return Some(ConfigError {
+                file: file.to_path_buf(),
+                line: Some(line),
+                service: Some(id.to_string()),
+                key: None,
+                message: format!(
+                    "defined again (first in {}); give each definition its own `id`",
+                    first.display()
+                ),
+            });
+        }
+        self.seen.insert(id.to_string(), Rc::clone(file));
+        None
+    }
+
+    /// Validates one definition with `host` (the load's, noting its answers), adding
+    /// its service, or its errors, to `config`; its outcome if it had no error.
+    fn definition(
+        &mut self,
+        definition: Definition,
+        host: &dyn Host,
+        config: &mut Config,
+    ) -> Option<(usize, cache::Outcome)> {
+        let line = definition.line;
+        if let Some(error) = self.duplicate(&definition.id, &definition.file, line) {
+            config.errors.push(error);
+            return None;
+        }
+        let switched_off = self.disabled.contains(&definition.id)
+            || (self.enabled.as_ref()).is_some_and(|ids| !ids.contains(&definition.id));
+        if switched_off {
+            config.disabled.push(definition.id.clone());
+            return Some((line, cache::Outcome::Off(definition.id)));
+        }
+        let (attrs, key_errors) = definition.attrs;
+        if key_errors.iter().any(|error| error.key.is_none()) {
+            // Not a table: there are no keys to check.
+            config.errors.extend(key_errors);
+            config.broken.push(definition.id);
+            return None;
+        }
+        // Every key is checked on its own merits even when others were bad, so every
+        // error shows at once. A bad key is unset (not filled from [defaults]) and named
+        // in `failed`: the checks of combinations that need it are skipped, and errors
+        // about that key would only repeat it.
+        let mut failed: Vec<String> = key_errors.iter().filter_map(|e| e.key.clone()).collect();
+        let mut attrs = match attrs.socket_path {
+            Some(_) => attrs.or(&self.defaults.for_unix()),
+            None => attrs.or(&self.defaults),
+        };
+        for key in &failed {
+            attrs.clear(key);
+        }
+        failed.extend(
+            (self.defaults_failed.iter())
+                .filter(|key| !attrs.is_set(key))
+                .cloned(),
+        );
+        let outcome = validate::service(
+            &definition.name,
+            &definition.id,
+            &definition.file,
+            line,
+            &attrs,
+            &failed,
+            host,
+            &mut self.environments,
+        );
+        config.warnings.extend(outcome.warnings);
+        let mut errors = match outcome.spec {
+            Ok(spec) => {
+                let distrusted = match &spec {
+                    Some(spec) if !self.trust_insecure_files => {
+                        trust::check(spec, &attrs, self.main, line, host)
+                    }
+                    _ => Vec::new(),
+                };
+                if key_errors.is_empty() && distrusted.is_empty() {
+                    let outcome = match spec {
+                        Some(spec) => {
+                            let spec = Rc::new(self.shared.share(spec));
+                            config.services.push(Rc::clone(&spec));
+                            cache::Outcome::Service(spec)
+                        }
+                        None => {
+                            config.disabled.push(definition.id.clone());
+                            cache::Outcome::Off(definition.id)
+                        }
+                    };
+                    return Some((line, outcome));
+                }
+                distrusted
+            }
+            Err(errors) => errors,
+        };
+        errors.retain(|error| error.key.as_ref().is_none_or(|key| !failed.contains(key)));
+        config.errors.extend(key_errors);
+        config.errors.extend(errors);
+        config.broken.push(definition.id);
+        None
     }
 }
 
@@ -540,7 +730,11 @@ struct Definition {
 
 /// A file that cannot be opened at all is named without a line; every other error has
 /// one.
-fn read_table(path: &Path, host: &dyn Host, errors: &mut Vec<ConfigError>) -> Option<Table> {
+fn read_table(
+    path: &Path,
+    host: &dyn Host,
+    errors: &mut Vec<ConfigError>,
+) -> Option<(Table, Option<Stamped>)> {
     let unreadable = |message: String| ConfigError {
         file: path.to_path_buf(),
         line: None,
@@ -548,8 +742,8 @@ fn read_table(path: &Path, host: &dyn Host, errors: &mut Vec<ConfigError>) -> Op
         key: None,
         message,
     };
-    let bytes = match host.read(path, MAX_CONFIG_FILE) {
-        Ok(bytes) if bytes.len() > MAX_CONFIG_FILE => {
+    let (bytes, stamped) = match host.read_stamped(path, MAX_CONFIG_FILE) {
+        Ok((bytes, _)) if bytes.len() > MAX_CONFIG_FILE => {
             errors.push(unreadable(
                 "larger than 16 MiB: not a configuration file".to_string(),
             ));
@@ -576,7 +770,7 @@ fn read_table(path: &Path, host: &dyn Host, errors: &mut Vec<ConfigError>) -> Op
         }
     };
     match raw::parse(text) {
-        Ok(table) => Some(table),
+        Ok(table) => Some((table, stamped)),
         Err(error) => {
             errors.push(ConfigError {
                 file: path.to_path_buf(),
@@ -601,24 +795,70 @@ fn place_of(bytes: &[u8], offset: usize) -> (usize, usize) {
     (line, offset - line_start + 1)
 }
 
-/// Reads every `*.toml` of `dir`; only an unreadable folder is an `Err`.
+/// The definitions of one file, in order: read now, or as the cache kept them.
+enum Group {
+    Fresh {
+        file: Rc<Path>,
+        /// How many definitions it has, the next ones of the load's.
+        count: usize,
+        /// Set for an included file the cache may keep.
+        stamped: Option<Stamped>,
+        /// No error outside its definitions (an included file holding other keys).
+        clean: bool,
+    },
+    Cached {
+        file: Rc<Path>,
+        name: Box<OsStr>,
+        entry: cache::FileEntry,
+        /// Its facts' numbers in this load.
+        facts: Rc<[u32]>,
+    },
+}
+
+/// What reading the included files gives.
+struct Read<'r> {
+    definitions: &'r mut Vec<Definition>,
+    groups: &'r mut Vec<Group>,
+    errors: &'r mut Vec<ConfigError>,
+}
+
+/// Reads every `*.toml` of `dir` that `reuse` does not give from the cache; only an
+/// unreadable folder is an `Err`.
 fn include(
     dir: &Path,
     host: &dyn Host,
-    definitions: &mut Vec<Definition>,
-    errors: &mut Vec<ConfigError>,
+    reuse: &mut dyn FnMut(&Path) -> Option<(Box<OsStr>, cache::FileEntry, Rc<[u32]>)>,
+    read: &mut Read<'_>,
 ) -> std::io::Result<()> {
     let files = host.toml_files(dir)?;
     for path in files {
-        let Some(table) = read_table(&path, host, errors) else {
+        if let Some((name, entry, facts)) = reuse(&path) {
+            let file = Rc::from(path);
+            (read.groups).push(Group::Cached {
+                file,
+                name,
+                entry,
+                facts,
+            });
+            continue;
+        }
+        let errors_before = read.errors.len();
+        let Some((table, stamped)) = read_table(&path, host, read.errors) else {
             continue;
         };
         let file: Rc<Path> = Rc::from(path.as_path());
         for entry in table.entries.iter().filter(|entry| entry.key != "service") {
             let message = "an included file holds only [service.NAME] tables".to_string();
-            errors.push(file_error(&path, entry.line, &entry.key, message));
+            (read.errors).push(file_error(&path, entry.line, &entry.key, message));
         }
-        collect_services(&table, &file, definitions, errors);
+        let definitions_before = read.definitions.len();
+        collect_services(&table, &file, read.definitions, read.errors);
+        read.groups.push(Group::Fresh {
+            file,
+            count: read.definitions.len() - definitions_before,
+            stamped,
+            clean: read.errors.len() == errors_before,
+        });
     }
     Ok(())
 }

@@ -141,7 +141,7 @@ fn one(text: &str) -> ServiceSpec {
     let config = load_as(0, text);
     assert!(config.errors.is_empty(), "{:?}", config.errors);
     assert_eq!(config.services.len(), 1);
-    config.services.into_iter().next().unwrap()
+    Rc::unwrap_or_clone(config.services.into_iter().next().unwrap())
 }
 
 fn exec(spec: &ServiceSpec) -> &spec::ExecSpec {
