@@ -6,7 +6,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ffi::CString;
+use std::ffi::{CString, OsStr};
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
@@ -31,7 +31,7 @@ struct Known {
     users: HashMap<String, Option<UserEntry>>,
     executable: HashMap<PathBuf, bool>,
     status: HashMap<PathBuf, FileStatus>,
-    /// The folder `toml_files` listed last, open.
+    /// The include folder, open for `stamp_in`.
     folder: Option<(PathBuf, std::os::fd::OwnedFd)>,
     environment: Option<Vec<(Vec<u8>, Vec<u8>)>>,
 }
@@ -155,19 +155,18 @@ impl Host for System {
         self.read_stamped(path, limit).map(|(bytes, _)| bytes)
     }
 
-    /// A file of the folder `toml_files` listed last is looked up from that folder's
-    /// descriptor (`fstatat`), not walked to from `/`: a reload stamps every included
-    /// file, and the walk was a quarter of each `stat`.
     fn stamp(&self, path: &Path) -> io::Result<Stamp> {
-        let known = self.known.borrow();
-        let listed = known.folder.as_ref().zip(path.parent().zip(path.file_name()));
-        if let Some(((folder, fd), (parent, name))) = listed
-            && folder == parent
-        {
-            let status = nix::sys::stat::fstatat(fd, name, nix::fcntl::AtFlags::empty())?;
-            return Ok(stamp_of_stat(&status));
-        }
         Ok(stamp_of(&std::fs::metadata(path)?))
+    }
+
+    /// Looked up from the folder's descriptor (`fstatat`), not walked to from `/`: a
+    /// reload stamps every included file, and the walk was a quarter of each `stat`.
+    fn stamp_in(&self, dir: &Path, name: &OsStr) -> io::Result<Stamp> {
+        self.open_folder(dir)?;
+        let known = self.known.borrow();
+        let (_, fd) = known.folder.as_ref().expect("opened");
+        let status = nix::sys::stat::fstatat(fd, name, nix::fcntl::AtFlags::empty())?;
+        Ok(stamp_of_stat(&status))
     }
 
     fn read_stamped(&self, path: &Path, limit: usize) -> io::Result<(Vec<u8>, Option<Stamped>)> {
@@ -197,34 +196,60 @@ impl Host for System {
     }
 
     fn toml_files(&self, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-        let fd = nix::fcntl::open(
-            dir,
-            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )?;
-        self.known.borrow_mut().folder = Some((dir.to_path_buf(), fd));
-        // The folder's entry says most files are regular without a `stat` each; a link
-        // (or a file system that does not say) is followed.
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        let (names, _) = self.toml_names(dir)?;
+        Ok(names.iter().map(|name| dir.join(&**name)).collect())
+    }
+
+    /// The folder's entry says most files are regular without a `stat` each; a link (or
+    /// a file system that does not say) is followed, and makes the listing one not to
+    /// trust later: its target may change kind while the folder stays the same.
+    fn toml_names(&self, dir: &Path) -> io::Result<(Vec<Box<OsStr>>, Option<Stamped>)> {
+        let read_at = realtime_ns();
+        self.open_folder(dir)?;
+        let stamp = {
+            let known = self.known.borrow();
+            let (_, fd) = known.folder.as_ref().expect("opened");
+            stamp_of_stat(&nix::sys::stat::fstat(fd)?)
+        };
+        let mut trusted = true;
+        let mut names: Vec<Box<OsStr>> = std::fs::read_dir(dir)?
             .filter_map(|entry| {
                 let entry = entry.ok()?;
                 let name = entry.file_name();
-                let name = name.as_bytes();
-                if name.starts_with(b".") || !name.ends_with(b".toml") {
+                let bytes = name.as_bytes();
+                if bytes.starts_with(b".") || !bytes.ends_with(b".toml") {
                     return None;
                 }
-                let path = entry.path();
                 let regular = match entry.file_type() {
                     Ok(kind) if kind.is_file() => true,
-                    Ok(kind) if kind.is_dir() => false,
-                    _ => path.is_file(),
+                    // A folder, FIFO, socket or device: only a new entry can change that.
+                    Ok(kind) if !kind.is_symlink() => false,
+                    _ => {
+                        trusted = false;
+                        entry.path().is_file()
+                    }
                 };
-                regular.then_some(path)
+                regular.then(|| name.into_boxed_os_str())
             })
             .collect();
-        // By bytes, the order of their names (one folder): no walk of path components.
-        files.sort_unstable_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
-        Ok(files)
+        // By bytes, the order `Path` gives names of one folder.
+        names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        Ok((names, trusted.then_some(Stamped { stamp, read_at })))
+    }
+}
+
+impl System {
+    /// Opens `dir` for `stamp_in`, unless it is the folder open already.
+    fn open_folder(&self, dir: &Path) -> io::Result<()> {
+        if (self.known.borrow().folder.as_ref()).is_some_and(|(open, _)| open == dir) {
+            return Ok(());
+        }
+        let flags = nix::fcntl::OFlag::O_RDONLY
+            | nix::fcntl::OFlag::O_DIRECTORY
+            | nix::fcntl::OFlag::O_CLOEXEC;
+        let fd = nix::fcntl::open(dir, flags, nix::sys::stat::Mode::empty())?;
+        self.known.borrow_mut().folder = Some((dir.to_path_buf(), fd));
+        Ok(())
     }
 }
 

@@ -125,19 +125,24 @@ pub struct FileEntry {
 pub struct Cache {
     /// The main file's top-level settings, its `[service]` tables left out.
     pub(super) main: Option<(PathBuf, Vec<Entry>)>,
-    /// The included files', by name, in name order (that of `Host::toml_files`).
-    pub(super) files: Vec<(Box<OsStr>, FileEntry)>,
+    /// The include folder when it was listed, if the next load may trust that listing
+    /// while the folder's stamp stays the same (adding, removing or renaming a file
+    /// changes its mtime and ctime).
+    pub(super) folder: Option<Stamped>,
+    /// Every file it listed, by name, in name order (that of `Host::toml_names`), with
+    /// its entry if it has one.
+    pub(super) files: Vec<(Box<OsStr>, Option<FileEntry>)>,
     pub(super) facts: Facts,
 }
 
 impl Cache {
     /// How many included files have an entry.
     pub fn len(&self) -> usize {
-        self.files.len()
+        self.files.iter().filter(|(_, entry)| entry.is_some()).count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
+        self.len() == 0
     }
 
     /// The entries usable with `main`'s settings: none if they changed.

@@ -85,6 +85,19 @@ pub trait Host {
     fn stamp(&self, _path: &Path) -> std::io::Result<Stamp> {
         Err(std::io::ErrorKind::Unsupported.into())
     }
+    /// `stamp` of the file `name` of the folder `dir`.
+    fn stamp_in(&self, dir: &Path, name: &OsStr) -> std::io::Result<Stamp> {
+        self.stamp(&dir.join(name))
+    }
+    /// The names of `toml_files`, and the folder's stamp with the time the listing began
+    /// if the listing may be trusted while that stamp stays (no name in it is a link,
+    /// whose target may change kind without the folder changing).
+    fn toml_names(&self, dir: &Path) -> std::io::Result<(Vec<Box<OsStr>>, Option<Stamped>)> {
+        let names = (self.toml_files(dir)?.into_iter())
+            .filter_map(|path| Some(path.file_name()?.into()))
+            .collect();
+        Ok((names, None))
+    }
     /// `read`, and the stamp of the file as it was opened with the time the reading
     /// began, if the host can tell.
     fn read_stamped(
@@ -298,52 +311,46 @@ pub fn load_cached(
         .filter(|_| !fatal)
         .and_then(|cache| cache.for_main(main, &settings));
     let facts = RefCell::new(cache::Facts::default());
-    let (old_facts, old_files) = match previous {
-        Some(cache) => (std::mem::take(&mut cache.facts), std::mem::take(&mut cache.files)),
-        None => Default::default(),
-    };
-    let mut verifier = cache::Verifier::new(&old_facts);
-    let mut old_files = old_files.into_iter().peekable();
+    let old = previous.map(std::mem::take).unwrap_or_default();
+    let mut verifier = cache::Verifier::new(&old.facts);
     // One vector of every definition read, the groups counting theirs: a small vector
     // per file, freed amid the services made, would keep the heap from shrinking.
     let mut definitions = Vec::new();
-    let mut groups = Vec::new();
+    let mut groups = Vec::with_capacity(old.files.len() + 1);
     collect_services(&table, &file, &mut definitions, &mut config.errors);
     groups.push(Group::Fresh {
         file: file.clone(),
+        name: None,
         count: definitions.len(),
         stamped: None,
         clean: false,
     });
+    let mut folder = None;
+    let mut folder_path = PathBuf::new();
     // Errors inside included files spoil their services, not the main file.
     let mut included_errors = Vec::new();
     if let Some(entry) = table.get("includedir") {
         match &entry.value {
             Value::String(dir) => {
                 let dir = main.parent().unwrap_or(Path::new(".")).join(dir);
-                // Both in name order: the old entries before this file's name are of
-                // files gone.
-                let mut reuse = |path: &Path| {
-                    let name = path.file_name()?.as_bytes();
-                    while old_files.next_if(|(old, _)| old.as_bytes() < name).is_some() {}
-                    let (old_name, entry) = old_files.next_if(|(old, _)| old.as_bytes() == name)?;
-                    let stamp = host.stamp(path).ok()?;
-                    let facts = (stamp == entry.stamp)
-                        .then(|| verifier.carry(&entry.facts, host, &mut facts.borrow_mut()))??;
-                    Some((old_name, entry, facts))
-                };
+                folder_path.clone_from(&dir);
                 let mut read = Read {
+                    host,
+                    dir: &dir,
+                    facts: &facts,
+                    verifier: &mut verifier,
                     definitions: &mut definitions,
                     groups: &mut groups,
                     errors: &mut included_errors,
                 };
-                if let Err(error) = include(&dir, host, &mut reuse, &mut read) {
-                    config.errors.push(file_error(
+                match read.folder(old.folder, old.files) {
+                    Ok(listed) => folder = listed,
+                    Err(error) => config.errors.push(file_error(
                         main,
                         entry.line,
                         "includedir",
                         format!("cannot read the folder {}: {error}", dir.display()),
-                    ));
+                    )),
                 }
             }
             other => config.errors.push(file_error(
@@ -357,10 +364,20 @@ pub fn load_cached(
     config.fatal = config.errors.len() > errors_before;
     config.errors.extend(included_errors);
 
-    drop(old_files);
     let mut new_cache = Cache {
         main: Some((main.to_path_buf(), settings)),
-        ..Cache::default()
+        folder,
+        files: Vec::with_capacity(groups.len()),
+        facts: cache::Facts::default(),
+    };
+    let duplicates = duplicates(&groups, &definitions, &folder_path);
+    let mut duplicates = duplicates.into_iter().peekable();
+    let mut at = 0;
+    let mut duplicate = |error: &mut Option<ConfigError>| {
+        let found = duplicates.next_if(|(place, _)| *place == at).map(|(_, error)| error);
+        at += 1;
+        *error = found;
+        error.is_some()
     };
     let mut settle = Settle {
         main,
@@ -369,15 +386,17 @@ pub fn load_cached(
         disabled,
         enabled,
         trust_insecure_files,
-        seen: HashMap::new(),
         environments: validate::Environments::default(),
         shared: Shared::default(),
     };
+    config.services.reserve(new_cache.files.capacity());
     let mut definitions = definitions.into_iter();
+    let mut error = None;
     for group in groups {
         match group {
             Group::Fresh {
                 file,
+                name,
                 count,
                 stamped,
                 mut clean,
@@ -391,32 +410,39 @@ pub fn load_cached(
                 let warnings_before = config.warnings.len();
                 let mut outcomes = Vec::new();
                 for definition in definitions.by_ref().take(count) {
+                    if duplicate(&mut error) {
+                        config.errors.extend(error.take());
+                        clean = false;
+                        continue;
+                    }
                     match settle.definition(definition, &recorder, &mut config) {
                         Some(outcome) => outcomes.push(outcome),
                         None => clean = false,
                     }
                 }
-                if let Some(stamped) = stamped.filter(|stamped| clean && !stamped.racy()) {
-                    let entry = cache::FileEntry {
+                let Some(name) = name else {
+                    continue;
+                };
+                let entry = stamped
+                    .filter(|stamped| clean && !stamped.racy())
+                    .map(|stamped| cache::FileEntry {
                         stamp: stamped.stamp,
                         outcomes: outcomes.into(),
                         warnings: config.warnings[warnings_before..].into(),
                         facts: recorder.take_used(),
-                    };
-                    let name = file.file_name().unwrap_or_default();
-                    new_cache.files.push((name.into(), entry));
-                }
+                    });
+                new_cache.files.push((name, entry));
             }
             Group::Cached {
-                file,
                 name,
                 mut entry,
                 facts,
+                ..
             } => {
                 let mut clean = true;
-                for (line, outcome) in &entry.outcomes {
-                    if let Some(error) = settle.duplicate(outcome.id(), &file, *line) {
-                        config.errors.push(error);
+                for (_, outcome) in &entry.outcomes {
+                    if duplicate(&mut error) {
+                        config.errors.extend(error.take());
                         clean = false;
                         continue;
                     }
@@ -426,13 +452,12 @@ pub fn load_cached(
                     }
                 }
                 config.warnings.extend(entry.warnings.iter().cloned());
-                if clean {
-                    entry.facts = facts;
-                    new_cache.files.push((name, entry));
-                }
+                entry.facts = facts;
+                new_cache.files.push((name, clean.then_some(entry)));
             }
         }
     }
+    drop(verifier);
     new_cache.facts = facts.into_inner();
     reject_tcpmux_clashes(&mut config);
     let muxed = config.services.iter().find(|spec| spec.tcpmux.is_some());
@@ -604,31 +629,11 @@ struct Settle<'a> {
     disabled: Vec<String>,
     enabled: Option<Vec<String>>,
     trust_insecure_files: bool,
-    /// The file of the first definition of each id.
-    seen: HashMap<String, Rc<Path>>,
     environments: validate::Environments,
     shared: Shared,
 }
 
 impl Settle<'_> {
-    /// The error for a definition of an id defined before; else the id is noted.
-    fn duplicate(&mut self, id: &str, file: &Rc<Path>, line: usize) -> Option<ConfigError> {
-        if let Some(first) = self.seen.get(id) {
-            return Some(ConfigError {
-                file: file.to_path_buf(),
-                line: Some(line),
-                service: Some(id.to_string()),
-                key: None,
-                message: format!(
-                    "defined again (first in {}); give each definition its own `id`",
-                    first.display()
-                ),
-            });
-        }
-        self.seen.insert(id.to_string(), Rc::clone(file));
-        None
-    }
-
     /// Validates one definition with `host` (the load's, noting its answers), adding
     /// its service, or its errors, to `config`; its outcome if it had no error.
     fn definition(
@@ -638,10 +643,6 @@ impl Settle<'_> {
         config: &mut Config,
     ) -> Option<(usize, cache::Outcome)> {
         let line = definition.line;
-        if let Some(error) = self.duplicate(&definition.id, &definition.file, line) {
-            config.errors.push(error);
-            return None;
-        }
         let switched_off = self.disabled.contains(&definition.id)
             || (self.enabled.as_ref()).is_some_and(|ids| !ids.contains(&definition.id));
         if switched_off {
@@ -799,6 +800,8 @@ fn place_of(bytes: &[u8], offset: usize) -> (usize, usize) {
 enum Group {
     Fresh {
         file: Rc<Path>,
+        /// The name of an included file (in its folder).
+        name: Option<Box<OsStr>>,
         /// How many definitions it has, the next ones of the load's.
         count: usize,
         /// Set for an included file the cache may keep.
@@ -807,7 +810,6 @@ enum Group {
         clean: bool,
     },
     Cached {
-        file: Rc<Path>,
         name: Box<OsStr>,
         entry: cache::FileEntry,
         /// Its facts' numbers in this load.
@@ -815,52 +817,149 @@ enum Group {
     },
 }
 
-/// What reading the included files gives.
-struct Read<'r> {
+impl Group {
+    /// Its file; an included one's folder is `dir`.
+    fn file(&self, dir: &Path) -> PathBuf {
+        match self {
+            Group::Fresh { file, .. } => file.to_path_buf(),
+            Group::Cached { name, .. } => dir.join(&**name),
+        }
+    }
+}
+
+/// The error of each definition whose id was defined before, by its place among all
+/// the definitions of the load (fresh and cached, in order). A first pass that borrows
+/// every id: no copy of 10,000 of them.
+fn duplicates(
+    groups: &[Group],
+    definitions: &[Definition],
+    dir: &Path,
+) -> Vec<(usize, ConfigError)> {
+    let mut seen: HashMap<&str, &Group> = HashMap::with_capacity(definitions.len() + groups.len());
+    let mut found = Vec::new();
+    let mut at = 0;
+    let mut fresh = definitions.iter();
+    for group in groups {
+        let ids: Box<dyn Iterator<Item = (&str, usize)>> = match group {
+            Group::Fresh { count, .. } => Box::new(
+                fresh
+                    .by_ref()
+                    .take(*count)
+                    .map(|definition| (definition.id.as_str(), definition.line)),
+            ),
+            Group::Cached { entry, .. } => Box::new(
+                (entry.outcomes.iter()).map(|(line, outcome)| (outcome.id(), *line)),
+            ),
+        };
+        for (id, line) in ids {
+            match seen.get(id) {
+                Some(first) => found.push((
+                    at,
+                    ConfigError {
+                        file: group.file(dir),
+                        line: Some(line),
+                        service: Some(id.to_string()),
+                        key: None,
+                        message: format!(
+                            "defined again (first in {}); give each definition its own `id`",
+                            first.file(dir).display()
+                        ),
+                    },
+                )),
+                None => {
+                    seen.insert(id, group);
+                }
+            }
+            at += 1;
+        }
+    }
+    found
+}
+
+/// Reads the included files, taking what the cache says of those unchanged.
+struct Read<'r, 'f> {
+    host: &'r dyn Host,
+    dir: &'r Path,
+    facts: &'r RefCell<cache::Facts>,
+    verifier: &'r mut cache::Verifier<'f>,
     definitions: &'r mut Vec<Definition>,
     groups: &'r mut Vec<Group>,
     errors: &'r mut Vec<ConfigError>,
 }
 
-/// Reads every `*.toml` of `dir` that `reuse` does not give from the cache; only an
-/// unreadable folder is an `Err`.
-fn include(
-    dir: &Path,
-    host: &dyn Host,
-    reuse: &mut dyn FnMut(&Path) -> Option<(Box<OsStr>, cache::FileEntry, Rc<[u32]>)>,
-    read: &mut Read<'_>,
-) -> std::io::Result<()> {
-    let files = host.toml_files(dir)?;
-    for path in files {
-        if let Some((name, entry, facts)) = reuse(&path) {
-            let file = Rc::from(path);
-            (read.groups).push(Group::Cached {
-                file,
+impl Read<'_, '_> {
+    /// Every `*.toml` of the folder, in name order: as the last load listed them when
+    /// the folder did not change since (its stamp, and not racy), else listed anew.
+    /// Returns the folder's stamp if the next load may trust this listing; only an
+    /// unreadable folder is an `Err`.
+    fn folder(
+        &mut self,
+        folder: Option<Stamped>,
+        old: Vec<(Box<OsStr>, Option<cache::FileEntry>)>,
+    ) -> std::io::Result<Option<Stamped>> {
+        if let Some(folder) = folder
+            && self.host.stamp(self.dir).is_ok_and(|stamp| stamp == folder.stamp)
+        {
+            for (name, entry) in old {
+                self.file(name, entry);
+            }
+            return Ok(Some(folder));
+        }
+        let (names, stamped) = self.host.toml_names(self.dir)?;
+        // Both in name order: the old entries before a name are of files gone.
+        let mut old = old.into_iter().peekable();
+        for name in names {
+            let name = name.as_encoded_bytes();
+            while old.next_if(|(old, _)| old.as_encoded_bytes() < name).is_some() {}
+            match old.next_if(|(old, _)| old.as_encoded_bytes() == name) {
+                Some((name, entry)) => self.file(name, entry),
+                None => {
+                    let name = OsStr::from_bytes(name);
+                    self.file(name.into(), None)
+                }
+            }
+        }
+        Ok(stamped.filter(|stamped| !stamped.racy()))
+    }
+
+    /// One included file: from its entry if its stamp and every fact its services
+    /// depended on are unchanged, else read and parsed.
+    fn file(&mut self, name: Box<OsStr>, entry: Option<cache::FileEntry>) {
+        if let Some(entry) = entry
+            && (self.host.stamp_in(self.dir, &name)).is_ok_and(|stamp| stamp == entry.stamp)
+            && let Some(facts) =
+                (self.verifier).carry(&entry.facts, self.host, &mut self.facts.borrow_mut())
+        {
+            (self.groups).push(Group::Cached {
                 name,
                 entry,
                 facts,
             });
-            continue;
+            return;
         }
-        let errors_before = read.errors.len();
-        let Some((table, stamped)) = read_table(&path, host, read.errors) else {
-            continue;
-        };
+        let path = self.dir.join(&*name);
         let file: Rc<Path> = Rc::from(path.as_path());
-        for entry in table.entries.iter().filter(|entry| entry.key != "service") {
-            let message = "an included file holds only [service.NAME] tables".to_string();
-            (read.errors).push(file_error(&path, entry.line, &entry.key, message));
-        }
-        let definitions_before = read.definitions.len();
-        collect_services(&table, &file, read.definitions, read.errors);
-        read.groups.push(Group::Fresh {
+        let errors_before = self.errors.len();
+        let definitions_before = self.definitions.len();
+        let stamped = match read_table(&path, self.host, self.errors) {
+            Some((table, stamped)) => {
+                for entry in table.entries.iter().filter(|entry| entry.key != "service") {
+                    let message = "an included file holds only [service.NAME] tables".to_string();
+                    (self.errors).push(file_error(&path, entry.line, &entry.key, message));
+                }
+                collect_services(&table, &file, self.definitions, self.errors);
+                stamped
+            }
+            None => None,
+        };
+        self.groups.push(Group::Fresh {
             file,
-            count: read.definitions.len() - definitions_before,
+            name: Some(name),
+            count: self.definitions.len() - definitions_before,
             stamped,
-            clean: read.errors.len() == errors_before,
+            clean: self.errors.len() == errors_before,
         });
     }
-    Ok(())
 }
 
 fn collect_services(
