@@ -177,7 +177,7 @@ impl Host for System {
             Some(status) => regular_kind(status.kind)?,
             None => regular(&std::fs::metadata(path)?)?,
         }
-        let read_at = realtime_ns();
+        let read_at = crate::sys::time::kernel_realtime_ns();
         let file = open_nonblocking(path)?;
         let stamp = stamp_of(&file.metadata()?);
         regular_kind(stamp.kind)?;
@@ -204,7 +204,7 @@ impl Host for System {
     /// a file system that does not say) is followed, and makes the listing one not to
     /// trust later: its target may change kind while the folder stays the same.
     fn toml_names(&self, dir: &Path) -> io::Result<(Vec<Box<OsStr>>, Option<Stamped>)> {
-        let read_at = realtime_ns();
+        let read_at = crate::sys::time::kernel_realtime_ns();
         self.open_folder(dir)?;
         let stamp = {
             let known = self.known.borrow();
@@ -274,13 +274,6 @@ fn regular_kind(kind: FileKind) -> io::Result<()> {
             format!("is {}, not a regular file", kind.described()),
         )),
     }
-}
-
-/// Now, in nanoseconds since the epoch: the clock file times are taken from.
-fn realtime_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_nanos() as i64)
 }
 
 fn stamp_of_stat(stat: &libc::stat) -> Stamp {

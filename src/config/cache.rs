@@ -138,7 +138,10 @@ pub struct Cache {
 impl Cache {
     /// How many included files have an entry.
     pub fn len(&self) -> usize {
-        self.files.iter().filter(|(_, entry)| entry.is_some()).count()
+        self.files
+            .iter()
+            .filter(|(_, entry)| entry.is_some())
+            .count()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -272,11 +275,18 @@ impl<'a> Verifier<'a> {
     }
 
     /// The set of new numbers of `ids` if every one still holds.
-    pub fn carry(&mut self, ids: &Rc<[u32]>, host: &dyn Host, new: &mut Facts) -> Option<Rc<[u32]>> {
+    pub fn carry(
+        &mut self,
+        ids: &Rc<[u32]>,
+        host: &dyn Host,
+        new: &mut Facts,
+    ) -> Option<Rc<[u32]>> {
         if let Some(known) = self.sets.get(&ids.as_ptr()) {
             return known.clone();
         }
-        let carried = self.carry_each(ids, host, new).map(|carried| new.set(&carried));
+        let carried = self
+            .carry_each(ids, host, new)
+            .map(|carried| new.set(&carried));
         self.sets.insert(ids.as_ptr(), carried.clone());
         carried
     }
@@ -329,7 +339,10 @@ impl Recorder<'_> {
 impl Host for Recorder<'_> {
     fn user(&self, name: &str) -> Option<UserEntry> {
         let answer = self.host.user(name);
-        self.note(Question::User(name.to_string()), Answer::User(answer.clone()));
+        self.note(
+            Question::User(name.to_string()),
+            Answer::User(answer.clone()),
+        );
         answer
     }
 
@@ -355,7 +368,10 @@ impl Host for Recorder<'_> {
 
     fn is_executable(&self, path: &Path) -> bool {
         let answer = self.host.is_executable(path);
-        self.note(Question::Executable(path.to_path_buf()), Answer::Flag(answer));
+        self.note(
+            Question::Executable(path.to_path_buf()),
+            Answer::Flag(answer),
+        );
         answer
     }
 
@@ -395,7 +411,10 @@ impl Host for Recorder<'_> {
 
     fn rpc_number(&self, name: &str) -> Option<u32> {
         let answer = self.host.rpc_number(name);
-        self.note(Question::RpcNumber(name.to_string()), Answer::Number(answer));
+        self.note(
+            Question::RpcNumber(name.to_string()),
+            Answer::Number(answer),
+        );
         answer
     }
 

@@ -18,8 +18,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use attrs::{Attrs, Origin};
-use raw::{Table, Value};
 pub use cache::{Cache, Stamp, Stamped};
+use raw::{Table, Value};
 pub use spec::ServiceSpec;
 
 /// One problem, located as precisely as it can be.
@@ -170,6 +170,10 @@ pub struct Config {
     /// Ids of services switched off (`disable`, `[defaults] disabled` or `enabled`),
     /// for `oxinetd status`.
     pub disabled: Vec<String>,
+    /// Included files read (and parsed and validated) by this load, and files taken
+    /// unchanged from the cache of the last one.
+    pub files_read: usize,
+    pub files_unchanged: usize,
 }
 
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -192,11 +196,7 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
 /// Loads the configuration, taking what `previous` (the cache of the configuration that
 /// runs) says of every included file that did not change (`cache`), and returns the
 /// cache of this load: the daemon keeps it only if it applies this load.
-pub fn load_cached(
-    main: &Path,
-    host: &dyn Host,
-    previous: Option<&mut Cache>,
-) -> (Config, Cache) {
+pub fn load_cached(main: &Path, host: &dyn Host, previous: Option<&mut Cache>) -> (Config, Cache) {
     let mut config = Config {
         services: Vec::new(),
         broken: Vec::new(),
@@ -208,6 +208,8 @@ pub fn load_cached(
         syslog_socket: PathBuf::from(DEFAULT_SYSLOG_SOCKET),
         control_socket: None,
         disabled: Vec::new(),
+        files_read: 0,
+        files_unchanged: 0,
     };
     let Some((table, _)) = read_table(main, host, &mut config.errors) else {
         config.fatal = true;
@@ -374,7 +376,9 @@ pub fn load_cached(
     let mut duplicates = duplicates.into_iter().peekable();
     let mut at = 0;
     let mut duplicate = |error: &mut Option<ConfigError>| {
-        let found = duplicates.next_if(|(place, _)| *place == at).map(|(_, error)| error);
+        let found = duplicates
+            .next_if(|(place, _)| *place == at)
+            .map(|(_, error)| error);
         at += 1;
         *error = found;
         error.is_some()
@@ -401,6 +405,7 @@ pub fn load_cached(
                 stamped,
                 mut clean,
             } => {
+                config.files_read += usize::from(name.is_some());
                 let recorder = cache::Recorder {
                     host,
                     facts: &facts,
@@ -439,6 +444,7 @@ pub fn load_cached(
                 facts,
                 ..
             } => {
+                config.files_unchanged += 1;
                 let mut clean = true;
                 for (_, outcome) in &entry.outcomes {
                     if duplicate(&mut error) {
@@ -847,9 +853,9 @@ fn duplicates(
                     .take(*count)
                     .map(|definition| (definition.id.as_str(), definition.line)),
             ),
-            Group::Cached { entry, .. } => Box::new(
-                (entry.outcomes.iter()).map(|(line, outcome)| (outcome.id(), *line)),
-            ),
+            Group::Cached { entry, .. } => {
+                Box::new((entry.outcomes.iter()).map(|(line, outcome)| (outcome.id(), *line)))
+            }
         };
         for (id, line) in ids {
             match seen.get(id) {
@@ -898,7 +904,10 @@ impl Read<'_, '_> {
         old: Vec<(Box<OsStr>, Option<cache::FileEntry>)>,
     ) -> std::io::Result<Option<Stamped>> {
         if let Some(folder) = folder
-            && self.host.stamp(self.dir).is_ok_and(|stamp| stamp == folder.stamp)
+            && self
+                .host
+                .stamp(self.dir)
+                .is_ok_and(|stamp| stamp == folder.stamp)
         {
             for (name, entry) in old {
                 self.file(name, entry);
@@ -910,7 +919,10 @@ impl Read<'_, '_> {
         let mut old = old.into_iter().peekable();
         for name in names {
             let name = name.as_encoded_bytes();
-            while old.next_if(|(old, _)| old.as_encoded_bytes() < name).is_some() {}
+            while old
+                .next_if(|(old, _)| old.as_encoded_bytes() < name)
+                .is_some()
+            {}
             match old.next_if(|(old, _)| old.as_encoded_bytes() == name) {
                 Some((name, entry)) => self.file(name, entry),
                 None => {
@@ -930,11 +942,7 @@ impl Read<'_, '_> {
             && let Some(facts) =
                 (self.verifier).carry(&entry.facts, self.host, &mut self.facts.borrow_mut())
         {
-            (self.groups).push(Group::Cached {
-                name,
-                entry,
-                facts,
-            });
+            (self.groups).push(Group::Cached { name, entry, facts });
             return;
         }
         let path = self.dir.join(&*name);

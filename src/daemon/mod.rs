@@ -283,6 +283,12 @@ impl Daemon {
         let (config, cache) =
             config::load_cached(&self.config_path, &System::new(), Some(&mut self.cache));
         log_diagnostics(&config);
+        if config.files_read + config.files_unchanged > 0 {
+            info!(
+                "reload: {} included files read, {} unchanged since the last load",
+                config.files_read, config.files_unchanged
+            );
+        }
         let mut errors: Vec<String> = config.errors.iter().map(ToString::to_string).collect();
         if config.fatal {
             error!("reload: failed, keeping the old configuration");

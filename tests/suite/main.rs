@@ -21,6 +21,7 @@ mod properties;
 mod real_programs;
 mod redirect;
 mod reload;
+mod reload_cache;
 mod resources;
 mod rpc;
 mod sensors;
