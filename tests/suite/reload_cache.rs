@@ -273,14 +273,13 @@ fn a_deleted_server_of_a_cached_file_is_reported() {
     assert_eq!(answer(port), "a\n");
 }
 
-/// The file's own mode is in its stamp; its server's is a fact checked again.
+/// The file's own mode is in its stamp (and changing it changes its ctime).
 #[test]
-fn a_cached_file_or_its_server_made_group_writable_is_distrusted() {
+fn a_cached_file_made_group_writable_is_distrusted() {
     let layout = Layout::new("");
     let port = free_port();
     let path = layout.file("svc.toml");
     fs::write(&path, layout.service("svc", port, "a")).expect("write");
-    let script = layout.script.clone();
     let daemon = layout.start();
 
     fs::set_permissions(&path, fs::Permissions::from_mode(0o664)).expect("chmod file");
@@ -292,6 +291,16 @@ fn a_cached_file_or_its_server_made_group_writable_is_distrusted() {
     fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod back");
     let log = reload(&daemon);
     assert!(!log.contains("runs as root"), "{log}");
+}
+
+/// The server's mode is not in the file: it is a fact checked again at every reload.
+#[test]
+fn the_server_of_a_cached_file_made_group_writable_is_distrusted() {
+    let layout = Layout::new("");
+    let port = free_port();
+    fs::write(layout.file("svc.toml"), layout.service("svc", port, "a")).expect("write");
+    let script = layout.script.clone();
+    let daemon = layout.start();
 
     fs::set_permissions(&script, fs::Permissions::from_mode(0o775)).expect("chmod server");
     let log = reload(&daemon);
@@ -299,6 +308,7 @@ fn a_cached_file_or_its_server_made_group_writable_is_distrusted() {
         log.contains("runs as root, but its server") && log.contains("its group"),
         "a group-writable server of a cached file is trusted:\n{log}"
     );
+    assert_eq!(answer(port), "a\n", "the old definition goes on");
 }
 
 /// A reload that fails keeps the running configuration and its cache: the next one
