@@ -23,6 +23,9 @@ pub struct System {
     euid: u32,
     somaxconn: u32,
     known: RefCell<Known>,
+    /// When this load began, by the kernel's clock: the moment every file it reads is
+    /// taken to be read at, for the racy rule (earlier than the true one: safe).
+    started: i64,
 }
 
 /// Answers already given during this load.
@@ -31,8 +34,10 @@ struct Known {
     users: HashMap<String, Option<UserEntry>>,
     executable: HashMap<PathBuf, bool>,
     status: HashMap<PathBuf, FileStatus>,
-    /// The include folder, open for `stamp_in`.
+    /// The include folder, open for `stamp_in` and `read_stamped`.
     folder: Option<(PathBuf, std::os::fd::OwnedFd)>,
+    /// The names its listing found to be regular files (not links), in order.
+    regular: Vec<Box<OsStr>>,
     environment: Option<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
@@ -47,6 +52,7 @@ impl System {
             euid: nix::unistd::geteuid().as_raw(),
             somaxconn,
             known: RefCell::default(),
+            started: crate::sys::time::kernel_realtime_ns(),
         }
     }
 
@@ -171,22 +177,24 @@ impl Host for System {
 
     fn read_stamped(&self, path: &Path, limit: usize) -> io::Result<(Vec<u8>, Option<Stamped>)> {
         // Looked at before the open, so a device is not even opened (opening some has
-        // effects), and again after it, in case the path changed in between.
-        let known = self.known.borrow().status.get(path).copied();
-        match known {
-            Some(status) => regular_kind(status.kind)?,
-            None => regular(&std::fs::metadata(path)?)?,
-        }
-        let read_at = crate::sys::time::kernel_realtime_ns();
-        let file = open_nonblocking(path)?;
+        // effects), and again after it, in case the path changed in between. A file the
+        // folder's listing found regular a moment ago is opened from the folder.
+        let file = match self.listed_regular(path) {
+            Some(file) => file?,
+            None => {
+                let known = self.known.borrow().status.get(path).copied();
+                match known {
+                    Some(status) => regular_kind(status.kind)?,
+                    None => regular(&std::fs::metadata(path)?)?,
+                }
+                open_nonblocking(path)?
+            }
+        };
         let stamp = stamp_of(&file.metadata()?);
         regular_kind(stamp.kind)?;
         (self.known.borrow_mut().status).insert(path.to_path_buf(), stamp.status());
-        // Sized by the stamp: one read and the one that finds the end, for a file that
-        // did not grow meanwhile.
-        let expected = (stamp.size as usize).min(limit) + 1;
-        let mut bytes = Vec::with_capacity(expected);
-        file.take(limit as u64 + 1).read_to_end(&mut bytes)?;
+        let bytes = read_up_to(file, stamp.size, limit)?;
+        let read_at = self.started;
         Ok((bytes, Some(Stamped { stamp, read_at })))
     }
 
@@ -204,7 +212,7 @@ impl Host for System {
     /// a file system that does not say) is followed, and makes the listing one not to
     /// trust later: its target may change kind while the folder stays the same.
     fn toml_names(&self, dir: &Path) -> io::Result<(Vec<Box<OsStr>>, Option<Stamped>)> {
-        let read_at = crate::sys::time::kernel_realtime_ns();
+        let read_at = self.started;
         self.open_folder(dir)?;
         let stamp = {
             let known = self.known.borrow();
@@ -212,6 +220,7 @@ impl Host for System {
             stamp_of_stat(&nix::sys::stat::fstat(fd)?)
         };
         let mut trusted = true;
+        let mut regular_names: Vec<Box<OsStr>> = Vec::new();
         let mut names: Vec<Box<OsStr>> = std::fs::read_dir(dir)?
             .filter_map(|entry| {
                 let entry = entry.ok()?;
@@ -221,7 +230,10 @@ impl Host for System {
                     return None;
                 }
                 let regular = match entry.file_type() {
-                    Ok(kind) if kind.is_file() => true,
+                    Ok(kind) if kind.is_file() => {
+                        regular_names.push(Box::from(name.as_os_str()));
+                        true
+                    }
                     // A folder, FIFO, socket or device: only a new entry can change that.
                     Ok(kind) if !kind.is_symlink() => false,
                     _ => {
@@ -234,11 +246,33 @@ impl Host for System {
             .collect();
         // By bytes, the order `Path` gives names of one folder.
         names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        regular_names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        self.known.borrow_mut().regular = regular_names;
         Ok((names, trusted.then_some(Stamped { stamp, read_at })))
     }
 }
 
 impl System {
+    /// Opens `path` from the open folder if its listing found it a regular file.
+    fn listed_regular(&self, path: &Path) -> Option<io::Result<File>> {
+        let known = self.known.borrow();
+        let (folder, fd) = known.folder.as_ref()?;
+        let name = path.file_name()?;
+        if path.parent() != Some(folder.as_path())
+            || (known.regular)
+                .binary_search_by(|listed| listed.as_bytes().cmp(name.as_bytes()))
+                .is_err()
+        {
+            return None;
+        }
+        let flags = nix::fcntl::OFlag::O_RDONLY
+            | nix::fcntl::OFlag::O_NONBLOCK
+            | nix::fcntl::OFlag::O_NOCTTY
+            | nix::fcntl::OFlag::O_CLOEXEC;
+        let opened = nix::fcntl::openat(fd, name, flags, nix::sys::stat::Mode::empty());
+        Some(opened.map(File::from).map_err(io::Error::from))
+    }
+
     /// Opens `dir` for `stamp_in`, unless it is the folder open already.
     fn open_folder(&self, dir: &Path) -> io::Result<()> {
         if (self.known.borrow().folder.as_ref()).is_some_and(|(open, _)| open == dir) {
@@ -251,6 +285,28 @@ impl System {
         self.known.borrow_mut().folder = Some((dir.to_path_buf(), fd));
         Ok(())
     }
+}
+
+/// At most `limit + 1` bytes of `file`, whose `stat` said `size`: read until that size
+/// (one `read` for a small file, not a second one to find the end), or to the end if
+/// `size` says nothing (a file in /proc says 0).
+fn read_up_to(mut file: File, size: u64, limit: usize) -> io::Result<Vec<u8>> {
+    let wanted = (size as usize).min(limit + 1);
+    let mut bytes = vec![0; wanted];
+    let mut filled = 0;
+    while filled < wanted {
+        match file.read(&mut bytes[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    bytes.truncate(filled);
+    if size == 0 {
+        file.take(limit as u64 + 1).read_to_end(&mut bytes)?;
+    }
+    Ok(bytes)
 }
 
 /// Opens `path` for reading without ever waiting: a FIFO with no writer opens at once

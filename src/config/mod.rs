@@ -211,7 +211,7 @@ pub fn load_cached(main: &Path, host: &dyn Host, previous: Option<&mut Cache>) -
         files_read: 0,
         files_unchanged: 0,
     };
-    let Some((table, _)) = read_table(main, host, &mut config.errors) else {
+    let Some((mut table, _)) = read_table(main, host, &mut config.errors) else {
         config.fatal = true;
         return (config, Cache::default());
     };
@@ -319,7 +319,7 @@ pub fn load_cached(main: &Path, host: &dyn Host, previous: Option<&mut Cache>) -
     // per file, freed amid the services made, would keep the heap from shrinking.
     let mut definitions = Vec::new();
     let mut groups = Vec::with_capacity(old.files.len() + 1);
-    collect_services(&table, &file, &mut definitions, &mut config.errors);
+    collect_services(&mut table, &file, &mut definitions, &mut config.errors);
     groups.push(Group::Fresh {
         file: file.clone(),
         name: None,
@@ -394,7 +394,9 @@ pub fn load_cached(main: &Path, host: &dyn Host, previous: Option<&mut Cache>) -
         shared: Shared::default(),
     };
     config.services.reserve(new_cache.files.capacity());
-    let mut definitions = definitions.into_iter();
+    // Settled in place and freed together: each freed amid the services made would
+    // leave the heap in pieces no trim gives back.
+    let mut unsettled = definitions.iter();
     let mut error = None;
     for group in groups {
         match group {
@@ -414,13 +416,18 @@ pub fn load_cached(main: &Path, host: &dyn Host, previous: Option<&mut Cache>) -
                 };
                 let warnings_before = config.warnings.len();
                 let mut outcomes = Vec::new();
-                for definition in definitions.by_ref().take(count) {
+                for definition in unsettled.by_ref().take(count) {
                     if duplicate(&mut error) {
                         config.errors.extend(error.take());
                         clean = false;
                         continue;
                     }
-                    match settle.definition(definition, &recorder, &mut config) {
+                    // Answers are noted only for a file the cache may keep.
+                    let host: &dyn Host = match stamped {
+                        Some(_) => &recorder,
+                        None => host,
+                    };
+                    match settle.definition(definition, host, &mut config) {
                         Some(outcome) => outcomes.push(outcome),
                         None => clean = false,
                     }
@@ -464,6 +471,7 @@ pub fn load_cached(main: &Path, host: &dyn Host, previous: Option<&mut Cache>) -
         }
     }
     drop(verifier);
+    drop(definitions);
     new_cache.facts = facts.into_inner();
     reject_tcpmux_clashes(&mut config);
     let muxed = config.services.iter().find(|spec| spec.tcpmux.is_some());
@@ -644,7 +652,7 @@ impl Settle<'_> {
     /// its service, or its errors, to `config`; its outcome if it had no error.
     fn definition(
         &mut self,
-        definition: Definition,
+        definition: &Definition,
         host: &dyn Host,
         config: &mut Config,
     ) -> Option<(usize, cache::Outcome)> {
@@ -653,13 +661,20 @@ impl Settle<'_> {
             || (self.enabled.as_ref()).is_some_and(|ids| !ids.contains(&definition.id));
         if switched_off {
             config.disabled.push(definition.id.clone());
-            return Some((line, cache::Outcome::Off(definition.id)));
+            return Some((line, cache::Outcome::Off(definition.id.clone())));
         }
-        let (attrs, key_errors) = definition.attrs;
+        let mut key_errors = Vec::new();
+        let attrs = read_attrs(
+            &definition.value,
+            &definition.file,
+            line,
+            Some(&definition.name),
+            &mut key_errors,
+        );
         if key_errors.iter().any(|error| error.key.is_none()) {
             // Not a table: there are no keys to check.
             config.errors.extend(key_errors);
-            config.broken.push(definition.id);
+            config.broken.push(definition.id.clone());
             return None;
         }
         // Every key is checked on its own merits even when others were bad, so every
@@ -707,7 +722,7 @@ impl Settle<'_> {
                         }
                         None => {
                             config.disabled.push(definition.id.clone());
-                            cache::Outcome::Off(definition.id)
+                            cache::Outcome::Off(definition.id.clone())
                         }
                     };
                     return Some((line, outcome));
@@ -719,7 +734,7 @@ impl Settle<'_> {
         errors.retain(|error| error.key.as_ref().is_none_or(|key| !failed.contains(key)));
         config.errors.extend(key_errors);
         config.errors.extend(errors);
-        config.broken.push(definition.id);
+        config.broken.push(definition.id.clone());
         None
     }
 }
@@ -731,8 +746,8 @@ struct Definition {
     id: String,
     file: Rc<Path>,
     line: usize,
-    /// The keys that read well, and an error for each that did not.
-    attrs: (Attrs, Vec<ConfigError>),
+    /// Its table as written, read key by key when it is settled.
+    value: Value,
 }
 
 /// A file that cannot be opened at all is named without a line; every other error has
@@ -950,12 +965,12 @@ impl Read<'_, '_> {
         let errors_before = self.errors.len();
         let definitions_before = self.definitions.len();
         let stamped = match read_table(&path, self.host, self.errors) {
-            Some((table, stamped)) => {
+            Some((mut table, stamped)) => {
                 for entry in table.entries.iter().filter(|entry| entry.key != "service") {
                     let message = "an included file holds only [service.NAME] tables".to_string();
                     (self.errors).push(file_error(&path, entry.line, &entry.key, message));
                 }
-                collect_services(&table, &file, self.definitions, self.errors);
+                collect_services(&mut table, &file, self.definitions, self.errors);
                 stamped
             }
             None => None,
@@ -970,16 +985,24 @@ impl Read<'_, '_> {
     }
 }
 
+/// Moves the definitions of `table`'s `[service.NAME]` tables out of it. Their keys are
+/// read when each is settled: a service's `Attrs` is kilobytes, and 10,000 of them read
+/// at once were most of the memory (and of the time) of a load.
 fn collect_services(
-    table: &Table,
+    table: &mut Table,
     file: &Rc<Path>,
     definitions: &mut Vec<Definition>,
     errors: &mut Vec<ConfigError>,
 ) {
-    let Some(entry) = table.get("service") else {
+    let Some(at) = table
+        .entries
+        .iter()
+        .position(|entry| entry.key == "service")
+    else {
         return;
     };
-    let Value::Table(services) = &entry.value else {
+    let entry = table.entries.remove(at);
+    let Value::Table(services) = entry.value else {
         errors.push(file_error(
             file,
             entry.line,
@@ -988,32 +1011,22 @@ fn collect_services(
         ));
         return;
     };
-    for service in &services.entries {
+    definitions.reserve(services.entries.len());
+    for service in services.entries {
         // `[[service.NAME]]` gives one name several definitions told apart by `id`, as
         // xinetd's repeated `service NAME` blocks are (echo over stream and dgram).
-        let tables: Vec<&Value> = match &service.value {
-            Value::Array(items) => items.iter().collect(),
+        let tables = match service.value {
+            Value::Array(items) => items,
             single => vec![single],
         };
         for value in tables {
-            let mut service_errors = Vec::new();
-            let attrs = read_attrs(
-                value,
-                file,
-                service.line,
-                Some(&service.key),
-                &mut service_errors,
-            );
-            let id = attrs
-                .id
-                .as_ref()
-                .map_or_else(|| service.key.clone(), |at| at.value.clone());
+            let id = attrs::id_of(&value).unwrap_or_else(|| service.key.clone());
             definitions.push(Definition {
                 name: service.key.clone(),
                 id,
                 file: file.clone(),
                 line: service.line,
-                attrs: (attrs, service_errors),
+                value,
             });
         }
     }
