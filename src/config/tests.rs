@@ -1642,3 +1642,50 @@ fn warnings_of_a_cached_file_are_given_at_every_load() {
     assert!(!first.warnings.is_empty());
     assert_eq!(first.warnings, second.warnings);
 }
+
+/// The main file is read and parsed at every load, but a definition whose table (with
+/// its lines) did not change is not validated again.
+#[test]
+fn unchanged_definitions_of_the_main_file_are_not_validated_again() {
+    let main = |b_port: u16, instances: u32| {
+        format!(
+            "[defaults]\ninstances = {instances}\n{}{}",
+            svc("a", 1, "/bin/a"),
+            svc("b", b_port, "/bin/b")
+        )
+    };
+    let load_main = |text: &str, cache: Option<&mut Cache>, gone: &[&str]| {
+        let mut host = FakeHost::new(0, &[("/etc/oxinetd.toml", text)]);
+        host.gone = gone.iter().map(PathBuf::from).collect();
+        load_with(&host, cache)
+    };
+    let (first, mut cache) = load_main(&main(2, 5), None, &[]);
+    let (second, mut cache2) = load_main(&main(3, 5), Some(&mut cache), &[]);
+    assert!(
+        Rc::ptr_eq(&first.services[0], &second.services[0]),
+        "a was validated again"
+    );
+    assert_eq!(second.services[1].socket.address.to_string(), "[::]:3");
+    // A changed [defaults] reaches every definition.
+    let (third, mut cache3) = load_main(&main(3, 6), Some(&mut cache2), &[]);
+    assert_eq!(third.services[0].instances, Instances::Limit(6));
+    assert!(!Rc::ptr_eq(&second.services[0], &third.services[0]));
+    // So does a changed answer of the host.
+    let (fourth, _) = load_main(&main(3, 6), Some(&mut cache3), &["/bin/a"]);
+    assert_eq!(fourth.broken, ["a"]);
+    assert!(fourth.errors[0].message.contains("not an executable"));
+}
+
+/// A definition moved to other lines is validated again: its errors and warnings name
+/// lines.
+#[test]
+fn a_definition_of_the_main_file_on_other_lines_is_validated_again() {
+    let text = format!("{}{}", svc("a", 1, "/bin/a"), svc("b", 2, "/bin/b"));
+    let host = FakeHost::new(0, &[("/etc/oxinetd.toml", &text)]);
+    let (first, mut cache) = load_with(&host, None);
+    let moved = format!("# a comment\n{text}");
+    let host = FakeHost::new(0, &[("/etc/oxinetd.toml", &moved)]);
+    let (second, _) = load_with(&host, Some(&mut cache));
+    assert!(!Rc::ptr_eq(&first.services[0], &second.services[0]));
+    assert_eq!(first.services[0], second.services[0]);
+}
