@@ -108,12 +108,41 @@ impl Outcome {
     }
 }
 
+/// Each definition's line and outcome: most files define one service, kept without a
+/// list of its own (10,000 lists were half a MiB).
+#[derive(Debug)]
+pub enum Outcomes {
+    One((usize, Outcome)),
+    Many(Box<[(usize, Outcome)]>),
+}
+
+impl Outcomes {
+    pub fn iter(&self) -> std::slice::Iter<'_, (usize, Outcome)> {
+        match self {
+            Outcomes::One(one) => std::slice::from_ref(one).iter(),
+            Outcomes::Many(many) => many.iter(),
+        }
+    }
+}
+
+impl From<Vec<(usize, Outcome)>> for Outcomes {
+    fn from(mut outcomes: Vec<(usize, Outcome)>) -> Outcomes {
+        match (outcomes.len(), outcomes.pop()) {
+            (1, Some(one)) => Outcomes::One(one),
+            (_, last) => {
+                outcomes.extend(last);
+                Outcomes::Many(outcomes.into())
+            }
+        }
+    }
+}
+
 /// What one included file gave.
 #[derive(Debug)]
 pub struct FileEntry {
     pub stamp: Stamp,
     /// Each definition's line and outcome, in order.
-    pub outcomes: Box<[(usize, Outcome)]>,
+    pub outcomes: Outcomes,
     pub warnings: Box<[ConfigError]>,
     /// The answers its validation depended on, by their number in `Cache::facts`:
     /// shared by the files that depended on the same ones (most do: one user, one

@@ -482,7 +482,7 @@ fn load_with(
             } => {
                 config.files_unchanged += 1;
                 let mut clean = true;
-                for (_, outcome) in &entry.outcomes {
+                for (_, outcome) in entry.outcomes.iter() {
                     if duplicate(&mut error) {
                         config.errors.extend(error.take());
                         clean = false;
