@@ -419,7 +419,7 @@ fn run(options: &Options) -> u8 {
     // Absolute, so a reload resolves includedir the same way whatever the cwd.
     let config_path =
         std::path::absolute(&options.config).unwrap_or_else(|_| options.config.clone());
-    let config = config::load(&config_path, &System::new());
+    let (config, cache) = config::load_cached(&config_path, &System::new(), None);
     daemon::log_diagnostics(&config);
     if config.fatal {
         error!(
@@ -438,7 +438,7 @@ fn run(options: &Options) -> u8 {
             return EXIT_SYSTEM;
         }
     };
-    let listening = daemon.start(config);
+    let listening = daemon.start(config, cache);
     if let Some(pidfile) = &options.pidfile
         && let Err(error) = std::fs::write(pidfile, format!("{}\n", std::process::id()))
     {

@@ -320,6 +320,15 @@ fn string(value: &Value) -> Result<String, String> {
     }
 }
 
+/// The `id` a service table sets, as `Attrs::set` reads it; `None` when unset or
+/// wrong (the service is then known by its name, and the error reported with its keys).
+pub fn id_of(value: &Value) -> Option<String> {
+    let Value::Table(table) = value else {
+        return None;
+    };
+    name(&table.get("id")?.value).ok()
+}
+
 fn name(value: &Value) -> Result<String, String> {
     match value {
         Value::String(text) if text.trim().is_empty() => Err("must not be empty".to_string()),

@@ -2,18 +2,23 @@
 //! asks the `Host` about users and ports; never touches the network.
 
 pub mod attrs;
+pub mod cache;
 pub mod raw;
 pub mod spec;
 pub mod trust;
 pub mod validate;
 
-use std::collections::{BTreeMap, HashMap};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fmt;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
 use attrs::{Attrs, Origin};
+pub use cache::{Cache, Stamp, Stamped};
 use raw::{Table, Value};
 pub use spec::ServiceSpec;
 
@@ -75,6 +80,33 @@ pub trait Host {
     fn rpc_number(&self, name: &str) -> Option<u32>;
     /// The `*.toml` files of a folder, in name order, dotfiles left out.
     fn toml_files(&self, dir: &Path) -> std::io::Result<Vec<PathBuf>>;
+    /// What `stat` (following links) says of `path`, for the cache of included files;
+    /// a host that cannot tell makes every file be read at every load.
+    fn stamp(&self, _path: &Path) -> std::io::Result<Stamp> {
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+    /// `stamp` of the file `name` of the folder `dir`.
+    fn stamp_in(&self, dir: &Path, name: &OsStr) -> std::io::Result<Stamp> {
+        self.stamp(&dir.join(name))
+    }
+    /// The names of `toml_files`, and the folder's stamp with the time the listing began
+    /// if the listing may be trusted while that stamp stays (no name in it is a link,
+    /// whose target may change kind without the folder changing).
+    fn toml_names(&self, dir: &Path) -> std::io::Result<(Vec<Box<OsStr>>, Option<Stamped>)> {
+        let names = (self.toml_files(dir)?.into_iter())
+            .filter_map(|path| Some(path.file_name()?.into()))
+            .collect();
+        Ok((names, None))
+    }
+    /// `read`, and the stamp of the file as it was opened with the time the reading
+    /// began, if the host can tell.
+    fn read_stamped(
+        &self,
+        path: &Path,
+        limit: usize,
+    ) -> std::io::Result<(Vec<u8>, Option<Stamped>)> {
+        self.read(path, limit).map(|bytes| (bytes, None))
+    }
 }
 
 /// The kinds of file `stat` tells apart.
@@ -120,7 +152,8 @@ pub const MAX_CONFIG_FILE: usize = 16 * 1024 * 1024;
 /// invalid: a start fails and a reload keeps the old configuration.
 #[derive(Debug)]
 pub struct Config {
-    pub services: Vec<ServiceSpec>,
+    /// Shared with the cache of the load (`cache`) and the daemon's running services.
+    pub services: Vec<Rc<ServiceSpec>>,
     /// Ids of services defined with errors; a reload keeps their old definitions.
     pub broken: Vec<String>,
     pub errors: Vec<ConfigError>,
@@ -137,6 +170,10 @@ pub struct Config {
     /// Ids of services switched off (`disable`, `[defaults] disabled` or `enabled`),
     /// for `oxinetd status`.
     pub disabled: Vec<String>,
+    /// Included files read (and parsed and validated) by this load, and files taken
+    /// unchanged from the cache of the last one.
+    pub files_read: usize,
+    pub files_unchanged: usize,
 }
 
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -151,7 +188,26 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "service",
 ];
 
+/// Loads the configuration with nothing cached and nothing noted for a cache
+/// (`--check`, tests).
 pub fn load(main: &Path, host: &dyn Host) -> Config {
+    load_with(main, host, None, false).0
+}
+
+/// Loads the configuration, taking what `previous` (the cache of the configuration that
+/// runs) says of every included file, and every definition of the main file, that did
+/// not change (`cache`), and returns the cache of this load: the daemon keeps it only
+/// if it applies this load.
+pub fn load_cached(main: &Path, host: &dyn Host, previous: Option<&mut Cache>) -> (Config, Cache) {
+    load_with(main, host, previous, true)
+}
+
+fn load_with(
+    main: &Path,
+    host: &dyn Host,
+    previous: Option<&mut Cache>,
+    keep: bool,
+) -> (Config, Cache) {
     let mut config = Config {
         services: Vec::new(),
         broken: Vec::new(),
@@ -163,10 +219,12 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
         syslog_socket: PathBuf::from(DEFAULT_SYSLOG_SOCKET),
         control_socket: None,
         disabled: Vec::new(),
+        files_read: 0,
+        files_unchanged: 0,
     };
-    let Some(table) = read_table(main, host, &mut config.errors) else {
+    let Some((mut table, _)) = read_table(main, host, &mut config.errors) else {
         config.fatal = true;
-        return config;
+        return (config, Cache::default());
     };
     let errors_before = config.errors.len();
     let file: Rc<Path> = Rc::from(main);
@@ -253,21 +311,59 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
         .map(|at| at.value)
         .unwrap_or_default();
     let enabled = defaults.enabled.take().map(|at| at.value);
+    // Every setting of the main file but its services: when one changes, no cached file
+    // is trusted (their services were validated with the old ones).
+    let settings: Vec<raw::Entry> = (table.entries.iter())
+        .filter(|entry| entry.key != "service")
+        .cloned()
+        .collect();
+    // A main file with errors keeps the old configuration and so its cache, whole; the
+    // entries of any other are moved into the new cache or dropped.
+    let fatal = config.errors.len() > errors_before;
+    let previous = previous
+        .filter(|_| !fatal)
+        .and_then(|cache| cache.for_main(main, &settings));
+    let facts = RefCell::new(cache::Facts::default());
+    let old = previous.map(std::mem::take).unwrap_or_default();
+    let mut verifier = cache::Verifier::new(&old.facts);
+    // One vector of every definition read, the groups counting theirs: a small vector
+    // per file, freed amid the services made, would keep the heap from shrinking.
     let mut definitions = Vec::new();
-    collect_services(&table, &file, &mut definitions, &mut config.errors);
+    let mut groups = Vec::with_capacity(old.files.len() + 1);
+    collect_services(&mut table, &file, &mut definitions, &mut config.errors);
+    groups.push(Group::Fresh {
+        file: file.clone(),
+        name: None,
+        count: definitions.len(),
+        stamped: None,
+        clean: false,
+    });
+    let mut folder = None;
+    let mut folder_path = PathBuf::new();
     // Errors inside included files spoil their services, not the main file.
     let mut included_errors = Vec::new();
     if let Some(entry) = table.get("includedir") {
         match &entry.value {
             Value::String(dir) => {
                 let dir = main.parent().unwrap_or(Path::new(".")).join(dir);
-                if let Err(error) = include(&dir, host, &mut definitions, &mut included_errors) {
-                    config.errors.push(file_error(
+                folder_path.clone_from(&dir);
+                let mut read = Read {
+                    host,
+                    dir: &dir,
+                    facts: &facts,
+                    verifier: &mut verifier,
+                    definitions: &mut definitions,
+                    groups: &mut groups,
+                    errors: &mut included_errors,
+                };
+                match read.folder(old.folder, old.files) {
+                    Ok(listed) => folder = listed,
+                    Err(error) => config.errors.push(file_error(
                         main,
                         entry.line,
                         "includedir",
                         format!("cannot read the folder {}: {error}", dir.display()),
-                    ));
+                    )),
                 }
             }
             other => config.errors.push(file_error(
@@ -281,92 +377,131 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
     config.fatal = config.errors.len() > errors_before;
     config.errors.extend(included_errors);
 
-    let mut seen: BTreeMap<String, Rc<Path>> = BTreeMap::new();
-    let mut environments = validate::Environments::default();
-    let mut shared = Shared::default();
-    for definition in definitions {
-        if let Some(first) = seen.get(&definition.id) {
-            config.errors.push(ConfigError {
-                file: definition.file.to_path_buf(),
-                line: Some(definition.line),
-                service: Some(definition.id.clone()),
-                key: None,
-                message: format!(
-                    "defined again (first in {}); give each definition its own `id`",
-                    first.display()
-                ),
-            });
-            continue;
-        }
-        seen.insert(definition.id.clone(), definition.file.clone());
-        let switched_off = disabled.contains(&definition.id)
-            || enabled
-                .as_ref()
-                .is_some_and(|ids| !ids.contains(&definition.id));
-        if switched_off {
-            config.disabled.push(definition.id);
-            continue;
-        }
-        let (attrs, key_errors) = definition.attrs;
-        if key_errors.iter().any(|error| error.key.is_none()) {
-            // Not a table: there are no keys to check.
-            config.errors.extend(key_errors);
-            config.broken.push(definition.id);
-            continue;
-        }
-        // Every key is checked on its own merits even when others were bad, so every
-        // error shows at once. A bad key is unset (not filled from [defaults]) and named
-        // in `failed`: the checks of combinations that need it are skipped, and errors
-        // about that key would only repeat it.
-        let mut failed: Vec<String> = key_errors.iter().filter_map(|e| e.key.clone()).collect();
-        let mut attrs = match attrs.socket_path {
-            Some(_) => attrs.or(&defaults.for_unix()),
-            None => attrs.or(&defaults),
-        };
-        for key in &failed {
-            attrs.clear(key);
-        }
-        failed.extend(
-            defaults_failed
-                .iter()
-                .filter(|key| !attrs.is_set(key))
-                .cloned(),
-        );
-        let outcome = validate::service(
-            &definition.name,
-            &definition.id,
-            &definition.file,
-            definition.line,
-            &attrs,
-            &failed,
-            host,
-            &mut environments,
-        );
-        config.warnings.extend(outcome.warnings);
-        let mut errors = match outcome.spec {
-            Ok(spec) => {
-                let distrusted = match &spec {
-                    Some(spec) if !trust_insecure_files => {
-                        trust::check(spec, &attrs, main, definition.line, host)
-                    }
-                    _ => Vec::new(),
+    let mut new_cache = Cache {
+        main: Some((main.to_path_buf(), settings)),
+        folder,
+        files: Vec::with_capacity(groups.len()),
+        definitions: Vec::new(),
+        facts: cache::Facts::default(),
+    };
+    let duplicates = duplicates(&groups, &definitions, &folder_path);
+    let mut duplicates = duplicates.into_iter().peekable();
+    let mut at = 0;
+    let mut duplicate = |error: &mut Option<ConfigError>| {
+        let found = duplicates
+            .next_if(|(place, _)| *place == at)
+            .map(|(_, error)| error);
+        at += 1;
+        *error = found;
+        error.is_some()
+    };
+    let mut settle = Settle {
+        main,
+        defaults,
+        defaults_failed,
+        disabled,
+        enabled,
+        trust_insecure_files,
+        environments: validate::Environments::default(),
+        shared: Shared::default(),
+    };
+    config.services.reserve(new_cache.files.capacity());
+    // Settled in place and freed together: each freed amid the services made would
+    // leave the heap in pieces no trim gives back.
+    let mut unsettled = definitions.iter();
+    let mut old_definitions = cache::Definitions::new(old.definitions);
+    let mut error = None;
+    for group in groups {
+        match group {
+            Group::Fresh {
+                file,
+                name,
+                count,
+                stamped,
+                mut clean,
+            } => {
+                config.files_read += usize::from(name.is_some());
+                let recorder = cache::Recorder {
+                    host,
+                    facts: &facts,
+                    used: RefCell::default(),
+                    own: stamped.is_some().then_some(&*file),
                 };
-                if key_errors.is_empty() && distrusted.is_empty() {
-                    match spec {
-                        Some(spec) => config.services.push(shared.share(spec)),
-                        None => config.disabled.push(definition.id),
-                    }
-                    continue;
+                let warnings_before = config.warnings.len();
+                let mut outcomes = Vec::new();
+                if name.is_none() {
+                    new_cache.definitions.reserve_exact(count);
                 }
-                distrusted
+                for definition in unsettled.by_ref().take(count) {
+                    if duplicate(&mut error) {
+                        config.errors.extend(error.take());
+                        clean = false;
+                        continue;
+                    }
+                    if !keep {
+                        clean &= settle.definition(definition, host, &mut config).is_some();
+                        continue;
+                    }
+                    if name.is_none() {
+                        // The main file is read at every load; its definitions are
+                        // kept one by one.
+                        let entry = main_definition(
+                            definition,
+                            &mut old_definitions,
+                            &mut settle,
+                            &recorder,
+                            &mut verifier,
+                            &mut config,
+                        );
+                        new_cache.definitions.extend(entry);
+                        continue;
+                    }
+                    match settle.definition(definition, &recorder, &mut config) {
+                        Some(outcome) => outcomes.push(outcome),
+                        None => clean = false,
+                    }
+                }
+                let Some(name) = name else {
+                    continue;
+                };
+                let entry = stamped
+                    .filter(|stamped| keep && clean && !stamped.racy())
+                    .map(|stamped| cache::FileEntry {
+                        stamp: stamped.stamp,
+                        outcomes: outcomes.into(),
+                        warnings: config.warnings[warnings_before..].into(),
+                        facts: recorder.take_used(),
+                    });
+                new_cache.files.push((name, entry));
             }
-            Err(errors) => errors,
-        };
-        errors.retain(|error| error.key.as_ref().is_none_or(|key| !failed.contains(key)));
-        config.errors.extend(key_errors);
-        config.errors.extend(errors);
-        config.broken.push(definition.id);
+            Group::Cached {
+                name,
+                mut entry,
+                facts,
+                ..
+            } => {
+                config.files_unchanged += 1;
+                let mut clean = true;
+                for (_, outcome) in entry.outcomes.iter() {
+                    if duplicate(&mut error) {
+                        config.errors.extend(error.take());
+                        clean = false;
+                        continue;
+                    }
+                    match outcome {
+                        cache::Outcome::Service(spec) => config.services.push(Rc::clone(spec)),
+                        cache::Outcome::Off(id) => config.disabled.push(id.clone()),
+                    }
+                }
+                config.warnings.extend(entry.warnings.iter().cloned());
+                entry.facts = facts;
+                new_cache.files.push((name, clean.then_some(entry)));
+            }
+        }
     }
+    drop(verifier);
+    drop(definitions);
+    new_cache.facts = facts.into_inner();
     reject_tcpmux_clashes(&mut config);
     let muxed = config.services.iter().find(|spec| spec.tcpmux.is_some());
     let muxer = config.services.iter().any(|spec| {
@@ -387,7 +522,7 @@ pub fn load(main: &Path, host: &dyn Host) -> Config {
     }
     sort_by_place(&mut config.errors);
     sort_by_place(&mut config.warnings);
-    config
+    (config, new_cache)
 }
 
 /// `control_socket` as given, or taken from the main file's folder when relative.
@@ -523,8 +658,151 @@ fn reject_tcpmux_clashes(config: &mut Config) {
                 spec.name
             ),
         });
-        config.broken.push(spec.id);
+        config.broken.push(spec.id.clone());
     }
+}
+
+/// What a load needs to settle each definition: the main file's settings and the
+/// ids seen so far.
+struct Settle<'a> {
+    main: &'a Path,
+    defaults: Attrs,
+    /// `[defaults]` keys that could not be read.
+    defaults_failed: Vec<String>,
+    disabled: Vec<String>,
+    enabled: Option<Vec<String>>,
+    trust_insecure_files: bool,
+    environments: validate::Environments,
+    shared: Shared,
+}
+
+impl Settle<'_> {
+    /// Validates one definition with `host` (the load's, noting its answers), adding
+    /// its service, or its errors, to `config`; its outcome if it had no error.
+    fn definition(
+        &mut self,
+        definition: &Definition,
+        host: &dyn Host,
+        config: &mut Config,
+    ) -> Option<(usize, cache::Outcome)> {
+        let line = definition.line;
+        let switched_off = self.disabled.contains(&definition.id)
+            || (self.enabled.as_ref()).is_some_and(|ids| !ids.contains(&definition.id));
+        if switched_off {
+            config.disabled.push(definition.id.clone());
+            return Some((line, cache::Outcome::Off(definition.id.clone())));
+        }
+        let mut key_errors = Vec::new();
+        let attrs = read_attrs(
+            &definition.value,
+            &definition.file,
+            line,
+            Some(&definition.name),
+            &mut key_errors,
+        );
+        if key_errors.iter().any(|error| error.key.is_none()) {
+            // Not a table: there are no keys to check.
+            config.errors.extend(key_errors);
+            config.broken.push(definition.id.clone());
+            return None;
+        }
+        // Every key is checked on its own merits even when others were bad, so every
+        // error shows at once. A bad key is unset (not filled from [defaults]) and named
+        // in `failed`: the checks of combinations that need it are skipped, and errors
+        // about that key would only repeat it.
+        let mut failed: Vec<String> = key_errors.iter().filter_map(|e| e.key.clone()).collect();
+        let mut attrs = match attrs.socket_path {
+            Some(_) => attrs.or(&self.defaults.for_unix()),
+            None => attrs.or(&self.defaults),
+        };
+        for key in &failed {
+            attrs.clear(key);
+        }
+        failed.extend(
+            (self.defaults_failed.iter())
+                .filter(|key| !attrs.is_set(key))
+                .cloned(),
+        );
+        let outcome = validate::service(
+            &definition.name,
+            &definition.id,
+            &definition.file,
+            line,
+            &attrs,
+            &failed,
+            host,
+            &mut self.environments,
+        );
+        config.warnings.extend(outcome.warnings);
+        let mut errors = match outcome.spec {
+            Ok(spec) => {
+                let distrusted = match &spec {
+                    Some(spec) if !self.trust_insecure_files => {
+                        trust::check(spec, &attrs, self.main, line, host)
+                    }
+                    _ => Vec::new(),
+                };
+                if key_errors.is_empty() && distrusted.is_empty() {
+                    let outcome = match spec {
+                        Some(spec) => {
+                            let spec = Rc::new(self.shared.share(spec));
+                            config.services.push(Rc::clone(&spec));
+                            cache::Outcome::Service(spec)
+                        }
+                        None => {
+                            config.disabled.push(definition.id.clone());
+                            cache::Outcome::Off(definition.id.clone())
+                        }
+                    };
+                    return Some((line, outcome));
+                }
+                distrusted
+            }
+            Err(errors) => errors,
+        };
+        errors.retain(|error| error.key.as_ref().is_none_or(|key| !failed.contains(key)));
+        config.errors.extend(key_errors);
+        config.errors.extend(errors);
+        config.broken.push(definition.id.clone());
+        None
+    }
+}
+
+/// One definition of the main file: what the last load made of it if its table (with
+/// its lines) and every answer it depended on are the same, else settled now. Its
+/// entry for the next load if it has no error.
+fn main_definition(
+    definition: &Definition,
+    old: &mut cache::Definitions,
+    settle: &mut Settle,
+    recorder: &cache::Recorder,
+    verifier: &mut cache::Verifier,
+    config: &mut Config,
+) -> Option<cache::DefinitionEntry> {
+    let written = cache::written(&definition.name, definition.line, &definition.value);
+    if let Some(mut entry) = old.take(written)
+        && let Some(facts) = verifier.carry(
+            &entry.facts,
+            recorder.host,
+            &mut recorder.facts.borrow_mut(),
+        )
+    {
+        match &entry.outcome {
+            cache::Outcome::Service(spec) => config.services.push(Rc::clone(spec)),
+            cache::Outcome::Off(id) => config.disabled.push(id.clone()),
+        }
+        config.warnings.extend(entry.warnings.iter().cloned());
+        entry.facts = facts;
+        return Some(entry);
+    }
+    let warnings_before = config.warnings.len();
+    let (_, outcome) = settle.definition(definition, recorder, config)?;
+    Some(cache::DefinitionEntry {
+        written,
+        outcome,
+        warnings: config.warnings[warnings_before..].into(),
+        facts: recorder.take_used(),
+    })
 }
 
 /// A `[service.NAME]` table, read key by key.
@@ -534,13 +812,17 @@ struct Definition {
     id: String,
     file: Rc<Path>,
     line: usize,
-    /// The keys that read well, and an error for each that did not.
-    attrs: (Attrs, Vec<ConfigError>),
+    /// Its table as written, read key by key when it is settled.
+    value: Value,
 }
 
 /// A file that cannot be opened at all is named without a line; every other error has
 /// one.
-fn read_table(path: &Path, host: &dyn Host, errors: &mut Vec<ConfigError>) -> Option<Table> {
+fn read_table(
+    path: &Path,
+    host: &dyn Host,
+    errors: &mut Vec<ConfigError>,
+) -> Option<(Table, Option<Stamped>)> {
     let unreadable = |message: String| ConfigError {
         file: path.to_path_buf(),
         line: None,
@@ -548,8 +830,8 @@ fn read_table(path: &Path, host: &dyn Host, errors: &mut Vec<ConfigError>) -> Op
         key: None,
         message,
     };
-    let bytes = match host.read(path, MAX_CONFIG_FILE) {
-        Ok(bytes) if bytes.len() > MAX_CONFIG_FILE => {
+    let (bytes, stamped) = match host.read_stamped(path, MAX_CONFIG_FILE) {
+        Ok((bytes, _)) if bytes.len() > MAX_CONFIG_FILE => {
             errors.push(unreadable(
                 "larger than 16 MiB: not a configuration file".to_string(),
             ));
@@ -576,7 +858,7 @@ fn read_table(path: &Path, host: &dyn Host, errors: &mut Vec<ConfigError>) -> Op
         }
     };
     match raw::parse(text) {
-        Ok(table) => Some(table),
+        Ok(table) => Some((table, stamped)),
         Err(error) => {
             errors.push(ConfigError {
                 file: path.to_path_buf(),
@@ -601,38 +883,192 @@ fn place_of(bytes: &[u8], offset: usize) -> (usize, usize) {
     (line, offset - line_start + 1)
 }
 
-/// Reads every `*.toml` of `dir`; only an unreadable folder is an `Err`.
-fn include(
-    dir: &Path,
-    host: &dyn Host,
-    definitions: &mut Vec<Definition>,
-    errors: &mut Vec<ConfigError>,
-) -> std::io::Result<()> {
-    let files = host.toml_files(dir)?;
-    for path in files {
-        let Some(table) = read_table(&path, host, errors) else {
-            continue;
-        };
-        let file: Rc<Path> = Rc::from(path.as_path());
-        for entry in table.entries.iter().filter(|entry| entry.key != "service") {
-            let message = "an included file holds only [service.NAME] tables".to_string();
-            errors.push(file_error(&path, entry.line, &entry.key, message));
-        }
-        collect_services(&table, &file, definitions, errors);
-    }
-    Ok(())
+/// The definitions of one file, in order: read now, or as the cache kept them.
+enum Group {
+    Fresh {
+        file: Rc<Path>,
+        /// The name of an included file (in its folder).
+        name: Option<Box<OsStr>>,
+        /// How many definitions it has, the next ones of the load's.
+        count: usize,
+        /// Set for an included file the cache may keep.
+        stamped: Option<Stamped>,
+        /// No error outside its definitions (an included file holding other keys).
+        clean: bool,
+    },
+    Cached {
+        name: Box<OsStr>,
+        entry: cache::FileEntry,
+        /// Its facts' numbers in this load.
+        facts: Rc<[u32]>,
+    },
 }
 
+impl Group {
+    /// Its file; an included one's folder is `dir`.
+    fn file(&self, dir: &Path) -> PathBuf {
+        match self {
+            Group::Fresh { file, .. } => file.to_path_buf(),
+            Group::Cached { name, .. } => dir.join(&**name),
+        }
+    }
+}
+
+/// The error of each definition whose id was defined before, by its place among all
+/// the definitions of the load (fresh and cached, in order). A first pass that borrows
+/// every id: no copy of 10,000 of them.
+fn duplicates(
+    groups: &[Group],
+    definitions: &[Definition],
+    dir: &Path,
+) -> Vec<(usize, ConfigError)> {
+    let mut seen: HashMap<&str, &Group> = HashMap::with_capacity(definitions.len() + groups.len());
+    let mut found = Vec::new();
+    let mut at = 0;
+    let mut fresh = definitions.iter();
+    for group in groups {
+        let ids: Box<dyn Iterator<Item = (&str, usize)>> = match group {
+            Group::Fresh { count, .. } => Box::new(
+                fresh
+                    .by_ref()
+                    .take(*count)
+                    .map(|definition| (definition.id.as_str(), definition.line)),
+            ),
+            Group::Cached { entry, .. } => {
+                Box::new((entry.outcomes.iter()).map(|(line, outcome)| (outcome.id(), *line)))
+            }
+        };
+        for (id, line) in ids {
+            match seen.get(id) {
+                Some(first) => found.push((
+                    at,
+                    ConfigError {
+                        file: group.file(dir),
+                        line: Some(line),
+                        service: Some(id.to_string()),
+                        key: None,
+                        message: format!(
+                            "defined again (first in {}); give each definition its own `id`",
+                            first.file(dir).display()
+                        ),
+                    },
+                )),
+                None => {
+                    seen.insert(id, group);
+                }
+            }
+            at += 1;
+        }
+    }
+    found
+}
+
+/// Reads the included files, taking what the cache says of those unchanged.
+struct Read<'r, 'f> {
+    host: &'r dyn Host,
+    dir: &'r Path,
+    facts: &'r RefCell<cache::Facts>,
+    verifier: &'r mut cache::Verifier<'f>,
+    definitions: &'r mut Vec<Definition>,
+    groups: &'r mut Vec<Group>,
+    errors: &'r mut Vec<ConfigError>,
+}
+
+impl Read<'_, '_> {
+    /// Every `*.toml` of the folder, in name order: as the last load listed them when
+    /// the folder did not change since (its stamp, and not racy), else listed anew.
+    /// Returns the folder's stamp if the next load may trust this listing; only an
+    /// unreadable folder is an `Err`.
+    fn folder(
+        &mut self,
+        folder: Option<Stamped>,
+        old: Vec<(Box<OsStr>, Option<cache::FileEntry>)>,
+    ) -> std::io::Result<Option<Stamped>> {
+        if let Some(folder) = folder
+            && self
+                .host
+                .stamp(self.dir)
+                .is_ok_and(|stamp| stamp == folder.stamp)
+        {
+            for (name, entry) in old {
+                self.file(name, entry);
+            }
+            return Ok(Some(folder));
+        }
+        let (names, stamped) = self.host.toml_names(self.dir)?;
+        // Both in name order: the old entries before a name are of files gone.
+        let mut old = old.into_iter().peekable();
+        for name in names {
+            let name = name.as_encoded_bytes();
+            while old
+                .next_if(|(old, _)| old.as_encoded_bytes() < name)
+                .is_some()
+            {}
+            match old.next_if(|(old, _)| old.as_encoded_bytes() == name) {
+                Some((name, entry)) => self.file(name, entry),
+                None => {
+                    let name = OsStr::from_bytes(name);
+                    self.file(name.into(), None)
+                }
+            }
+        }
+        Ok(stamped.filter(|stamped| !stamped.racy()))
+    }
+
+    /// One included file: from its entry if its stamp and every fact its services
+    /// depended on are unchanged, else read and parsed.
+    fn file(&mut self, name: Box<OsStr>, entry: Option<cache::FileEntry>) {
+        if let Some(entry) = entry
+            && (self.host.stamp_in(self.dir, &name)).is_ok_and(|stamp| stamp == entry.stamp)
+            && let Some(facts) =
+                (self.verifier).carry(&entry.facts, self.host, &mut self.facts.borrow_mut())
+        {
+            (self.groups).push(Group::Cached { name, entry, facts });
+            return;
+        }
+        let path = self.dir.join(&*name);
+        let file: Rc<Path> = Rc::from(path.as_path());
+        let errors_before = self.errors.len();
+        let definitions_before = self.definitions.len();
+        let stamped = match read_table(&path, self.host, self.errors) {
+            Some((mut table, stamped)) => {
+                for entry in table.entries.iter().filter(|entry| entry.key != "service") {
+                    let message = "an included file holds only [service.NAME] tables".to_string();
+                    (self.errors).push(file_error(&path, entry.line, &entry.key, message));
+                }
+                collect_services(&mut table, &file, self.definitions, self.errors);
+                stamped
+            }
+            None => None,
+        };
+        self.groups.push(Group::Fresh {
+            file,
+            name: Some(name),
+            count: self.definitions.len() - definitions_before,
+            stamped,
+            clean: self.errors.len() == errors_before,
+        });
+    }
+}
+
+/// Moves the definitions of `table`'s `[service.NAME]` tables out of it. Their keys are
+/// read when each is settled: a service's `Attrs` is kilobytes, and 10,000 of them read
+/// at once were most of the memory (and of the time) of a load.
 fn collect_services(
-    table: &Table,
+    table: &mut Table,
     file: &Rc<Path>,
     definitions: &mut Vec<Definition>,
     errors: &mut Vec<ConfigError>,
 ) {
-    let Some(entry) = table.get("service") else {
+    let Some(at) = table
+        .entries
+        .iter()
+        .position(|entry| entry.key == "service")
+    else {
         return;
     };
-    let Value::Table(services) = &entry.value else {
+    let entry = table.entries.remove(at);
+    let Value::Table(services) = entry.value else {
         errors.push(file_error(
             file,
             entry.line,
@@ -641,32 +1077,22 @@ fn collect_services(
         ));
         return;
     };
-    for service in &services.entries {
+    definitions.reserve(services.entries.len());
+    for service in services.entries {
         // `[[service.NAME]]` gives one name several definitions told apart by `id`, as
         // xinetd's repeated `service NAME` blocks are (echo over stream and dgram).
-        let tables: Vec<&Value> = match &service.value {
-            Value::Array(items) => items.iter().collect(),
+        let tables = match service.value {
+            Value::Array(items) => items,
             single => vec![single],
         };
         for value in tables {
-            let mut service_errors = Vec::new();
-            let attrs = read_attrs(
-                value,
-                file,
-                service.line,
-                Some(&service.key),
-                &mut service_errors,
-            );
-            let id = attrs
-                .id
-                .as_ref()
-                .map_or_else(|| service.key.clone(), |at| at.value.clone());
+            let id = attrs::id_of(&value).unwrap_or_else(|| service.key.clone());
             definitions.push(Definition {
                 name: service.key.clone(),
                 id,
                 file: file.clone(),
                 line: service.line,
-                attrs: (attrs, service_errors),
+                value,
             });
         }
     }

@@ -17,6 +17,14 @@ struct FakeHost {
     /// file (0755 under /bin), and for a folder of files a root-owned 0755 directory.
     statuses: BTreeMap<PathBuf, FileStatus>,
     euid: u32,
+    /// Stamps of files, for the cache; a file without one is read at every load.
+    stamps: BTreeMap<PathBuf, Stamp>,
+    /// When files are read (nanoseconds since the epoch).
+    read_at: i64,
+    /// Programs that are no longer executable (under /bin every other one is).
+    gone: Vec<PathBuf>,
+    /// The files read so far.
+    reads: std::cell::RefCell<Vec<PathBuf>>,
 }
 
 impl FakeHost {
@@ -28,6 +36,10 @@ impl FakeHost {
                 .collect(),
             statuses: BTreeMap::new(),
             euid,
+            stamps: BTreeMap::new(),
+            read_at: 0,
+            gone: Vec::new(),
+            reads: Default::default(),
         }
     }
 }
@@ -66,7 +78,7 @@ impl Host for FakeHost {
         )
     }
     fn is_executable(&self, path: &Path) -> bool {
-        path.starts_with("/bin")
+        path.starts_with("/bin") && !self.gone.iter().any(|gone| gone == path)
     }
     fn euid(&self) -> u32 {
         self.euid
@@ -99,7 +111,19 @@ impl Host for FakeHost {
         };
         Ok(FileStatus { kind, uid: 0, mode })
     }
+    fn stamp(&self, path: &Path) -> io::Result<Stamp> {
+        (self.stamps.get(path).copied()).ok_or_else(|| io::ErrorKind::NotFound.into())
+    }
+    fn read_stamped(&self, path: &Path, limit: usize) -> io::Result<(Vec<u8>, Option<Stamped>)> {
+        let bytes = self.read(path, limit)?;
+        let stamped = (self.stamps.get(path)).map(|&stamp| Stamped {
+            stamp,
+            read_at: self.read_at,
+        });
+        Ok((bytes, stamped))
+    }
     fn read(&self, path: &Path, limit: usize) -> io::Result<Vec<u8>> {
+        self.reads.borrow_mut().push(path.to_path_buf());
         if let Some(status) = self.statuses.get(path)
             && status.kind != FileKind::Regular
         {
@@ -141,7 +165,7 @@ fn one(text: &str) -> ServiceSpec {
     let config = load_as(0, text);
     assert!(config.errors.is_empty(), "{:?}", config.errors);
     assert_eq!(config.services.len(), 1);
-    config.services.into_iter().next().unwrap()
+    Rc::unwrap_or_clone(config.services.into_iter().next().unwrap())
 }
 
 fn exec(spec: &ServiceSpec) -> &spec::ExecSpec {
@@ -1391,4 +1415,277 @@ fn equal_parts_of_services_are_shared_and_different_ones_are_not() {
     assert!(!Rc::ptr_eq(&a.access, &e.access));
     assert_ne!(a.access, e.access);
     assert_eq!(e.instances, Instances::Limit(3));
+}
+
+// ---------------------------------------------------------------------------------------
+// The cache of included files (`cache`).
+
+const SECOND: i64 = 1_000_000_000;
+
+/// A stamp written at `second` (plus a few ns, as file systems with nanosecond times
+/// give), and read long after.
+fn stamp(inode: u64, second: i64) -> Stamp {
+    Stamp {
+        device: 1,
+        inode,
+        size: 100,
+        modified: second * SECOND + 7,
+        changed: second * SECOND + 7,
+        kind: FileKind::Regular,
+        uid: 0,
+        gid: 0,
+        mode: 0o644,
+    }
+}
+
+const MAIN_WITH_DIR: &str = "includedir = \"conf.d\"\n[defaults]\ninstances = 5\n";
+
+fn svc(name: &str, port: u16, server: &str) -> String {
+    format!(
+        "[service.{name}]\nsocket_type = \"stream\"\nwait = false\nuser = \"root\"\n\
+         server = \"{server}\"\nport = {port}\n"
+    )
+}
+
+/// A host with the main file, `conf.d/a.toml` and `conf.d/b.toml` (with stamps), read
+/// at second 1000.
+fn included(main: &str, a: &str, b: &str) -> FakeHost {
+    let mut host = FakeHost::new(
+        0,
+        &[
+            ("/etc/oxinetd.toml", main),
+            ("/etc/conf.d/a.toml", a),
+            ("/etc/conf.d/b.toml", b),
+        ],
+    );
+    host.stamps
+        .insert("/etc/conf.d/a.toml".into(), stamp(1, 10));
+    host.stamps
+        .insert("/etc/conf.d/b.toml".into(), stamp(2, 10));
+    host.read_at = 1000 * SECOND;
+    host
+}
+
+fn load_with(host: &FakeHost, previous: Option<&mut Cache>) -> (Config, Cache) {
+    host.reads.borrow_mut().clear();
+    load_cached(Path::new("/etc/oxinetd.toml"), host, previous)
+}
+
+fn reads(host: &FakeHost) -> Vec<String> {
+    (host.reads.borrow().iter())
+        .filter(|path| path.starts_with("/etc/conf.d"))
+        .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn ids(config: &Config) -> Vec<&str> {
+    config
+        .services
+        .iter()
+        .map(|spec| spec.id.as_str())
+        .collect()
+}
+
+#[test]
+fn unchanged_included_files_are_neither_read_nor_validated_again() {
+    let (a, b) = (svc("a", 1, "/bin/a"), svc("b", 2, "/bin/b"));
+    let host = included(MAIN_WITH_DIR, &a, &b);
+    let (first, mut cache) = load_with(&host, None);
+    assert!(first.errors.is_empty(), "{:?}", first.errors);
+    assert_eq!(
+        (reads(&host), cache.len()),
+        (vec!["a.toml".into(), "b.toml".into()], 2)
+    );
+
+    let (second, _) = load_with(&host, Some(&mut cache));
+    assert!(second.errors.is_empty(), "{:?}", second.errors);
+    assert_eq!(reads(&host), Vec::<String>::new());
+    assert_eq!(ids(&second), ["a", "b"]);
+    assert_eq!((second.files_read, second.files_unchanged), (0, 2));
+    // The very definitions that run: the reload plan knows them by their address.
+    assert!(Rc::ptr_eq(&first.services[1], &second.services[1]));
+}
+
+#[test]
+fn any_change_of_the_stamp_reads_the_file_again() {
+    let (a, b) = (svc("a", 1, "/bin/a"), svc("b", 2, "/bin/b"));
+    let changes: [fn(&mut Stamp); 7] = [
+        |stamp| stamp.size += 1,
+        |stamp| stamp.modified += 1,
+        |stamp| stamp.changed += 1,
+        |stamp| stamp.inode += 1,
+        |stamp| stamp.device += 1,
+        |stamp| stamp.mode = 0o600,
+        |stamp| stamp.uid = 1000,
+    ];
+    for change in changes {
+        let host = included(MAIN_WITH_DIR, &a, &b);
+        let (_, mut cache) = load_with(&host, None);
+        let mut host = included(MAIN_WITH_DIR, &a, &svc("b", 3, "/bin/b"));
+        change(
+            host.stamps
+                .get_mut(Path::new("/etc/conf.d/b.toml"))
+                .unwrap(),
+        );
+        let (config, _) = load_with(&host, Some(&mut cache));
+        assert_eq!(reads(&host), ["b.toml"]);
+        let port = |spec: &ServiceSpec| spec.socket.address.to_string();
+        assert_eq!(port(&config.services[1]), "[::]:3");
+    }
+}
+
+/// git's racy rule: a file read within the margin after it was written may be written
+/// again with the same stamp (a coarse clock's tick, a file system's whole second).
+#[test]
+fn a_file_read_too_soon_after_it_changed_is_read_again() {
+    let (a, b) = (svc("a", 1, "/bin/a"), svc("b", 2, "/bin/b"));
+    for (written_ns, read_at, cached) in [
+        (10 * SECOND + 7, 10 * SECOND + 7, false),
+        (10 * SECOND + 7, 10 * SECOND + 50_000_000, false),
+        (10 * SECOND + 7, 10 * SECOND + 200_000_000, true),
+        // Whole seconds: a file system that keeps no nanoseconds.
+        (10 * SECOND, 12 * SECOND, false),
+        (10 * SECOND, 14 * SECOND, true),
+        // The clock went back: the file seems written in the future.
+        (10 * SECOND + 7, 5 * SECOND, false),
+    ] {
+        let mut host = included(MAIN_WITH_DIR, &a, &b);
+        host.stamps.insert("/etc/conf.d/a.toml".into(), stamp(1, 1));
+        let at = host
+            .stamps
+            .get_mut(Path::new("/etc/conf.d/b.toml"))
+            .unwrap();
+        (at.modified, at.changed) = (written_ns, written_ns);
+        host.read_at = read_at;
+        let (_, mut cache) = load_with(&host, None);
+        let (_, _) = load_with(&host, Some(&mut cache));
+        let expected: Vec<String> = if cached {
+            vec![]
+        } else {
+            vec!["b.toml".into()]
+        };
+        assert_eq!(
+            reads(&host),
+            expected,
+            "written {written_ns} read {read_at}"
+        );
+    }
+}
+
+#[test]
+fn a_change_of_the_main_file_drops_every_entry() {
+    let (a, b) = (svc("a", 1, "/bin/a"), svc("b", 2, "/bin/b"));
+    let host = included(MAIN_WITH_DIR, &a, &b);
+    let (_, mut cache) = load_with(&host, None);
+    let host = included(&MAIN_WITH_DIR.replace('5', "6"), &a, &b);
+    let (config, _) = load_with(&host, Some(&mut cache));
+    assert_eq!(reads(&host), ["a.toml", "b.toml"]);
+    assert_eq!(config.services[0].instances, Instances::Limit(6));
+}
+
+/// What validation asked of the host is asked again: a server gone is an error again.
+#[test]
+fn a_changed_answer_of_the_host_reads_the_file_again() {
+    let (a, b) = (svc("a", 1, "/bin/a"), svc("b", 2, "/bin/b"));
+    let host = included(MAIN_WITH_DIR, &a, &b);
+    let (_, mut cache) = load_with(&host, None);
+    let mut host = included(MAIN_WITH_DIR, &a, &b);
+    host.gone.push("/bin/b".into());
+    let (config, cache) = load_with(&host, Some(&mut cache));
+    assert_eq!(reads(&host), ["b.toml"]);
+    assert_eq!(config.broken, ["b"]);
+    assert!(config.errors[0].message.contains("not an executable"));
+    assert_eq!(cache.len(), 1, "a file with an error has no entry");
+}
+
+#[test]
+fn a_file_with_an_error_is_read_and_reported_at_every_load() {
+    let (a, b) = (svc("a", 1, "/bin/a"), svc("b", 2, "/opt/missing"));
+    let host = included(MAIN_WITH_DIR, &a, &b);
+    let (first, mut cache) = load_with(&host, None);
+    let (second, _) = load_with(&host, Some(&mut cache));
+    assert_eq!(reads(&host), ["b.toml"]);
+    assert_eq!(first.errors, second.errors);
+    assert_eq!(second.broken, ["b"]);
+}
+
+/// An id is unique across the files: a cached definition that an edited file now
+/// defines first is an error, and its file is read again next time.
+#[test]
+fn a_cached_definition_defined_first_elsewhere_is_an_error() {
+    let (a, b) = (svc("a", 1, "/bin/a"), svc("b", 2, "/bin/b"));
+    let host = included(MAIN_WITH_DIR, &a, &b);
+    let (_, mut cache) = load_with(&host, None);
+    let mut host = included(MAIN_WITH_DIR, &format!("{a}{}", svc("b", 3, "/bin/b")), &b);
+    host.stamps
+        .get_mut(Path::new("/etc/conf.d/a.toml"))
+        .unwrap()
+        .size += 1;
+    let (config, cache) = load_with(&host, Some(&mut cache));
+    assert_eq!(reads(&host), ["a.toml"]);
+    assert_eq!(ids(&config), ["a", "b"]);
+    assert_eq!(config.errors.len(), 1, "{:?}", config.errors);
+    assert_eq!(config.errors[0].file, Path::new("/etc/conf.d/b.toml"));
+    assert!(config.errors[0].message.contains("defined again"));
+    assert_eq!(cache.len(), 1);
+}
+
+/// Warnings of a cached file are given again, as a load without the cache gives them.
+#[test]
+fn warnings_of_a_cached_file_are_given_at_every_load() {
+    let muxed = "[service.m]\ntype = \"TCPMUX\"\nsocket_type = \"stream\"\nwait = false\n\
+                 user = \"root\"\nserver = \"/bin/m\"\n";
+    let host = included(MAIN_WITH_DIR, &svc("a", 1, "/bin/a"), muxed);
+    let (first, mut cache) = load_with(&host, None);
+    let (second, _) = load_with(&host, Some(&mut cache));
+    assert_eq!(reads(&host), Vec::<String>::new());
+    assert!(!first.warnings.is_empty());
+    assert_eq!(first.warnings, second.warnings);
+}
+
+/// The main file is read and parsed at every load, but a definition whose table (with
+/// its lines) did not change is not validated again.
+#[test]
+fn unchanged_definitions_of_the_main_file_are_not_validated_again() {
+    let main = |b_port: u16, instances: u32| {
+        format!(
+            "[defaults]\ninstances = {instances}\n{}{}",
+            svc("a", 1, "/bin/a"),
+            svc("b", b_port, "/bin/b")
+        )
+    };
+    let load_main = |text: &str, cache: Option<&mut Cache>, gone: &[&str]| {
+        let mut host = FakeHost::new(0, &[("/etc/oxinetd.toml", text)]);
+        host.gone = gone.iter().map(PathBuf::from).collect();
+        load_with(&host, cache)
+    };
+    let (first, mut cache) = load_main(&main(2, 5), None, &[]);
+    let (second, mut cache2) = load_main(&main(3, 5), Some(&mut cache), &[]);
+    assert!(
+        Rc::ptr_eq(&first.services[0], &second.services[0]),
+        "a was validated again"
+    );
+    assert_eq!(second.services[1].socket.address.to_string(), "[::]:3");
+    // A changed [defaults] reaches every definition.
+    let (third, mut cache3) = load_main(&main(3, 6), Some(&mut cache2), &[]);
+    assert_eq!(third.services[0].instances, Instances::Limit(6));
+    assert!(!Rc::ptr_eq(&second.services[0], &third.services[0]));
+    // So does a changed answer of the host.
+    let (fourth, _) = load_main(&main(3, 6), Some(&mut cache3), &["/bin/a"]);
+    assert_eq!(fourth.broken, ["a"]);
+    assert!(fourth.errors[0].message.contains("not an executable"));
+}
+
+/// A definition moved to other lines is validated again: its errors and warnings name
+/// lines.
+#[test]
+fn a_definition_of_the_main_file_on_other_lines_is_validated_again() {
+    let text = format!("{}{}", svc("a", 1, "/bin/a"), svc("b", 2, "/bin/b"));
+    let host = FakeHost::new(0, &[("/etc/oxinetd.toml", &text)]);
+    let (first, mut cache) = load_with(&host, None);
+    let moved = format!("# a comment\n{text}");
+    let host = FakeHost::new(0, &[("/etc/oxinetd.toml", &moved)]);
+    let (second, _) = load_with(&host, Some(&mut cache));
+    assert!(!Rc::ptr_eq(&first.services[0], &second.services[0]));
+    assert_eq!(first.services[0], second.services[0]);
 }

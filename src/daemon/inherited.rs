@@ -7,6 +7,7 @@
 //! gives it back to the pool, where the service (or another with its address) finds it
 //! again. Sockets no service claims at start-up are logged and closed.
 
+use std::borrow::Borrow;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
@@ -133,7 +134,7 @@ pub struct Inherited {
 impl Inherited {
     /// Takes the sockets systemd handed over and assigns them to `services`; the ones no
     /// service claims are logged and closed.
-    pub fn from_environment(services: &[ServiceSpec]) -> Inherited {
+    pub fn from_environment(services: &[impl Borrow<ServiceSpec>]) -> Inherited {
         let variable = |name| std::env::var(name).ok();
         let names = handed_over(
             variable("LISTEN_PID").as_deref(),
@@ -158,9 +159,10 @@ impl Inherited {
         Inherited::assigned(handed, services)
     }
 
-    fn assigned(mut handed: Vec<Handed>, services: &[ServiceSpec]) -> Inherited {
+    fn assigned(mut handed: Vec<Handed>, services: &[impl Borrow<ServiceSpec>]) -> Inherited {
         let services: Vec<(&ServiceSpec, Shape)> = services
             .iter()
+            .map(Borrow::borrow)
             .filter(|spec| spec.tcpmux.is_none())
             .filter_map(|spec| Some((spec, Shape::of(spec)?)))
             .collect();

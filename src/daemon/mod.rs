@@ -39,6 +39,7 @@ mod timers;
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
@@ -71,6 +72,9 @@ pub use signals::block as block_signals;
 
 pub struct Daemon {
     config_path: PathBuf,
+    /// What the load of the configuration that runs made of each included file: the
+    /// next reload reads, parses and validates only the files that changed.
+    cache: config::Cache,
     poller: Poller,
     signals: Signals,
     spawner: Spawner,
@@ -106,6 +110,7 @@ impl Daemon {
         poller.add(&signals, Token::Signals, EpollFlags::EPOLLIN)?;
         Ok(Daemon {
             config_path: config_path.to_path_buf(),
+            cache: config::Cache::default(),
             poller,
             signals,
             spawner: Spawner::new(),
@@ -133,8 +138,10 @@ impl Daemon {
         })
     }
 
-    /// Starts every service of a loaded configuration; returns how many listen.
-    pub fn start(&mut self, config: Config) -> usize {
+    /// Starts every service of a loaded configuration, keeping the cache of its load
+    /// for the reloads; returns how many listen.
+    pub fn start(&mut self, config: Config, cache: config::Cache) -> usize {
+        self.cache = cache;
         // A line per service: written together (64 KiB a write), not one write each.
         logging::hold_lines();
         self.shutdown_grace = config.shutdown_grace;
@@ -280,8 +287,15 @@ impl Daemon {
 
     fn apply_new_config(&mut self) {
         info!("reloading {}", self.config_path.display());
-        let config = config::load(&self.config_path, &System::new());
+        let (config, cache) =
+            config::load_cached(&self.config_path, &System::new(), Some(&mut self.cache));
         log_diagnostics(&config);
+        if config.files_read + config.files_unchanged > 0 {
+            info!(
+                "reload: {} included files read, {} unchanged since the last load",
+                config.files_read, config.files_unchanged
+            );
+        }
         let mut errors: Vec<String> = config.errors.iter().map(ToString::to_string).collect();
         if config.fatal {
             error!("reload: failed, keeping the old configuration");
@@ -289,15 +303,17 @@ impl Daemon {
                 "failed, keeping the old configuration ({})",
                 counted(errors.len(), "error")
             );
+            // The cache stays the one of the configuration that runs.
             self.control.reloaded(false, summary, errors);
             return;
         }
+        self.cache = cache;
         self.shutdown_grace = config.shutdown_grace;
         self.max_servers = config.max_servers;
         self.lines
             .sinks
             .set_syslog_socket(config.syslog_socket.clone());
-        let running: Vec<&ServiceSpec> = self.services.specs().collect();
+        let running: Vec<&Rc<ServiceSpec>> = self.services.specs().collect();
         let changes: Vec<OwnedChange> = reload::plan(&running, &config.services, &config.broken)
             .into_iter()
             .map(OwnedChange::from)

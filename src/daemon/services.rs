@@ -26,7 +26,8 @@ use crate::spawn::Prepared;
 use crate::tcpmux;
 
 pub struct Service {
-    pub spec: ServiceSpec,
+    /// Shared with the cache of the load it came from (`config::cache`).
+    pub spec: Rc<ServiceSpec>,
     pub log: Rc<ServiceLog>,
     /// Shared by the services of a load that run one shared `ExecSpec`.
     pub prepared: Option<Rc<Prepared>>,
@@ -71,22 +72,22 @@ pub enum OwnedChange {
     Keep,
     KeepOld(String),
     Remove(String),
-    Add(Box<ServiceSpec>),
+    Add(Rc<ServiceSpec>),
     Update {
-        spec: Box<ServiceSpec>,
+        spec: Rc<ServiceSpec>,
         socket: SocketChange,
     },
 }
 
-impl From<Change<'_>> for OwnedChange {
-    fn from(change: Change<'_>) -> OwnedChange {
+impl From<Change<'_, Rc<ServiceSpec>>> for OwnedChange {
+    fn from(change: Change<'_, Rc<ServiceSpec>>) -> OwnedChange {
         match change {
             Change::Keep(_) => OwnedChange::Keep,
             Change::KeepOld(name) => OwnedChange::KeepOld(name.to_string()),
             Change::Remove(name) => OwnedChange::Remove(name.to_string()),
-            Change::Add(spec) => OwnedChange::Add(Box::new(spec.clone())),
+            Change::Add(spec) => OwnedChange::Add(Rc::clone(spec)),
             Change::Update { spec, socket } => OwnedChange::Update {
-                spec: Box::new(spec.clone()),
+                spec: Rc::clone(spec),
                 socket,
             },
         }
@@ -110,7 +111,7 @@ impl Services {
         self.slab.iter_mut()
     }
 
-    pub fn specs(&self) -> impl Iterator<Item = &ServiceSpec> {
+    pub fn specs(&self) -> impl Iterator<Item = &Rc<ServiceSpec>> {
         self.slab.values().map(|service| &service.spec)
     }
 
@@ -152,7 +153,7 @@ impl Services {
 
     pub fn add(
         &mut self,
-        spec: ServiceSpec,
+        spec: Rc<ServiceSpec>,
         poller: &Poller,
         lines: &mut Lines,
     ) -> Result<(), String> {
@@ -296,7 +297,7 @@ impl Services {
             }
             OwnedChange::Add(spec) => {
                 let name = spec.id.clone();
-                if let Err(message) = self.add(*spec, poller, lines) {
+                if let Err(message) = self.add(spec, poller, lines) {
                     let message = format!("service {name}: {message}");
                     error!("{message}");
                     return Err(message);
@@ -304,7 +305,7 @@ impl Services {
             }
             OwnedChange::Update { spec, socket } => {
                 let name = spec.id.clone();
-                if let Err(message) = self.update(*spec, socket, poller, lines, children) {
+                if let Err(message) = self.update(spec, socket, poller, lines, children) {
                     let message =
                         format!("service {name}: {message}; keeping the previous definition");
                     error!("{message}");
@@ -322,7 +323,7 @@ impl Services {
     /// New settings for new connections; the running servers keep theirs.
     fn update(
         &mut self,
-        spec: ServiceSpec,
+        spec: Rc<ServiceSpec>,
         socket_change: SocketChange,
         poller: &Poller,
         lines: &mut Lines,

@@ -1,4 +1,4 @@
-//! The C library's local time: localtime_r, tzset and strftime.
+//! The C library's local time (localtime_r, tzset and strftime), and the kernel's clock.
 
 /// The broken-down local time of a Unix time, or `None` if libc cannot give one.
 pub fn localtime(secs: i64) -> Option<libc::tm> {
@@ -52,4 +52,28 @@ pub fn monotonic() -> std::time::Duration {
     // SAFETY: the pointer is to a live local timespec; CLOCK_MONOTONIC always exists.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
     std::time::Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+/// Now, in nanoseconds since the epoch, as the kernel's clock says: the one it stamps
+/// files with (the cache of included files compares the two). Asked of the kernel
+/// itself, not through the C library, which a preloaded library (libfaketime, as in
+/// CI) may shift away from the files' times.
+pub fn kernel_realtime_ns() -> i64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, which `now` is, and keeps no pointer.
+    let failed = unsafe {
+        libc::syscall(
+            libc::SYS_clock_gettime,
+            libc::CLOCK_REALTIME,
+            &mut now as *mut libc::timespec,
+        )
+    } != 0;
+    if failed {
+        // Never on Linux; a moment every file seems newer than makes every file racy.
+        return i64::MIN;
+    }
+    now.tv_sec.saturating_mul(1_000_000_000) + now.tv_nsec
 }

@@ -22,6 +22,7 @@ mod real_programs;
 mod reaping;
 mod redirect;
 mod reload;
+mod reload_cache;
 mod resources;
 mod rpc;
 mod sensors;
