@@ -22,12 +22,11 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::hash::{Hash, Hasher};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use super::raw::{Entry, Value};
+use super::raw::Entry;
 use super::spec::Protocol;
 use super::{ConfigError, FileKind, FileStatus, Host, ServiceSpec, UserEntry};
 
@@ -150,60 +149,6 @@ pub struct FileEntry {
     pub facts: Rc<[u32]>,
 }
 
-/// What the last load made of one definition of the main file, which is read and
-/// parsed at every load: known again by a hash of its table as written.
-#[derive(Debug)]
-pub struct DefinitionEntry {
-    /// `written` of its name, line and table.
-    pub written: u128,
-    pub outcome: Outcome,
-    pub warnings: Box<[ConfigError]>,
-    pub facts: Rc<[u32]>,
-}
-
-/// 128 bits of hash of a definition's name, line and table with every key's line (two
-/// SipHash-1-3, told apart by a first byte): a table written differently, or moved, is
-/// another one. Two tables that differ and hash alike are left to chance (about 2^-128
-/// a pair; the files are root's, not an adversary's).
-pub fn written(name: &str, line: usize, value: &Value) -> u128 {
-    let half = |seed: u8| {
-        let mut hasher = std::hash::DefaultHasher::new();
-        (seed, name, line, value).hash(&mut hasher);
-        hasher.finish()
-    };
-    (u128::from(half(1)) << 64) | u128::from(half(2))
-}
-
-/// The main file's entries of the last load, taken by their `written`.
-pub struct Definitions {
-    entries: Vec<Option<DefinitionEntry>>,
-    by_written: HashMap<u128, usize>,
-    /// Where the next one is looked for first: definitions keep their order.
-    next: usize,
-}
-
-impl Definitions {
-    pub fn new(entries: Vec<DefinitionEntry>) -> Definitions {
-        let by_written = (entries.iter().enumerate())
-            .map(|(at, entry)| (entry.written, at))
-            .collect();
-        Definitions {
-            entries: entries.into_iter().map(Some).collect(),
-            by_written,
-            next: 0,
-        }
-    }
-
-    pub fn take(&mut self, written: u128) -> Option<DefinitionEntry> {
-        let at = match self.entries.get(self.next) {
-            Some(Some(entry)) if entry.written == written => self.next,
-            _ => *self.by_written.get(&written)?,
-        };
-        self.next = at + 1;
-        self.entries[at].take()
-    }
-}
-
 /// The cache of the configuration that runs.
 #[derive(Debug, Default)]
 pub struct Cache {
@@ -216,8 +161,6 @@ pub struct Cache {
     /// Every file it listed, by name, in name order (that of `Host::toml_names`), with
     /// its entry if it has one.
     pub(super) files: Vec<(Box<OsStr>, Option<FileEntry>)>,
-    /// The main file's definitions without an error, in order.
-    pub(super) definitions: Vec<DefinitionEntry>,
     pub(super) facts: Facts,
 }
 

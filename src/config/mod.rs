@@ -188,26 +188,15 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "service",
 ];
 
-/// Loads the configuration with nothing cached and nothing noted for a cache
-/// (`--check`, tests).
+/// Loads the configuration with nothing cached (`--check`, tests).
 pub fn load(main: &Path, host: &dyn Host) -> Config {
-    load_with(main, host, None, false).0
+    load_cached(main, host, None).0
 }
 
 /// Loads the configuration, taking what `previous` (the cache of the configuration that
-/// runs) says of every included file, and every definition of the main file, that did
-/// not change (`cache`), and returns the cache of this load: the daemon keeps it only
-/// if it applies this load.
+/// runs) says of every included file that did not change (`cache`), and returns the
+/// cache of this load: the daemon keeps it only if it applies this load.
 pub fn load_cached(main: &Path, host: &dyn Host, previous: Option<&mut Cache>) -> (Config, Cache) {
-    load_with(main, host, previous, true)
-}
-
-fn load_with(
-    main: &Path,
-    host: &dyn Host,
-    previous: Option<&mut Cache>,
-    keep: bool,
-) -> (Config, Cache) {
     let mut config = Config {
         services: Vec::new(),
         broken: Vec::new(),
@@ -381,7 +370,6 @@ fn load_with(
         main: Some((main.to_path_buf(), settings)),
         folder,
         files: Vec::with_capacity(groups.len()),
-        definitions: Vec::new(),
         facts: cache::Facts::default(),
     };
     let duplicates = duplicates(&groups, &definitions, &folder_path);
@@ -409,7 +397,6 @@ fn load_with(
     // Settled in place and freed together: each freed amid the services made would
     // leave the heap in pieces no trim gives back.
     let mut unsettled = definitions.iter();
-    let mut old_definitions = cache::Definitions::new(old.definitions);
     let mut error = None;
     for group in groups {
         match group {
@@ -429,34 +416,18 @@ fn load_with(
                 };
                 let warnings_before = config.warnings.len();
                 let mut outcomes = Vec::new();
-                if name.is_none() {
-                    new_cache.definitions.reserve_exact(count);
-                }
                 for definition in unsettled.by_ref().take(count) {
                     if duplicate(&mut error) {
                         config.errors.extend(error.take());
                         clean = false;
                         continue;
                     }
-                    if !keep {
-                        clean &= settle.definition(definition, host, &mut config).is_some();
-                        continue;
-                    }
-                    if name.is_none() {
-                        // The main file is read at every load; its definitions are
-                        // kept one by one.
-                        let entry = main_definition(
-                            definition,
-                            &mut old_definitions,
-                            &mut settle,
-                            &recorder,
-                            &mut verifier,
-                            &mut config,
-                        );
-                        new_cache.definitions.extend(entry);
-                        continue;
-                    }
-                    match settle.definition(definition, &recorder, &mut config) {
+                    // Answers are noted only for a file the cache may keep.
+                    let host: &dyn Host = match stamped {
+                        Some(_) => &recorder,
+                        None => host,
+                    };
+                    match settle.definition(definition, host, &mut config) {
                         Some(outcome) => outcomes.push(outcome),
                         None => clean = false,
                     }
@@ -465,7 +436,7 @@ fn load_with(
                     continue;
                 };
                 let entry = stamped
-                    .filter(|stamped| keep && clean && !stamped.racy())
+                    .filter(|stamped| clean && !stamped.racy())
                     .map(|stamped| cache::FileEntry {
                         stamp: stamped.stamp,
                         outcomes: outcomes.into(),
@@ -766,43 +737,6 @@ impl Settle<'_> {
         config.broken.push(definition.id.clone());
         None
     }
-}
-
-/// One definition of the main file: what the last load made of it if its table (with
-/// its lines) and every answer it depended on are the same, else settled now. Its
-/// entry for the next load if it has no error.
-fn main_definition(
-    definition: &Definition,
-    old: &mut cache::Definitions,
-    settle: &mut Settle,
-    recorder: &cache::Recorder,
-    verifier: &mut cache::Verifier,
-    config: &mut Config,
-) -> Option<cache::DefinitionEntry> {
-    let written = cache::written(&definition.name, definition.line, &definition.value);
-    if let Some(mut entry) = old.take(written)
-        && let Some(facts) = verifier.carry(
-            &entry.facts,
-            recorder.host,
-            &mut recorder.facts.borrow_mut(),
-        )
-    {
-        match &entry.outcome {
-            cache::Outcome::Service(spec) => config.services.push(Rc::clone(spec)),
-            cache::Outcome::Off(id) => config.disabled.push(id.clone()),
-        }
-        config.warnings.extend(entry.warnings.iter().cloned());
-        entry.facts = facts;
-        return Some(entry);
-    }
-    let warnings_before = config.warnings.len();
-    let (_, outcome) = settle.definition(definition, recorder, config)?;
-    Some(cache::DefinitionEntry {
-        written,
-        outcome,
-        warnings: config.warnings[warnings_before..].into(),
-        facts: recorder.take_used(),
-    })
 }
 
 /// A `[service.NAME]` table, read key by key.

@@ -21,22 +21,6 @@ pub enum Value {
     Other(&'static str),
 }
 
-/// By every part, a float by its bits (for the cache's `written`).
-impl std::hash::Hash for Value {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        std::mem::discriminant(self).hash(state);
-        match self {
-            Value::String(text) => text.hash(state),
-            Value::Integer { digits, radix } => (digits, radix).hash(state),
-            Value::Boolean(flag) => flag.hash(state),
-            Value::Float(float) => float.to_bits().hash(state),
-            Value::Array(items) => items.hash(state),
-            Value::Table(table) => table.hash(state),
-            Value::Other(kind) => kind.hash(state),
-        }
-    }
-}
-
 impl Value {
     pub fn kind(&self) -> &'static str {
         match self {
@@ -59,7 +43,7 @@ impl Value {
 }
 
 /// One `key = value` with the line it was written on.
-#[derive(Clone, Debug, PartialEq, Hash)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
     pub key: String,
     pub line: usize,
@@ -67,7 +51,7 @@ pub struct Entry {
 }
 
 /// A table's entries in key order.
-#[derive(Clone, Debug, Default, PartialEq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Table {
     pub entries: Vec<Entry>,
 }
