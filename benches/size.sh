@@ -9,7 +9,8 @@
 # --includedir: one file per service in an `includedir` (as distributions ship
 # /etc/xinetd.d), the main file holding only [defaults]; the reload rewrites one file.
 #
-# Services are on 127.0.0.1 ports BASE.. (BASE=30000 unless $SIZE_BASE says; N ports
+# Services are on 127.0.0.1 ports BASE.. (BASE=12000 unless $SIZE_BASE says: below the
+# ephemeral range, where clients' ports would take some of them; N ports
 # must be free), running /bin/true as root with nothing logged per connection.
 set -euo pipefail
 
@@ -35,7 +36,7 @@ trap 'rm -rf "$WORK"' EXIT
 printf '| services (%s) | `--check` ms' "$LAYOUT"
 printf ' | start to ready ms | RSS after ready KiB | one-service reload ms |\n|---:|---:|---:|---:|---:|\n'
 for n in "${COUNTS[@]}"; do
-	python3 - "$OXINETD" "$WORK" "$n" "$REPS" "${SIZE_BASE:-30000}" "$LAYOUT" <<'EOF'
+	python3 - "$OXINETD" "$WORK" "$n" "$REPS" "${SIZE_BASE:-12000}" "$LAYOUT" <<'EOF'
 import os, signal, subprocess, sys, time
 
 oxinetd, work, n, reps, base = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
