@@ -58,7 +58,10 @@ use crate::peer::Source;
 /// Unix-domain peer's uid.
 #[derive(Clone, Debug, Default)]
 pub struct PerSource {
-    counts: HashMap<Source, u32>,
+    /// Made at the first peer counted: every service holds a `PerSource`, most never
+    /// count one, and a map is 48 bytes before it holds anything (a box is 8).
+    #[allow(clippy::box_collection)]
+    counts: Option<Box<HashMap<Source, u32>>>,
 }
 
 impl PerSource {
@@ -68,31 +71,41 @@ impl PerSource {
 
     /// An IP peer is counted by its canonical address (`Source::from`).
     pub fn count(&self, peer: impl Into<Source>) -> u32 {
-        self.counts.get(&peer.into()).copied().unwrap_or(0)
+        self.counts
+            .as_ref()
+            .and_then(|counts| counts.get(&peer.into()).copied())
+            .unwrap_or(0)
     }
 
     pub fn add(&mut self, peer: impl Into<Source>) {
-        *self.counts.entry(peer.into()).or_insert(0) += 1;
+        *self
+            .counts
+            .get_or_insert_default()
+            .entry(peer.into())
+            .or_insert(0) += 1;
     }
 
     /// Removing a peer that is not counted does nothing; a count of 0 is forgotten.
     pub fn remove(&mut self, peer: impl Into<Source>) {
         let peer = peer.into();
-        if let Some(count) = self.counts.get_mut(&peer) {
+        let Some(counts) = &mut self.counts else {
+            return;
+        };
+        if let Some(count) = counts.get_mut(&peer) {
             *count -= 1;
             if *count == 0 {
-                self.counts.remove(&peer);
+                counts.remove(&peer);
             }
         }
     }
 
     /// How many peers have servers running.
     pub fn len(&self) -> usize {
-        self.counts.len()
+        self.counts.as_ref().map_or(0, |counts| counts.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.counts.is_empty()
+        self.len() == 0
     }
 }
 

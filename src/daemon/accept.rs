@@ -317,7 +317,7 @@ impl Daemon {
                 if let Some(service) = self.services.get_mut(key) {
                     let log = service.log.clone();
                     let what = format!("redirect to {to}: {error}");
-                    service.stats.last_error = Some(what.clone());
+                    service.stats.set_last_error(what.clone());
                     self.lines.fail_with(&log, &what, Some(peer));
                 }
             }

@@ -406,11 +406,11 @@ impl Daemon {
                     refused: Reason::ALL
                         .iter()
                         .map(|reason| {
-                            let count = service.stats.refused[*reason as usize];
+                            let count = service.stats.refused(*reason);
                             (reason.word().to_string(), count)
                         })
                         .collect(),
-                    last_error: service.stats.last_error.clone(),
+                    last_error: service.stats.last_error().map(str::to_string),
                 }
             })
             .collect();

@@ -151,8 +151,9 @@ impl Daemon {
                     let episode_starts = !service.fork_failing;
                     service.fork_failing = true;
                     service.stats.refuse(Reason::Fork);
-                    service.stats.last_error =
-                        Some(format!("cannot start a server: {}", failure.errno.desc()));
+                    service
+                        .stats
+                        .set_last_error(format!("cannot start a server: {}", failure.errno.desc()));
                     let retry = !service.spec.no_retry && !holds_socket;
                     if episode_starts {
                         self.lines.fail(&log, Reason::Fork, peer);
@@ -169,7 +170,7 @@ impl Daemon {
                     }
                 } else {
                     let what = format!("{}: {}", failure.stage.action(), failure.errno.desc());
-                    service.stats.last_error = Some(what.clone());
+                    service.stats.set_last_error(what.clone());
                     self.lines.fail_with(&log, &what, peer);
                 }
                 match failure.pid {

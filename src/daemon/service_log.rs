@@ -81,13 +81,34 @@ impl Reason {
 #[derive(Debug, Default)]
 pub struct Stats {
     pub accepted: u64,
-    pub refused: [u64; Reason::ALL.len()],
-    pub last_error: Option<String>,
+    /// Made at the first refusal or error: most services never have one, and 1,000
+    /// services would hold 100 KB of zeros.
+    rare: Option<Box<RareStats>>,
+}
+
+#[derive(Debug, Default)]
+struct RareStats {
+    refused: [u64; Reason::ALL.len()],
+    last_error: Option<String>,
 }
 
 impl Stats {
     pub fn refuse(&mut self, reason: Reason) {
-        self.refused[reason as usize] += 1;
+        self.rare.get_or_insert_default().refused[reason as usize] += 1;
+    }
+
+    pub fn refused(&self, reason: Reason) -> u64 {
+        self.rare
+            .as_ref()
+            .map_or(0, |rare| rare.refused[reason as usize])
+    }
+
+    pub fn set_last_error(&mut self, error: String) {
+        self.rare.get_or_insert_default().last_error = Some(error);
+    }
+
+    pub fn last_error(&self) -> Option<&str> {
+        self.rare.as_ref()?.last_error.as_deref()
     }
 }
 

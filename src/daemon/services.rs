@@ -311,7 +311,7 @@ impl Services {
                     error!("{message}");
                     if let Some(service) = self.key_of(&name).and_then(|key| self.slab.get_mut(key))
                     {
-                        service.stats.last_error = Some(message.clone());
+                        service.stats.set_last_error(message.clone());
                     }
                     return Err(message);
                 }
