@@ -140,7 +140,13 @@ for i in range(count):
     # From an address the probes (loadgen --sources 64: 127.0.0.1-64) never use: with
     # 19,900 connections held from 127.0.0.1 to the echo port, a probe's connect from
     # there searched the ephemeral ports for ~1.5 ms, a 64th of the probes: their p99.
-    c = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.200", 0))
+    # IP_BIND_ADDRESS_NO_PORT (24): the port is chosen at connect for the whole
+    # 4-tuple; bound first, 19,900 holders plus the relays' TIME_WAIT ran out of ports.
+    c = socket.socket()
+    c.setsockopt(socket.SOL_IP, getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24), 1)
+    c.bind(("127.0.0.200", 0))
+    c.settimeout(10)
+    c.connect(("127.0.0.1", port))
     line_back(c, b"ping %d\n" % i)
     clients.append(c)
     if time.time() > deadline:
