@@ -227,11 +227,8 @@ impl Daemon {
     /// connection (the exit and the next connection arrive apart); idle, a server is a
     /// zombie for at most `REAP_LATER`.
     fn reap_later(&mut self) {
-        if !self.signals.wakes_on_exits()
-            || self.children.any_prompt()
-            || self.stopping.is_some()
-            || self.max_servers.is_some()
-        {
+        // `max_servers` need not be asked: with it every server is prompt.
+        if !self.signals.wakes_on_exits() || self.children.any_prompt() || self.stopping.is_some() {
             return;
         }
         self.signals.wake_on_exits(false);
